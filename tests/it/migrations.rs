@@ -1,0 +1,103 @@
+//! The shared SQL migrations apply cleanly to a real PostgreSQL, twice, and create the tables
+//! and constraints the backends rely on.
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{Executor, PgPool, Row};
+
+use crate::backends::url_or_skip;
+
+/// A pool whose connections live in a fresh schema, so runs never see each other's tables.
+async fn isolated_pool(url: &str, schema: &str) -> PgPool {
+    let admin = PgPool::connect(url).await.expect("connect to MESH_TEST_DATABASE_URL");
+    admin.execute(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}"))).await.expect("create schema");
+    admin.close().await;
+    let options: PgConnectOptions = url.parse().expect("valid database URL");
+    PgPoolOptions::new()
+        .max_connections(2)
+        .connect_with(options.options([("search_path", schema)]))
+        .await
+        .expect("connect with search_path")
+}
+
+async fn drop_schema(url: &str, schema: &str) {
+    let admin = PgPool::connect(url).await.expect("connect to MESH_TEST_DATABASE_URL");
+    admin.execute(sqlx::AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE"))).await.expect("drop schema");
+    admin.close().await;
+}
+
+async fn columns(pool: &PgPool, schema: &str, table: &str) -> Vec<String> {
+    sqlx::query(
+        "SELECT column_name FROM information_schema.columns \
+         WHERE table_schema = $1 AND table_name = $2 ORDER BY ordinal_position",
+    )
+    .bind(schema)
+    .bind(table)
+    .fetch_all(pool)
+    .await
+    .expect("read columns")
+    .iter()
+    .map(|row| row.get::<String, _>("column_name"))
+    .collect()
+}
+
+#[tokio::test]
+async fn migrations_apply_to_postgres_and_are_idempotent() {
+    let Some(url) = url_or_skip("MESH_TEST_DATABASE_URL", "migrations_apply_to_postgres_and_are_idempotent")
+    else {
+        return;
+    };
+    let schema = format!("mesh_it_{}", uuid::Uuid::new_v4().simple());
+    let pool = isolated_pool(&url, &schema).await;
+
+    let migrator = sqlx::migrate!("./migrations");
+    migrator.run(&pool).await.expect("migrations apply");
+    migrator.run(&pool).await.expect("migrations apply a second time as a no-op");
+
+    assert_eq!(
+        columns(&pool, &schema, "mesh_price_cache").await,
+        [
+            "asset",
+            "price",
+            "blockchain",
+            "timestamp",
+            "source_node_id",
+            "change_24h",
+            "created_at",
+            "updated_at"
+        ]
+    );
+    assert_eq!(columns(&pool, &schema, "mesh_seen_messages").await, ["message_id", "seen_at", "expires_at"]);
+    assert_eq!(
+        columns(&pool, &schema, "mesh_peers").await,
+        [
+            "id",
+            "address",
+            "port",
+            "status",
+            "status_changed_at",
+            "ban_reason",
+            "banned_until",
+            "public_key",
+            "last_seen",
+            "created_at"
+        ]
+    );
+
+    // The peer table enforces its two indexes and its consistency rules.
+    let insert = "INSERT INTO mesh_peers (id, address, port, status, ban_reason) VALUES ($1, $2::inet, $3, $4, $5::jsonb)";
+    let peer = |address: &'static str, port: i32, status: &'static str, reason: Option<&'static str>| {
+        sqlx::query(insert).bind(uuid::Uuid::new_v4()).bind(address).bind(port).bind(status).bind(reason)
+    };
+    peer("127.0.0.1", 9470, "valid", None).execute(&pool).await.expect("first peer");
+    assert!(peer("127.0.0.1", 9470, "valid", None).execute(&pool).await.is_err(), "duplicate address");
+    assert!(peer("127.0.0.2", 9470, "banned", None).execute(&pool).await.is_err(), "ban without reason");
+    assert!(peer("127.0.0.3", 9470, "sleeping", None).execute(&pool).await.is_err(), "unknown status");
+    assert!(peer("not an ip", 9470, "valid", None).execute(&pool).await.is_err(), "bad address");
+    peer("::1", 9471, "banned", Some(r#"{"Misbehaviour": {"score": 120}}"#))
+        .execute(&pool)
+        .await
+        .expect("banned peer with reason");
+
+    pool.close().await;
+    drop_schema(&url, &schema).await;
+}
