@@ -252,3 +252,31 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod size_tests {
+    use rust_decimal::Decimal;
+
+    use crate::{Asset, Codec, MeshMessage, NodeIdentity, PriceData, PriceUpdate};
+
+    /// Guards the compact encoding: a one-price update must stay small on the wire (the
+    /// 64-byte signature and 32-byte key are most of it).
+    #[test]
+    fn a_one_price_update_is_compact() {
+        let price = PriceData {
+            asset: Asset::new("SOL").unwrap(),
+            price: Decimal::new(12345, 2),
+            blockchain: "Solana".into(),
+            change_24h: Some(Decimal::new(52, 1)),
+        };
+        let update = PriceUpdate::new_signed(
+            &NodeIdentity::from_secret_bytes(&[1; 32]),
+            [price],
+            10,
+            chrono::Utc::now(),
+        );
+        let size = Codec::default().encode(&MeshMessage::PriceUpdate(update)).unwrap().len();
+        eprintln!("one-price update: {size} bytes");
+        assert!(size <= 170, "a one-price update takes {size} bytes");
+    }
+}
