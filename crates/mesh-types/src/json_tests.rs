@@ -1,5 +1,6 @@
-//! JSON shapes: every JSON example of the API reference parses into our types and
-//! re-serializes to an equal document, and every type round-trips through JSON.
+//! Serialized shapes: every JSON example of the API reference parses into our types and
+//! re-serializes to an equal document, every type round-trips through JSON, and the data types
+//! round-trip through the binary format too.
 
 use proptest::prelude::*;
 use serde::Serialize;
@@ -269,5 +270,36 @@ proptest! {
     #[test]
     fn wire_messages_round_trip_through_json(message in strategies::mesh_message()) {
         json_round_trip(&message)?;
+    }
+}
+
+fn binary_round_trip<T: Serialize + DeserializeOwned + PartialEq + std::fmt::Debug>(
+    value: &T,
+) -> Result<(), TestCaseError> {
+    let bytes = postcard::to_allocvec(value).unwrap();
+    let back: T = postcard::from_bytes(&bytes).map_err(|err| TestCaseError::fail(err.to_string()))?;
+    prop_assert_eq!(&back, value);
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(1000))]
+
+    /// The data types also round-trip through the binary format, so a backend may store them
+    /// compactly. (`ApiResponse`, `FeedMessage` and `MeshWarning` are JSON shapes only.)
+    #[test]
+    fn data_types_round_trip_through_postcard(
+        price in strategies::price_data(),
+        cached in strategies::cached_price_data(),
+        status in strategies::network_status(),
+        provider in strategies::provider_status(),
+        kind in strategies::warning_kind(),
+    ) {
+        binary_round_trip(&price)?;
+        binary_round_trip(&cached)?;
+        binary_round_trip(&status)?;
+        binary_round_trip(&NetworkStatusSummary::from(&status))?;
+        binary_round_trip(&provider)?;
+        binary_round_trip(&kind)?;
     }
 }
