@@ -1,29 +1,8 @@
 //! The shared SQL migrations apply cleanly to a real PostgreSQL, twice, and create the tables
 //! and constraints the backends rely on.
 
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{Executor, PgPool, Row};
-
-use crate::backends::url_or_skip;
-
-/// A pool whose connections live in a fresh schema, so runs never see each other's tables.
-async fn isolated_pool(url: &str, schema: &str) -> PgPool {
-    let admin = PgPool::connect(url).await.expect("connect to MESH_TEST_DATABASE_URL");
-    admin.execute(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}"))).await.expect("create schema");
-    admin.close().await;
-    let options: PgConnectOptions = url.parse().expect("valid database URL");
-    PgPoolOptions::new()
-        .max_connections(2)
-        .connect_with(options.options([("search_path", schema)]))
-        .await
-        .expect("connect with search_path")
-}
-
-async fn drop_schema(url: &str, schema: &str) {
-    let admin = PgPool::connect(url).await.expect("connect to MESH_TEST_DATABASE_URL");
-    admin.execute(sqlx::AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE"))).await.expect("drop schema");
-    admin.close().await;
-}
+use mesh_testkit::{DATABASE_URL_VAR, MIGRATOR, PgSchema, backend_url};
+use sqlx::{PgPool, Row};
 
 async fn columns(pool: &PgPool, schema: &str, table: &str) -> Vec<String> {
     sqlx::query(
@@ -42,19 +21,15 @@ async fn columns(pool: &PgPool, schema: &str, table: &str) -> Vec<String> {
 
 #[tokio::test]
 async fn migrations_apply_to_postgres_and_are_idempotent() {
-    let Some(url) = url_or_skip("MESH_TEST_DATABASE_URL", "migrations_apply_to_postgres_and_are_idempotent")
-    else {
-        return;
-    };
-    let schema = format!("mesh_it_{}", uuid::Uuid::new_v4().simple());
-    let pool = isolated_pool(&url, &schema).await;
-
-    let migrator = sqlx::migrate!("./migrations");
-    migrator.run(&pool).await.expect("migrations apply");
-    migrator.run(&pool).await.expect("migrations apply a second time as a no-op");
+    let Some(url) = backend_url(DATABASE_URL_VAR, "migrations test") else { return };
+    // `create` applies the migrations to a fresh schema; a second run must be a no-op.
+    let schema = PgSchema::create(&url).await;
+    let pool = schema.pool().clone();
+    MIGRATOR.run(&pool).await.expect("migrations apply a second time as a no-op");
+    let schema_name = schema.name().to_owned();
 
     assert_eq!(
-        columns(&pool, &schema, "mesh_price_cache").await,
+        columns(&pool, &schema_name, "mesh_price_cache").await,
         [
             "asset",
             "price",
@@ -66,9 +41,12 @@ async fn migrations_apply_to_postgres_and_are_idempotent() {
             "updated_at"
         ]
     );
-    assert_eq!(columns(&pool, &schema, "mesh_seen_messages").await, ["message_id", "seen_at", "expires_at"]);
     assert_eq!(
-        columns(&pool, &schema, "mesh_peers").await,
+        columns(&pool, &schema_name, "mesh_seen_messages").await,
+        ["message_id", "seen_at", "expires_at"]
+    );
+    assert_eq!(
+        columns(&pool, &schema_name, "mesh_peers").await,
         [
             "id",
             "address",
@@ -98,6 +76,5 @@ async fn migrations_apply_to_postgres_and_are_idempotent() {
         .await
         .expect("banned peer with reason");
 
-    pool.close().await;
-    drop_schema(&url, &schema).await;
+    schema.cleanup().await;
 }

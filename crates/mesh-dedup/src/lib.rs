@@ -1,13 +1,39 @@
-//! Message deduplication for pricemesh: the [`MessageTracker`] trait, which remembers the ids
-//! of messages a node has already processed so each update is handled exactly once per node.
+//! Message deduplication for pricemesh: the [`MessageTracker`] trait remembers the ids of
+//! messages a node has already processed, for a bounded time, so each update is handled
+//! exactly once per node.
 //!
-//! The trait is the contract the gossip engine relies on; its backends (a bounded in-memory
-//! LRU with expiry, Redis, PostgreSQL and a layered combination) arrive with the storage issue.
-//! A service can implement the trait for its own store.
+//! | backend | type | feature | shared between processes |
+//! | --- | --- | --- | --- |
+//! | bounded LRU with expiry (the embedded default) | [`MemoryTracker`] | — | no |
+//! | Redis, `SET key NX PX` | `RedisTracker` | `redis` | yes |
+//! | PostgreSQL, `mesh_seen_messages` | `PostgresTracker` | `postgres` | yes |
+//! | memory in front of a durable one | [`LayeredTracker`] | — | as the durable one |
+//!
+//! Every backend passes the same suite, [`conformance`] (public with the `conformance`
+//! feature, so a service can check its own backend against it).
+
+use std::time::Duration;
 
 use async_trait::async_trait;
 use mesh_types::MessageId;
 use thiserror::Error;
+
+mod layered;
+mod memory;
+#[cfg(feature = "postgres")]
+mod postgres;
+#[cfg(feature = "redis")]
+mod redis;
+
+#[cfg(any(test, feature = "conformance"))]
+pub mod conformance;
+
+pub use layered::LayeredTracker;
+pub use memory::MemoryTracker;
+#[cfg(feature = "postgres")]
+pub use postgres::PostgresTracker;
+#[cfg(feature = "redis")]
+pub use redis::RedisTracker;
 
 /// Why a tracker operation failed.
 #[derive(Debug, Error)]
@@ -19,6 +45,16 @@ pub enum Error {
         /// Which backend, e.g. `"redis"`.
         backend: &'static str,
         /// What went wrong.
+        detail: String,
+    },
+    /// The backend holds a value that is not a message id.
+    #[error("{backend} holds an invalid entry {entry:?}: {detail}")]
+    Corrupt {
+        /// Which backend.
+        backend: &'static str,
+        /// The offending key or row.
+        entry: String,
+        /// What was wrong with it.
         detail: String,
     },
     /// The backend failed in another way.
@@ -47,23 +83,78 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[async_trait]
 pub trait MessageTracker: Send + Sync {
     /// Marks `id` as seen and returns `true` if this call was the first to do so — atomically,
-    /// also under concurrency and across processes that share a backend.
+    /// also under concurrency and across processes that share a backend. An id whose mark has
+    /// expired counts as unseen.
     async fn check_and_mark(&self, id: MessageId) -> Result<bool>;
 
-    /// Whether `id` was seen and has not expired.
+    /// Whether `id` was seen and its mark has not expired.
     async fn has_seen(&self, id: MessageId) -> Result<bool>;
 
-    /// Marks `id` as seen.
+    /// Marks `id` as seen (again), starting a new expiry period.
     async fn mark_seen(&self, id: MessageId) -> Result<()>;
 
-    /// Forgets expired ids and returns how many were removed.
+    /// Forgets expired ids and returns how many were removed. Backends whose server expires
+    /// entries itself (Redis) return 0.
     async fn cleanup_expired(&self) -> Result<usize>;
 
-    /// How many ids are remembered right now.
+    /// How many unexpired ids are remembered right now.
     async fn len(&self) -> Result<usize>;
 
-    /// Whether nothing is held.
+    /// Whether no unexpired id is remembered.
     async fn is_empty(&self) -> Result<bool> {
         Ok(self.len().await? == 0)
+    }
+
+    /// Up to `limit` unexpired ids, most recent first where the backend knows the order; used
+    /// to warm a memory tracker from a durable one on start.
+    async fn recent(&self, limit: usize) -> Result<Vec<MessageId>>;
+}
+
+/// Size and lifetime of the remembered ids.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TrackerConfig {
+    /// The most ids a memory tracker keeps (`MESH_SEEN_MESSAGES_CACHE_SIZE`, default 10,000);
+    /// the least recently used are evicted beyond it.
+    pub capacity: usize,
+    /// How long an id stays seen (`MESH_SEEN_MESSAGES_EXPIRATION_SECS`, default 300 s).
+    pub expiration: Duration,
+}
+
+/// A [`TrackerConfig`] value that cannot work.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The capacity is zero.
+    #[error("MESH_SEEN_MESSAGES_CACHE_SIZE must be at least 1")]
+    ZeroCapacity,
+    /// The expiration is zero.
+    #[error("MESH_SEEN_MESSAGES_EXPIRATION_SECS must be at least 1")]
+    ZeroExpiration,
+}
+
+impl TrackerConfig {
+    /// Default capacity: 10,000 ids.
+    pub const DEFAULT_CAPACITY: usize = 10_000;
+    /// Default expiration: 300 s.
+    pub const DEFAULT_EXPIRATION: Duration = Duration::from_secs(300);
+
+    /// Checks the values can work.
+    ///
+    /// # Errors
+    /// A zero capacity or expiration.
+    pub const fn validate(&self) -> Result<(), ConfigError> {
+        if self.capacity == 0 {
+            return Err(ConfigError::ZeroCapacity);
+        }
+        if self.expiration.is_zero() {
+            return Err(ConfigError::ZeroExpiration);
+        }
+        Ok(())
+    }
+}
+
+impl Default for TrackerConfig {
+    fn default() -> Self {
+        Self { capacity: Self::DEFAULT_CAPACITY, expiration: Self::DEFAULT_EXPIRATION }
     }
 }

@@ -1,0 +1,158 @@
+//! The behaviour every [`MessageTracker`] must show, as plain async functions any backend's
+//! tests can call — ours, and a service's own backend (enable the `conformance` feature).
+//!
+//! Build the tracker with [`EXPIRATION`] and call [`run_all`]. The checks use fresh random ids
+//! and compare `len` before and after, so they do not need an empty backend.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use mesh_types::MessageId;
+use proptest::prelude::*;
+
+use crate::MessageTracker;
+
+/// The expiration a tracker under test must be built with: short, so expiry can be observed.
+pub const EXPIRATION: Duration = Duration::from_millis(1500);
+
+/// Runs every check below against `tracker`.
+///
+/// # Panics
+/// On the first behaviour that differs from the contract.
+pub async fn run_all(tracker: Arc<dyn MessageTracker>) {
+    first_check_and_mark_wins(tracker.as_ref()).await;
+    marks_are_visible(tracker.as_ref()).await;
+    len_counts_new_ids(tracker.as_ref()).await;
+    recent_lists_marked_ids(tracker.as_ref()).await;
+    one_winner_under_concurrency(&[tracker.clone(), tracker.clone()]).await;
+    marks_expire(tracker.as_ref()).await;
+}
+
+/// `check_and_mark` is true once, then false.
+pub async fn first_check_and_mark_wins(tracker: &dyn MessageTracker) {
+    let id = MessageId::new();
+    assert!(!tracker.has_seen(id).await.unwrap(), "a new id is unseen");
+    assert!(tracker.check_and_mark(id).await.unwrap(), "the first check_and_mark wins");
+    assert!(!tracker.check_and_mark(id).await.unwrap(), "the second check_and_mark loses");
+    assert!(tracker.has_seen(id).await.unwrap());
+}
+
+/// `mark_seen` makes an id seen, and `check_and_mark` then returns false.
+pub async fn marks_are_visible(tracker: &dyn MessageTracker) {
+    let id = MessageId::new();
+    tracker.mark_seen(id).await.unwrap();
+    assert!(tracker.has_seen(id).await.unwrap());
+    assert!(!tracker.check_and_mark(id).await.unwrap());
+    tracker.mark_seen(id).await.unwrap();
+    assert!(tracker.has_seen(id).await.unwrap(), "marking twice is harmless");
+}
+
+/// `len` grows by one per new id and not for repeats.
+pub async fn len_counts_new_ids(tracker: &dyn MessageTracker) {
+    let before = tracker.len().await.unwrap();
+    let ids: Vec<MessageId> = (0..5).map(|_| MessageId::new()).collect();
+    for id in &ids {
+        tracker.check_and_mark(*id).await.unwrap();
+        tracker.check_and_mark(*id).await.unwrap();
+    }
+    assert_eq!(tracker.len().await.unwrap(), before + 5);
+    assert!(!tracker.is_empty().await.unwrap());
+}
+
+/// `recent` returns marked ids.
+pub async fn recent_lists_marked_ids(tracker: &dyn MessageTracker) {
+    let id = MessageId::new();
+    tracker.mark_seen(id).await.unwrap();
+    let recent = tracker.recent(100_000).await.unwrap();
+    assert!(recent.contains(&id), "recent() lacks a just-marked id");
+    assert!(tracker.recent(1).await.unwrap().len() <= 1, "recent() respects its limit");
+}
+
+/// 1,000 concurrent `check_and_mark`s of one id, spread over `trackers` (which must share a
+/// backend — e.g. two connection pools to one server), yield exactly one `true`.
+pub async fn one_winner_under_concurrency(trackers: &[Arc<dyn MessageTracker>]) {
+    let id = MessageId::new();
+    let tasks: Vec<_> = (0..1000)
+        .map(|i| {
+            let tracker = trackers[i % trackers.len()].clone();
+            tokio::spawn(async move { tracker.check_and_mark(id).await.unwrap() })
+        })
+        .collect();
+    let mut winners = 0;
+    for task in tasks {
+        winners += usize::from(task.await.unwrap());
+    }
+    assert_eq!(winners, 1, "exactly one concurrent check_and_mark may win");
+}
+
+/// After [`EXPIRATION`], an id is unseen again and `cleanup_expired` does not fail.
+pub async fn marks_expire(tracker: &dyn MessageTracker) {
+    let id = MessageId::new();
+    assert!(tracker.check_and_mark(id).await.unwrap());
+    tokio::time::sleep(EXPIRATION + Duration::from_millis(600)).await;
+    assert!(!tracker.has_seen(id).await.unwrap(), "the mark expired");
+    tracker.cleanup_expired().await.unwrap();
+    assert!(!tracker.recent(100_000).await.unwrap().contains(&id), "recent() omits expired ids");
+    assert!(tracker.check_and_mark(id).await.unwrap(), "an expired id counts as new");
+}
+
+/// One step of a random workload over a small set of ids (indexes into a per-run id table).
+#[derive(Debug, Clone, Copy)]
+pub enum Operation {
+    /// `check_and_mark(ids[i])`.
+    CheckAndMark(usize),
+    /// `has_seen(ids[i])`.
+    HasSeen(usize),
+    /// `mark_seen(ids[i])`.
+    MarkSeen(usize),
+    /// `len()`, compared as the change since the run started.
+    Len,
+}
+
+/// Number of distinct ids a workload draws from.
+pub const MODEL_IDS: usize = 8;
+
+/// Random workloads of up to 64 operations.
+pub fn operations() -> impl Strategy<Value = Vec<Operation>> {
+    let op = prop_oneof![
+        (0..MODEL_IDS).prop_map(Operation::CheckAndMark),
+        (0..MODEL_IDS).prop_map(Operation::HasSeen),
+        (0..MODEL_IDS).prop_map(Operation::MarkSeen),
+        Just(Operation::Len),
+    ];
+    prop::collection::vec(op, 1..64)
+}
+
+/// Applies `operations` to `tracker` (with fresh ids) and to a reference model — a set of seen
+/// ids, with no expiry during the run — and asserts every observation agrees.
+///
+/// # Panics
+/// On the first disagreement.
+pub async fn check_against_model(tracker: &dyn MessageTracker, operations: &[Operation]) {
+    let ids: Vec<MessageId> = (0..MODEL_IDS).map(|_| MessageId::new()).collect();
+    let base_len = tracker.len().await.unwrap();
+    let mut model: HashSet<usize> = HashSet::new();
+    for (step, op) in operations.iter().enumerate() {
+        match *op {
+            Operation::CheckAndMark(i) => {
+                let expected = model.insert(i);
+                assert_eq!(tracker.check_and_mark(ids[i]).await.unwrap(), expected, "step {step}: {op:?}");
+            }
+            Operation::HasSeen(i) => {
+                assert_eq!(
+                    tracker.has_seen(ids[i]).await.unwrap(),
+                    model.contains(&i),
+                    "step {step}: {op:?}"
+                );
+            }
+            Operation::MarkSeen(i) => {
+                model.insert(i);
+                tracker.mark_seen(ids[i]).await.unwrap();
+            }
+            Operation::Len => {
+                assert_eq!(tracker.len().await.unwrap(), base_len + model.len(), "step {step}: {op:?}");
+            }
+        }
+    }
+}

@@ -1,0 +1,180 @@
+//! [`PostgresTracker`]: seen ids in the `mesh_seen_messages` table (see `migrations/`).
+//!
+//! `check_and_mark` is one statement: an insert that, on conflict, only takes over a row whose
+//! mark has expired, and reports whether it wrote. PostgreSQL's row locking makes it atomic
+//! across every process sharing the database. Expired rows are deleted by
+//! [`MessageTracker::cleanup_expired`].
+
+use async_trait::async_trait;
+use mesh_types::MessageId;
+use sqlx::PgPool;
+use tokio::time::Duration;
+
+use crate::{Error, MessageTracker, Result};
+
+const BACKEND: &str = "postgres";
+
+/// Seen ids in PostgreSQL, shared by every process using the same database.
+#[derive(Debug, Clone)]
+pub struct PostgresTracker {
+    pool: PgPool,
+    expiration_secs: f64,
+}
+
+impl PostgresTracker {
+    /// A tracker on `pool` (migrated with the workspace's `migrations/`) whose marks last
+    /// `expiration`.
+    pub fn new(pool: PgPool, expiration: Duration) -> Self {
+        Self { pool, expiration_secs: expiration.as_secs_f64() }
+    }
+}
+
+/// Connection-level failures are worth retrying; anything else is a backend error.
+fn sql_error(err: sqlx::Error) -> Error {
+    match err {
+        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Tls(_) => {
+            Error::Unavailable { backend: BACKEND, detail: err.to_string() }
+        }
+        other => Error::Backend { backend: BACKEND, source: Box::new(other) },
+    }
+}
+
+fn len_from(count: i64) -> usize {
+    usize::try_from(count).unwrap_or(0)
+}
+
+#[async_trait]
+impl MessageTracker for PostgresTracker {
+    async fn check_and_mark(&self, id: MessageId) -> Result<bool> {
+        let inserted = sqlx::query(
+            "INSERT INTO mesh_seen_messages (message_id, seen_at, expires_at) \
+             VALUES ($1, now(), now() + make_interval(secs => $2)) \
+             ON CONFLICT (message_id) DO UPDATE \
+                SET seen_at = EXCLUDED.seen_at, expires_at = EXCLUDED.expires_at \
+                WHERE mesh_seen_messages.expires_at <= now() \
+             RETURNING message_id",
+        )
+        .bind(id.as_uuid())
+        .bind(self.expiration_secs)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(sql_error)?;
+        Ok(inserted.is_some())
+    }
+
+    async fn has_seen(&self, id: MessageId) -> Result<bool> {
+        sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM mesh_seen_messages WHERE message_id = $1 AND expires_at > now())",
+        )
+        .bind(id.as_uuid())
+        .fetch_one(&self.pool)
+        .await
+        .map_err(sql_error)
+    }
+
+    async fn mark_seen(&self, id: MessageId) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO mesh_seen_messages (message_id, seen_at, expires_at) \
+             VALUES ($1, now(), now() + make_interval(secs => $2)) \
+             ON CONFLICT (message_id) DO UPDATE \
+                SET seen_at = EXCLUDED.seen_at, expires_at = EXCLUDED.expires_at",
+        )
+        .bind(id.as_uuid())
+        .bind(self.expiration_secs)
+        .execute(&self.pool)
+        .await
+        .map_err(sql_error)?;
+        Ok(())
+    }
+
+    async fn cleanup_expired(&self) -> Result<usize> {
+        let done = sqlx::query("DELETE FROM mesh_seen_messages WHERE expires_at <= now()")
+            .execute(&self.pool)
+            .await
+            .map_err(sql_error)?;
+        Ok(usize::try_from(done.rows_affected()).unwrap_or(usize::MAX))
+    }
+
+    async fn len(&self) -> Result<usize> {
+        let count: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM mesh_seen_messages WHERE expires_at > now()")
+                .fetch_one(&self.pool)
+                .await
+                .map_err(sql_error)?;
+        Ok(len_from(count))
+    }
+
+    async fn recent(&self, limit: usize) -> Result<Vec<MessageId>> {
+        let ids: Vec<uuid::Uuid> = sqlx::query_scalar(
+            "SELECT message_id FROM mesh_seen_messages WHERE expires_at > now() \
+             ORDER BY seen_at DESC LIMIT $1",
+        )
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(sql_error)?;
+        Ok(ids.into_iter().map(MessageId::from_uuid).collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use mesh_testkit::{DATABASE_URL_VAR, PgSchema, backend_url};
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::conformance;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn passes_the_conformance_suite() {
+        let Some(url) = backend_url(DATABASE_URL_VAR, "postgres tracker conformance") else { return };
+        let schema = PgSchema::create(&url).await;
+        let tracker = PostgresTracker::new(schema.pool().clone(), conformance::EXPIRATION);
+        conformance::run_all(Arc::new(tracker)).await;
+
+        // Two pools, as two processes would have, still admit exactly one winner.
+        let first = PostgresTracker::new(schema.pool().clone(), conformance::EXPIRATION);
+        let second = PostgresTracker::new(schema.second_pool().await, conformance::EXPIRATION);
+        conformance::one_winner_under_concurrency(&[Arc::new(first), Arc::new(second)]).await;
+        schema.cleanup().await;
+    }
+
+    #[test]
+    fn behaves_like_the_reference_model() {
+        let Some(url) = backend_url(DATABASE_URL_VAR, "postgres tracker model test") else { return };
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let schema = runtime.block_on(PgSchema::create(&url));
+        let tracker = PostgresTracker::new(schema.pool().clone(), Duration::from_secs(300));
+        proptest!(ProptestConfig::with_cases(24), |(ops in conformance::operations())| {
+            runtime.block_on(conformance::check_against_model(&tracker, &ops));
+        });
+        runtime.block_on(schema.cleanup());
+    }
+
+    #[tokio::test]
+    async fn expired_rows_are_swept() {
+        let Some(url) = backend_url(DATABASE_URL_VAR, "postgres tracker sweep") else { return };
+        let schema = PgSchema::create(&url).await;
+        let tracker = PostgresTracker::new(schema.pool().clone(), Duration::from_millis(200));
+        for _ in 0..3 {
+            tracker.mark_seen(MessageId::new()).await.unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        assert_eq!(tracker.cleanup_expired().await.unwrap(), 3);
+        assert_eq!(tracker.len().await.unwrap(), 0);
+        schema.cleanup().await;
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_server_is_a_retryable_error() {
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .acquire_timeout(Duration::from_secs(2))
+            .connect_lazy("postgres://postgres@127.0.0.1:1/test")
+            .unwrap();
+        let tracker = PostgresTracker::new(pool, Duration::from_secs(1));
+        let err = tracker.check_and_mark(MessageId::new()).await.unwrap_err();
+        assert!(err.is_retryable(), "{err}");
+    }
+}
