@@ -5,3 +5,4 @@
 //! when a missing service fails the test.
 
 mod migrations;
+mod storage;

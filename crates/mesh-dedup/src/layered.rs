@@ -14,11 +14,10 @@
 
 use std::collections::VecDeque;
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use async_trait::async_trait;
-use mesh_types::MessageId;
+use mesh_types::{BackendHealth, MessageId};
 use tokio::time::{Duration, Instant};
 
 use crate::{Error, MemoryTracker, MessageTracker, Result, TrackerConfig};
@@ -28,7 +27,7 @@ pub struct LayeredTracker {
     memory: MemoryTracker,
     durable: Arc<dyn MessageTracker>,
     capacity: usize,
-    health: Health,
+    health: BackendHealth,
     // Ids accepted while degraded, to write through once the durable tracker is back. A std
     // Mutex: it is never held across an await.
     pending: Mutex<VecDeque<MessageId>>,
@@ -45,7 +44,7 @@ impl std::fmt::Debug for LayeredTracker {
 
 impl LayeredTracker {
     /// Default time between probes of a failed durable tracker.
-    pub const DEFAULT_RETRY_INTERVAL: Duration = Duration::from_secs(1);
+    pub const DEFAULT_RETRY_INTERVAL: Duration = BackendHealth::DEFAULT_RETRY_INTERVAL;
 
     /// Memory sized by `config` in front of `durable`.
     pub fn new(config: TrackerConfig, durable: Arc<dyn MessageTracker>) -> Self {
@@ -53,7 +52,7 @@ impl LayeredTracker {
             memory: MemoryTracker::new(config),
             durable,
             capacity: config.capacity,
-            health: Health::new(Self::DEFAULT_RETRY_INTERVAL),
+            health: BackendHealth::default(),
             pending: Mutex::new(VecDeque::new()),
         }
     }
@@ -61,7 +60,7 @@ impl LayeredTracker {
     /// Sets how often a failed durable tracker is probed.
     #[must_use]
     pub fn with_retry_interval(mut self, interval: Duration) -> Self {
-        self.health = Health::new(interval);
+        self.health = BackendHealth::new(interval);
         self
     }
 
@@ -120,27 +119,40 @@ impl LayeredTracker {
     /// Runs `operation` on the durable tracker unless it is degraded and not yet due for a
     /// probe. `None` means "decide from memory".
     async fn durable<T>(&self, operation: impl Future<Output = Result<T>>) -> Option<T> {
-        if !self.health.should_try() {
+        if !self.health.should_try(now()) {
             return None;
         }
         match operation.await {
             Ok(value) => {
                 if self.health.succeeded() {
+                    tracing::info!("dedup store is reachable again");
                     match self.persist_to_cache().await {
                         Ok(count) => {
                             tracing::info!(count, "dedup store resynced the ids accepted during the outage")
                         }
-                        Err(err) => self.health.failed(&err),
+                        Err(err) => self.failed(&err),
                     }
                 }
                 Some(value)
             }
             Err(err) => {
-                self.health.failed(&err);
+                self.failed(&err);
                 None
             }
         }
     }
+
+    fn failed(&self, err: &Error) {
+        if self.health.failed(now()) {
+            tracing::warn!(error = %err, "dedup store unavailable; deduplicating in memory until it returns");
+            metrics::counter!("mesh_storage_degraded_total", "store" => "dedup").increment(1);
+        }
+    }
+}
+
+/// Now, on tokio's clock so tests can pause time.
+fn now() -> std::time::Instant {
+    Instant::now().into_std()
 }
 
 #[async_trait]
@@ -199,58 +211,10 @@ impl MessageTracker for LayeredTracker {
     }
 }
 
-/// Whether the durable tracker is usable, and when to probe it again if not.
-#[derive(Debug)]
-struct Health {
-    degraded: AtomicBool,
-    next_probe: Mutex<Instant>,
-    retry_interval: Duration,
-}
-
-impl Health {
-    fn new(retry_interval: Duration) -> Self {
-        Self { degraded: AtomicBool::new(false), next_probe: Mutex::new(Instant::now()), retry_interval }
-    }
-
-    fn is_degraded(&self) -> bool {
-        self.degraded.load(Ordering::Acquire)
-    }
-
-    /// Healthy: always. Degraded: once per retry interval (that caller probes the server).
-    fn should_try(&self) -> bool {
-        if !self.is_degraded() {
-            return true;
-        }
-        let mut next_probe = self.next_probe.lock().unwrap_or_else(PoisonError::into_inner);
-        let now = Instant::now();
-        if now < *next_probe {
-            return false;
-        }
-        *next_probe = now + self.retry_interval;
-        true
-    }
-
-    fn failed(&self, err: &Error) {
-        *self.next_probe.lock().unwrap_or_else(PoisonError::into_inner) =
-            Instant::now() + self.retry_interval;
-        if !self.degraded.swap(true, Ordering::AcqRel) {
-            tracing::warn!(error = %err, "dedup store unavailable; deduplicating in memory until it returns");
-            metrics::counter!("mesh_storage_degraded_total", "store" => "dedup").increment(1);
-        }
-    }
-
-    /// Marks the durable tracker healthy; true if it was degraded until now.
-    fn succeeded(&self) -> bool {
-        let was_degraded = self.degraded.swap(false, Ordering::AcqRel);
-        if was_degraded {
-            tracing::info!("dedup store is reachable again");
-        }
-        was_degraded
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
     use proptest::prelude::*;
 
     use super::*;

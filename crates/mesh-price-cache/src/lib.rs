@@ -1,16 +1,42 @@
-//! Newest-wins price storage for pricemesh: the [`PriceStore`] trait, which keeps the newest
-//! price per asset so every node converges on the same value whatever order updates arrive in.
+//! Newest-wins price storage for pricemesh: the [`PriceStore`] trait keeps the newest price
+//! per asset, so every node converges on the same value whatever order updates arrive in.
 //!
-//! The trait is the contract the gossip engine and the API rely on; its backends (memory,
-//! Redis with a server-side compare, PostgreSQL and a layered combination) arrive with the
-//! storage issue. The ordering every backend must apply is
-//! [`CachedPriceData::newer_than`](mesh_types::CachedPriceData::newer_than).
+//! "Newest" is [`CachedPriceData::newer_than`]: the later timestamp wins, and equal timestamps
+//! are decided by the larger source node id. Every backend applies it atomically per asset.
+//!
+//! | backend | type | feature | how the compare is atomic |
+//! | --- | --- | --- | --- |
+//! | in memory (the embedded default) | [`MemoryPriceStore`] | — | per-asset entry lock |
+//! | Redis, one hash per asset with a TTL | `RedisPriceStore` | `redis` | a Lua script on the server |
+//! | PostgreSQL, `mesh_price_cache` | `PostgresPriceStore` | `postgres` | a conditional upsert |
+//! | memory in front of a durable one | [`LayeredPriceStore`] | — | as its parts |
+//!
+//! Every backend passes the same suite, [`conformance`] (public with the `conformance`
+//! feature).
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use async_trait::async_trait;
-use mesh_types::{Asset, CachedPriceData, PriceMap, Timestamp};
+use mesh_types::{Asset, CachedPriceData, DataFreshness, PriceMap, Timestamp};
 use thiserror::Error;
+
+mod layered;
+mod memory;
+#[cfg(feature = "postgres")]
+mod postgres;
+#[cfg(feature = "redis")]
+mod redis;
+
+#[cfg(any(test, feature = "conformance"))]
+pub mod conformance;
+
+pub use layered::LayeredPriceStore;
+pub use memory::MemoryPriceStore;
+#[cfg(feature = "postgres")]
+pub use postgres::PostgresPriceStore;
+#[cfg(feature = "redis")]
+pub use redis::RedisPriceStore;
 
 /// What [`PriceStore::store`] did with a price.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -21,6 +47,13 @@ pub enum StoreOutcome {
     Replaced,
     /// The held price is as new or newer; nothing changed.
     Ignored,
+}
+
+impl StoreOutcome {
+    /// Whether the store now holds the given price (it was inserted or replaced the old one).
+    pub const fn changed(&self) -> bool {
+        !matches!(self, Self::Ignored)
+    }
 }
 
 /// Why a store operation failed.
@@ -36,7 +69,7 @@ pub enum Error {
         detail: String,
     },
     /// A stored row or value could not be read back as a price.
-    #[error("{backend} holds an invalid price for {key}: {detail}")]
+    #[error("{backend} holds an invalid price under {key:?}: {detail}")]
     Corrupt {
         /// Which backend.
         backend: &'static str,
@@ -70,8 +103,8 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
 #[async_trait]
 pub trait PriceStore: Send + Sync {
-    /// Keeps `price` if it is newer than the held one (see
-    /// [`CachedPriceData::newer_than`]); atomic per asset.
+    /// Keeps `price` if it is newer than the held one ([`CachedPriceData::newer_than`]);
+    /// atomic per asset, also across processes sharing a backend.
     async fn store(&self, price: CachedPriceData) -> Result<StoreOutcome>;
 
     /// The held price of `asset`.
@@ -80,7 +113,7 @@ pub trait PriceStore: Send + Sync {
     /// Every held price.
     async fn get_all(&self) -> Result<PriceMap>;
 
-    /// The newest timestamp held per asset, for anti-entropy.
+    /// The timestamp of the held price per asset, for anti-entropy.
     async fn digest(&self) -> Result<BTreeMap<Asset, Timestamp>>;
 
     /// How many assets are held.
@@ -89,5 +122,16 @@ pub trait PriceStore: Send + Sync {
     /// Whether nothing is held.
     async fn is_empty(&self) -> Result<bool> {
         Ok(self.len().await? == 0)
+    }
+
+    /// How fresh the newest held price is at `now`, with prices older than
+    /// `staleness_threshold` stale; `None` when nothing is held.
+    async fn freshness(
+        &self,
+        now: Timestamp,
+        staleness_threshold: Duration,
+    ) -> Result<Option<DataFreshness>> {
+        let newest = self.digest().await?.into_values().max();
+        Ok(newest.map(|timestamp| DataFreshness::of(timestamp, now, staleness_threshold)))
     }
 }

@@ -1,0 +1,313 @@
+//! The behaviour every [`PriceStore`] must show, as plain async functions any backend's tests
+//! can call — ours, and a service's own backend (enable the `conformance` feature).
+//!
+//! Each check uses assets with a random prefix of its own, and compares `len` before and
+//! after, so the checks do not need an empty backend and do not disturb each other.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use mesh_types::rust_decimal::Decimal;
+use mesh_types::{Asset, CachedPriceData, NodeId, PublicKey, Timestamp};
+use proptest::prelude::*;
+
+use crate::{PriceStore, StoreOutcome};
+
+/// A fresh namespace of asset symbols: `{random}{n}`.
+#[derive(Debug, Clone)]
+pub struct Assets {
+    prefix: String,
+}
+
+impl Assets {
+    /// A prefix no other run uses: the low 32 bits of a UUID v7 are random.
+    pub fn fresh() -> Self {
+        let random = mesh_types::MessageId::new().as_uuid().as_u128() as u32;
+        Self { prefix: format!("T{random:08X}") }
+    }
+
+    /// The `n`th asset of this namespace.
+    pub fn nth(&self, n: usize) -> Asset {
+        Asset::new(&format!("{}-{n}", self.prefix)).expect("generated symbols are valid")
+    }
+
+    /// Whether `asset` belongs to this namespace.
+    pub fn contains(&self, asset: &Asset) -> bool {
+        asset.as_str().starts_with(&self.prefix)
+    }
+}
+
+/// The source node with the given number (a stable, distinct id per number).
+pub fn source(n: u8) -> NodeId {
+    NodeId::from_public_key(&PublicKey::from_bytes([n; 32]))
+}
+
+/// A price for `asset` at `seconds` + `nanos` after 2024-01-01, from source `n`.
+pub fn price(asset: Asset, seconds: i64, nanos: u32, source_number: u8, value: Decimal) -> CachedPriceData {
+    CachedPriceData {
+        asset,
+        price: value,
+        timestamp: Timestamp::from_timestamp(1_704_067_200 + seconds, nanos).expect("in range"),
+        source_node_id: source(source_number),
+        blockchain: "Solana".to_owned(),
+        change_24h: if seconds % 2 == 0 { Some(Decimal::new(-21, 1)) } else { None },
+    }
+}
+
+/// Runs every check below against `store`.
+///
+/// # Panics
+/// On the first behaviour that differs from the contract.
+pub async fn run_all(store: Arc<dyn PriceStore>) {
+    newest_wins(store.as_ref()).await;
+    ties_go_to_the_larger_source(store.as_ref()).await;
+    values_round_trip_exactly(store.as_ref()).await;
+    listing_and_digest_agree(store.as_ref()).await;
+    concurrent_stores_keep_the_newest(store.clone()).await;
+    converges_whatever_the_order(store.as_ref(), &Assets::fresh(), 2_000, 0x5eed, 7).await;
+}
+
+/// Inserted, then Replaced by a newer price, then Ignored for an older or equal one.
+pub async fn newest_wins(store: &dyn PriceStore) {
+    let assets = Assets::fresh();
+    let sol = assets.nth(0);
+    assert_eq!(store.get(sol).await.unwrap(), None, "an unknown asset has no price");
+    let first = price(sol, 10, 0, 1, Decimal::new(100, 0));
+    assert_eq!(store.store(first.clone()).await.unwrap(), StoreOutcome::Inserted);
+    assert_eq!(store.get(sol).await.unwrap(), Some(first.clone()));
+
+    let older = price(sol, 9, 999_999_999, 1, Decimal::new(90, 0));
+    assert_eq!(store.store(older).await.unwrap(), StoreOutcome::Ignored);
+    assert_eq!(store.store(first.clone()).await.unwrap(), StoreOutcome::Ignored, "an equal price is ignored");
+    assert_eq!(store.get(sol).await.unwrap(), Some(first));
+
+    let newer = price(sol, 10, 1, 1, Decimal::new(101, 0));
+    assert_eq!(
+        store.store(newer.clone()).await.unwrap(),
+        StoreOutcome::Replaced,
+        "one nanosecond newer wins"
+    );
+    assert_eq!(store.get(sol).await.unwrap(), Some(newer));
+}
+
+/// With equal timestamps, the larger source node id wins, whichever arrives first.
+pub async fn ties_go_to_the_larger_source(store: &dyn PriceStore) {
+    let assets = Assets::fresh();
+    let (a, b) = (assets.nth(0), assets.nth(1));
+    let (low, high) = if source(1) < source(2) { (1, 2) } else { (2, 1) };
+    store.store(price(a, 5, 0, low, Decimal::ONE)).await.unwrap();
+    assert_eq!(store.store(price(a, 5, 0, high, Decimal::TWO)).await.unwrap(), StoreOutcome::Replaced);
+    store.store(price(b, 5, 0, high, Decimal::TWO)).await.unwrap();
+    assert_eq!(store.store(price(b, 5, 0, low, Decimal::ONE)).await.unwrap(), StoreOutcome::Ignored);
+    assert_eq!(store.get(a).await.unwrap().map(|p| p.price), Some(Decimal::TWO));
+    assert_eq!(store.get(b).await.unwrap().map(|p| p.price), Some(Decimal::TWO));
+}
+
+/// Decimal scale, absent changes and nanosecond timestamps come back exactly.
+pub async fn values_round_trip_exactly(store: &dyn PriceStore) {
+    let assets = Assets::fresh();
+    let mut exact = price(assets.nth(0), 3, 123_456_789, 7, "124.50".parse().unwrap());
+    exact.change_24h = Some("-0.000001".parse().unwrap());
+    exact.blockchain = "Ethereum Mainnet".to_owned();
+    store.store(exact.clone()).await.unwrap();
+    let back = store.get(exact.asset).await.unwrap().expect("stored");
+    assert_eq!(back, exact);
+    assert_eq!(back.price.to_string(), "124.50", "the scale is preserved");
+
+    let mut bare = price(assets.nth(1), 1, 0, 7, Decimal::new(5, 0));
+    bare.change_24h = None;
+    store.store(bare.clone()).await.unwrap();
+    assert_eq!(store.get(bare.asset).await.unwrap(), Some(bare));
+}
+
+/// `get_all`, `digest` and `len` describe the same prices.
+pub async fn listing_and_digest_agree(store: &dyn PriceStore) {
+    let assets = Assets::fresh();
+    let before = store.len().await.unwrap();
+    let prices: Vec<CachedPriceData> =
+        (0..5).map(|i| price(assets.nth(i), i as i64, 0, 3, Decimal::ONE)).collect();
+    for p in &prices {
+        store.store(p.clone()).await.unwrap();
+    }
+    assert_eq!(store.len().await.unwrap(), before + 5);
+    assert!(!store.is_empty().await.unwrap());
+    let all = store.get_all().await.unwrap();
+    let digest = store.digest().await.unwrap();
+    for p in &prices {
+        assert_eq!(all.get(&p.asset), Some(p));
+        assert_eq!(digest.get(&p.asset), Some(&p.timestamp));
+    }
+    let freshness = store.freshness(prices[4].timestamp, std::time::Duration::from_secs(3600)).await.unwrap();
+    assert!(freshness.is_some());
+}
+
+/// Many tasks storing prices of one asset concurrently leave the newest one.
+pub async fn concurrent_stores_keep_the_newest(store: Arc<dyn PriceStore>) {
+    let asset = Assets::fresh().nth(0);
+    let tasks: Vec<_> = (0..200)
+        .map(|i| {
+            let store = store.clone();
+            let p = price(asset, (i * 7919) % 200, 0, (i % 5) as u8, Decimal::from(i));
+            tokio::spawn(async move { store.store(p).await.unwrap() })
+        })
+        .collect();
+    let mut inserted = 0;
+    for task in tasks {
+        inserted += usize::from(task.await.unwrap() == StoreOutcome::Inserted);
+    }
+    assert_eq!(inserted, 1, "exactly one store inserts");
+    let held = store.get(asset).await.unwrap().expect("stored");
+    assert_eq!(held.timestamp, price(asset, 199, 0, 0, Decimal::ONE).timestamp, "the newest timestamp wins");
+}
+
+/// A deterministic xorshift sequence: reproducible workloads without another dependency.
+fn xorshift(seed: u64) -> impl FnMut() -> u64 {
+    let mut state = seed | 1;
+    move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    }
+}
+
+/// `count` prices over 100 assets of `assets` (drawn from `prices_seed`), plus every tenth
+/// again as a duplicate, arrive in an order drawn from `order_seed`; the store must end with
+/// exactly the newest price per asset. Returns what it holds for those assets, so callers can
+/// compare backends fed the same prices in different orders.
+pub async fn converges_whatever_the_order(
+    store: &dyn PriceStore,
+    assets: &Assets,
+    count: usize,
+    prices_seed: u64,
+    order_seed: u64,
+) -> BTreeMap<Asset, CachedPriceData> {
+    let mut next = xorshift(prices_seed);
+    let mut prices: Vec<CachedPriceData> = (0..count)
+        .map(|_| {
+            let n = next();
+            price(
+                assets.nth((n % 100) as usize),
+                ((n >> 8) % 50) as i64,
+                ((n >> 16) % 3) as u32,
+                (n >> 24) as u8 % 4,
+                Decimal::from(n % 1000),
+            )
+        })
+        .collect();
+    let duplicates: Vec<CachedPriceData> = prices.iter().step_by(10).cloned().collect();
+    prices.extend(duplicates);
+    let mut next = xorshift(order_seed);
+    for i in (1..prices.len()).rev() {
+        let j = (next() % (i as u64 + 1)) as usize;
+        prices.swap(i, j);
+    }
+
+    let mut expected: HashMap<Asset, CachedPriceData> = HashMap::new();
+    for p in &prices {
+        match expected.get(&p.asset) {
+            Some(held) if !p.newer_than(held) => {}
+            _ => {
+                expected.insert(p.asset, p.clone());
+            }
+        }
+    }
+    for p in prices {
+        store.store(p).await.unwrap();
+    }
+    let held: BTreeMap<Asset, CachedPriceData> =
+        store.get_all().await.unwrap().into_iter().filter(|(asset, _)| assets.contains(asset)).collect();
+    let expected: BTreeMap<Asset, CachedPriceData> = expected.into_iter().collect();
+    assert_eq!(held, expected, "the store must hold exactly the newest price per asset");
+    held
+}
+
+/// One step of a random workload over a few assets and sources.
+#[derive(Debug, Clone, Copy)]
+pub enum Operation {
+    /// `store` a price for asset `asset` at `second`, from source `source`.
+    Store {
+        /// Asset index.
+        asset: usize,
+        /// Seconds after the epoch of the run.
+        second: i64,
+        /// Source number.
+        source: u8,
+    },
+    /// `get` asset `asset`.
+    Get(usize),
+    /// `len()`, compared as the change since the run started.
+    Len,
+    /// `digest()`, compared on this run's assets.
+    Digest,
+}
+
+/// Number of distinct assets a workload draws from.
+pub const MODEL_ASSETS: usize = 4;
+
+/// Random workloads of up to 48 operations.
+pub fn operations() -> impl Strategy<Value = Vec<Operation>> {
+    let op = prop_oneof![
+        3 => (0..MODEL_ASSETS, 0i64..6, 0u8..3).prop_map(|(asset, second, source)| Operation::Store { asset, second, source }),
+        2 => (0..MODEL_ASSETS).prop_map(Operation::Get),
+        1 => Just(Operation::Len),
+        1 => Just(Operation::Digest),
+    ];
+    prop::collection::vec(op, 1..48)
+}
+
+/// Applies `operations` to `store` (with fresh assets) and to a reference model — a map kept by
+/// the newest-wins rule — and asserts every observation agrees.
+///
+/// # Panics
+/// On the first disagreement.
+pub async fn check_against_model(store: &dyn PriceStore, operations: &[Operation]) {
+    let assets = Assets::fresh();
+    let base_len = store.len().await.unwrap();
+    let mut model: BTreeMap<Asset, CachedPriceData> = BTreeMap::new();
+    for (step, op) in operations.iter().enumerate() {
+        match *op {
+            Operation::Store { asset, second, source } => {
+                let p = price(
+                    assets.nth(asset),
+                    second,
+                    0,
+                    source,
+                    Decimal::from(second * 10 + i64::from(source)),
+                );
+                let expected = match model.get(&p.asset) {
+                    None => StoreOutcome::Inserted,
+                    Some(held) if p.newer_than(held) => StoreOutcome::Replaced,
+                    Some(_) => StoreOutcome::Ignored,
+                };
+                if expected.changed() {
+                    model.insert(p.asset, p.clone());
+                }
+                assert_eq!(store.store(p).await.unwrap(), expected, "step {step}: {op:?}");
+            }
+            Operation::Get(asset) => {
+                let asset = assets.nth(asset);
+                assert_eq!(
+                    store.get(asset).await.unwrap().as_ref(),
+                    model.get(&asset),
+                    "step {step}: {op:?}"
+                );
+            }
+            Operation::Len => {
+                assert_eq!(store.len().await.unwrap(), base_len + model.len(), "step {step}: {op:?}");
+            }
+            Operation::Digest => {
+                let digest: BTreeMap<Asset, Timestamp> = store
+                    .digest()
+                    .await
+                    .unwrap()
+                    .into_iter()
+                    .filter(|(asset, _)| assets.contains(asset))
+                    .collect();
+                let expected: BTreeMap<Asset, Timestamp> =
+                    model.values().map(|p| (p.asset, p.timestamp)).collect();
+                assert_eq!(digest, expected, "step {step}: {op:?}");
+            }
+        }
+    }
+}

@@ -1,0 +1,94 @@
+//! [`MemoryPriceStore`]: the embedded default — a concurrent hash map from asset to price,
+//! O(1) per lookup, with the newest-wins compare done under the asset's entry lock.
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use dashmap::DashMap;
+use dashmap::mapref::entry::Entry;
+use mesh_types::{Asset, CachedPriceData, PriceMap, Timestamp};
+
+use crate::{PriceStore, Result, StoreOutcome};
+
+/// Prices in process memory.
+#[derive(Debug, Default)]
+pub struct MemoryPriceStore {
+    prices: DashMap<Asset, CachedPriceData>,
+}
+
+impl MemoryPriceStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub(crate) fn store_now(&self, price: CachedPriceData) -> StoreOutcome {
+        match self.prices.entry(price.asset) {
+            Entry::Vacant(slot) => {
+                slot.insert(price);
+                StoreOutcome::Inserted
+            }
+            Entry::Occupied(mut slot) if price.newer_than(slot.get()) => {
+                slot.insert(price);
+                StoreOutcome::Replaced
+            }
+            Entry::Occupied(_) => StoreOutcome::Ignored,
+        }
+    }
+
+    pub(crate) fn get_now(&self, asset: Asset) -> Option<CachedPriceData> {
+        self.prices.get(&asset).map(|price| price.clone())
+    }
+
+    pub(crate) fn get_all_now(&self) -> PriceMap {
+        self.prices.iter().map(|entry| (*entry.key(), entry.value().clone())).collect()
+    }
+}
+
+#[async_trait]
+impl PriceStore for MemoryPriceStore {
+    async fn store(&self, price: CachedPriceData) -> Result<StoreOutcome> {
+        Ok(self.store_now(price))
+    }
+
+    async fn get(&self, asset: Asset) -> Result<Option<CachedPriceData>> {
+        Ok(self.get_now(asset))
+    }
+
+    async fn get_all(&self) -> Result<PriceMap> {
+        Ok(self.get_all_now())
+    }
+
+    async fn digest(&self) -> Result<BTreeMap<Asset, Timestamp>> {
+        Ok(self.prices.iter().map(|entry| (*entry.key(), entry.value().timestamp)).collect())
+    }
+
+    async fn len(&self) -> Result<usize> {
+        Ok(self.prices.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::conformance;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn passes_the_conformance_suite() {
+        conformance::run_all(Arc::new(MemoryPriceStore::new())).await;
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn behaves_like_the_reference_model(ops in conformance::operations()) {
+            let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+            runtime.block_on(conformance::check_against_model(&MemoryPriceStore::new(), &ops));
+        }
+    }
+}

@@ -1,0 +1,87 @@
+//! [`BackendHealth`]: whether a durable backend (Redis, PostgreSQL) is usable, for the layered
+//! stores that fall back to memory when it is not.
+//!
+//! While healthy, every operation goes to the backend. After a failure the store is
+//! *degraded*: it serves from memory and lets one operation probe the backend per retry
+//! interval, instead of making every message wait for a dead server. The first success
+//! recovers it. The caller is told of each transition so it can log once and count it.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+/// Health of one durable backend, shared by all tasks using it.
+#[derive(Debug)]
+pub struct BackendHealth {
+    degraded: AtomicBool,
+    // A std Mutex: held only to read or move an instant, never across an await.
+    next_probe: Mutex<Option<Instant>>,
+    retry_interval: Duration,
+}
+
+impl BackendHealth {
+    /// Default time between probes of a failed backend.
+    pub const DEFAULT_RETRY_INTERVAL: Duration = Duration::from_secs(1);
+
+    /// A healthy backend that, once failed, is probed every `retry_interval`.
+    pub const fn new(retry_interval: Duration) -> Self {
+        Self { degraded: AtomicBool::new(false), next_probe: Mutex::new(None), retry_interval }
+    }
+
+    /// Whether the backend is failing and memory alone is serving.
+    pub fn is_degraded(&self) -> bool {
+        self.degraded.load(Ordering::Acquire)
+    }
+
+    /// Whether an operation at `now` should use the backend: always while healthy; while
+    /// degraded, for one caller per retry interval (the probe).
+    pub fn should_try(&self, now: Instant) -> bool {
+        if !self.is_degraded() {
+            return true;
+        }
+        let mut next_probe = self.next_probe.lock().unwrap_or_else(PoisonError::into_inner);
+        if next_probe.is_some_and(|at| now < at) {
+            return false;
+        }
+        *next_probe = Some(now + self.retry_interval);
+        true
+    }
+
+    /// Records a failure at `now`; `true` if the backend was healthy until now (log it once).
+    pub fn failed(&self, now: Instant) -> bool {
+        *self.next_probe.lock().unwrap_or_else(PoisonError::into_inner) = Some(now + self.retry_interval);
+        !self.degraded.swap(true, Ordering::AcqRel)
+    }
+
+    /// Records a success; `true` if the backend was degraded until now (resync and log it).
+    pub fn succeeded(&self) -> bool {
+        self.degraded.swap(false, Ordering::AcqRel)
+    }
+}
+
+impl Default for BackendHealth {
+    fn default() -> Self {
+        Self::new(Self::DEFAULT_RETRY_INTERVAL)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_backend_is_probed_once_per_interval_and_recovers() {
+        let health = BackendHealth::new(Duration::from_secs(1));
+        let start = Instant::now();
+        assert!(health.should_try(start));
+        assert!(health.failed(start), "the first failure is a transition");
+        assert!(!health.failed(start), "later failures are not");
+        assert!(health.is_degraded());
+        assert!(!health.should_try(start + Duration::from_millis(500)));
+        assert!(health.should_try(start + Duration::from_secs(1)), "one probe after the interval");
+        assert!(!health.should_try(start + Duration::from_secs(1)), "and only one");
+        assert!(health.succeeded(), "recovery is a transition");
+        assert!(!health.succeeded());
+        assert!(health.should_try(start));
+    }
+}
