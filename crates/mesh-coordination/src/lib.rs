@@ -1,16 +1,39 @@
-//! Fetch coordination between providers: the [`FetchCoordinator`] trait, which grants at most
-//! one provider a fetch from the price API per coordination window, so several providers
-//! together stay within the API's rate limit.
+//! Fetch coordination between providers: the [`FetchCoordinator`] trait grants at most one
+//! provider a fetch from the price API per coordination window, so several providers together
+//! stay within the API's rate limit.
 //!
-//! The trait is the contract the provider loop relies on; its backends (single process, Redis,
-//! and one that coordinates through the mesh itself with no shared infrastructure) arrive with
-//! the storage issue.
+//! The rule: a node may fetch if nobody fetched within the window, or if it made the last
+//! fetch itself (the holder keeps its schedule); another node's fetch inside the window means
+//! "skip this round".
+//!
+//! | backend | type | feature | who it coordinates |
+//! | --- | --- | --- | --- |
+//! | one process (the embedded default) | [`MemoryCoordinator`] | — | providers in one process |
+//! | Redis, a server-side script | `RedisCoordinator` | `redis` | providers sharing a Redis |
+//! | the mesh itself | [`ObservedCoordinator`] | — | independent operators, no shared infrastructure |
+//!
+//! The mesh-observed coordinator learns of other providers' fetches through
+//! [`FetchCoordinator::observe`], which the node calls for every fresh update from another
+//! provider; the other backends ignore it.
 
 use std::time::Duration;
 
 use async_trait::async_trait;
 use mesh_types::{NodeId, Timestamp};
 use thiserror::Error;
+
+mod memory;
+mod observed;
+#[cfg(feature = "redis")]
+mod redis;
+
+#[cfg(any(test, feature = "conformance"))]
+pub mod conformance;
+
+pub use memory::MemoryCoordinator;
+pub use observed::ObservedCoordinator;
+#[cfg(feature = "redis")]
+pub use redis::RedisCoordinator;
 
 /// Why a coordination operation failed.
 #[derive(Debug, Error)]
@@ -22,6 +45,14 @@ pub enum Error {
         /// Which backend, e.g. `"redis"`.
         backend: &'static str,
         /// What went wrong.
+        detail: String,
+    },
+    /// The backend holds a record it cannot read.
+    #[error("{backend} holds an invalid fetch record: {detail}")]
+    Corrupt {
+        /// Which backend.
+        backend: &'static str,
+        /// What was wrong with it.
         detail: String,
     },
     /// The backend failed in another way.
@@ -49,13 +80,20 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
 #[async_trait]
 pub trait FetchCoordinator: Send + Sync {
-    /// Asks to fetch now. `true` grants the fetch and records `node` as the window's holder;
-    /// `false` means another node fetched less than `window` ago. The holder may fetch again.
+    /// Asks for `node` to fetch now. `true` grants the fetch and records `node` as the last
+    /// fetcher; `false` means another node fetched less than `window` ago.
     async fn try_acquire(&self, node: NodeId, window: Duration) -> Result<bool>;
 
-    /// When the last granted fetch happened, by any node.
+    /// When the last granted (or observed) fetch happened, by any node.
     async fn last_fetch_time(&self) -> Result<Option<Timestamp>>;
 
-    /// Forgets records older than `max_age` and returns how many were removed.
+    /// Forgets fetch records older than `max_age` and returns how many were removed.
     async fn cleanup_stale_records(&self, max_age: Duration) -> Result<usize>;
+
+    /// Tells the coordinator that `source` published prices fetched at `fetched_at` (called
+    /// for every fresh update from another provider). Backends with shared state ignore it.
+    async fn observe(&self, source: NodeId, fetched_at: Timestamp) -> Result<()> {
+        let _ = (source, fetched_at);
+        Ok(())
+    }
 }

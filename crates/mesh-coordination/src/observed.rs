@@ -1,0 +1,151 @@
+//! [`ObservedCoordinator`]: coordination with no shared infrastructure, through the mesh
+//! itself.
+//!
+//! Independent operators each run a provider; every provider's updates reach every node. This
+//! coordinator hears of other providers' fetches through [`FetchCoordinator::observe`] (the
+//! node calls it for each fresh update from another provider, with the update's timestamp) and
+//! declines to fetch while another provider's fetch is younger than the window. Its own grants
+//! are recorded too, so `last_fetch_time` covers both.
+//!
+//! Two providers can still both fetch when they ask within one propagation delay of each
+//! other, before either update has arrived — a few milliseconds on a healthy mesh. The
+//! provider loop adds jitter to its schedule so such collisions do not repeat.
+
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use mesh_types::{NodeId, Timestamp};
+use tokio::time::Instant;
+
+use crate::memory::FetchRecord;
+use crate::{FetchCoordinator, Result};
+
+/// Coordination learned from the updates other providers publish.
+#[derive(Debug, Default)]
+pub struct ObservedCoordinator {
+    // The newest fetch known, own or observed. A std Mutex: never held across an await.
+    last: Mutex<Option<FetchRecord>>,
+}
+
+impl ObservedCoordinator {
+    /// A coordinator that has observed nothing yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn last(&self) -> std::sync::MutexGuard<'_, Option<FetchRecord>> {
+        self.last.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+#[async_trait]
+impl FetchCoordinator for ObservedCoordinator {
+    async fn try_acquire(&self, node: NodeId, window: Duration) -> Result<bool> {
+        let mut last = self.last();
+        if last.is_some_and(|record| record.blocks(node, window, Instant::now())) {
+            return Ok(false);
+        }
+        *last = Some(FetchRecord::now(node));
+        Ok(true)
+    }
+
+    async fn last_fetch_time(&self) -> Result<Option<Timestamp>> {
+        Ok(self.last().map(|record| record.wall))
+    }
+
+    async fn cleanup_stale_records(&self, max_age: Duration) -> Result<usize> {
+        let mut last = self.last();
+        let stale = last.is_some_and(|record| record.at.elapsed() > max_age);
+        if stale {
+            *last = None;
+        }
+        Ok(usize::from(stale))
+    }
+
+    async fn observe(&self, source: NodeId, fetched_at: Timestamp) -> Result<()> {
+        // The fetch happened `age` ago by the wall clock; place it on the monotonic clock.
+        // A timestamp from the future (clock skew) counts as now.
+        let age = (mesh_types::chrono::Utc::now() - fetched_at).to_std().unwrap_or(Duration::ZERO);
+        let now = Instant::now();
+        let at = now.checked_sub(age).unwrap_or(now);
+        let mut last = self.last();
+        if last.is_none_or(|record| at > record.at) {
+            *last = Some(FetchRecord { node: source, at, wall: fetched_at });
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::conformance::{self, WINDOW, fresh_node};
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn passes_the_conformance_suite_for_a_single_process() {
+        // Without observations it behaves like the memory coordinator.
+        conformance::run_all(Arc::new(ObservedCoordinator::new())).await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_observed_fetch_holds_back_other_providers_for_the_window() {
+        let (mine, theirs) = (fresh_node(), fresh_node());
+        let coordinator = ObservedCoordinator::new();
+        coordinator.observe(theirs, mesh_types::chrono::Utc::now()).await.unwrap();
+        assert!(!coordinator.try_acquire(mine, WINDOW).await.unwrap());
+        assert!(coordinator.last_fetch_time().await.unwrap().is_some());
+        tokio::time::advance(WINDOW).await;
+        assert!(coordinator.try_acquire(mine, WINDOW).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn an_old_observation_does_not_hold_back() {
+        let coordinator = ObservedCoordinator::new();
+        let long_ago = mesh_types::chrono::Utc::now() - mesh_types::chrono::Duration::seconds(60);
+        coordinator.observe(fresh_node(), long_ago).await.unwrap();
+        assert!(coordinator.try_acquire(fresh_node(), Duration::from_secs(5)).await.unwrap());
+    }
+
+    /// Two operators with nothing shared: each grant is published and observed by the other,
+    /// as the mesh would deliver it. The first to fetch keeps the role while it is alive; the
+    /// other stands by, and takes over one window after the holder goes quiet — never sooner.
+    #[tokio::test(start_paused = true)]
+    async fn two_independent_providers_fetch_once_per_window() {
+        let nodes = [fresh_node(), fresh_node()];
+        let coordinators = [ObservedCoordinator::new(), ObservedCoordinator::new()];
+        let window = Duration::from_secs(5);
+        let mut grants: Vec<(usize, Instant)> = Vec::new();
+        for round in 0..200u64 {
+            let who = usize::try_from(round % 2).unwrap();
+            // Provider 0 goes offline halfway through.
+            if who == 0 && round >= 100 {
+                continue;
+            }
+            tokio::time::advance(Duration::from_millis(700 + (round * 7919) % 1300)).await;
+            if coordinators[who].try_acquire(nodes[who], window).await.unwrap() {
+                grants.push((who, Instant::now()));
+                coordinators[1 - who].observe(nodes[who], mesh_types::chrono::Utc::now()).await.unwrap();
+            }
+        }
+        let by = |who: usize| grants.iter().filter(|(holder, _)| *holder == who).count();
+        assert!(by(0) > 10 && by(1) > 10, "each provider served a period: {} and {} grants", by(0), by(1));
+        for pair in grants.windows(2).filter(|pair| pair[0].0 != pair[1].0) {
+            assert!(pair[1].1 - pair[0].1 >= window, "two providers fetched within one window");
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn behaves_like_the_reference_model(ops in conformance::operations()) {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap();
+            runtime.block_on(conformance::check_against_model(&ObservedCoordinator::new(), &ops));
+        }
+    }
+}
