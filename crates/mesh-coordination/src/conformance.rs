@@ -120,10 +120,8 @@ pub async fn check_against_model(coordinator: &dyn FetchCoordinator, operations:
                 clock += Duration::from_millis(ms);
             }
             Operation::TryAcquire(i) => {
-                let expected = match model {
-                    Some((holder, at)) if holder != i && clock - at < MODEL_WINDOW => false,
-                    _ => true,
-                };
+                let blocked = model.is_some_and(|(holder, at)| holder != i && clock - at < MODEL_WINDOW);
+                let expected = !blocked;
                 if expected {
                     model = Some((i, clock));
                 }
