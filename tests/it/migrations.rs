@@ -38,7 +38,8 @@ async fn migrations_apply_to_postgres_and_are_idempotent() {
             "source_node_id",
             "change_24h",
             "created_at",
-            "updated_at"
+            "updated_at",
+            "timestamp_nanos"
         ]
     );
     assert_eq!(

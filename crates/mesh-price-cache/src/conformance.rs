@@ -61,6 +61,7 @@ pub fn price(asset: Asset, seconds: i64, nanos: u32, source_number: u8, value: D
 pub async fn run_all(store: Arc<dyn PriceStore>) {
     newest_wins(store.as_ref()).await;
     ties_go_to_the_larger_source(store.as_ref()).await;
+    equivocation_converges(store.as_ref()).await;
     values_round_trip_exactly(store.as_ref()).await;
     listing_and_digest_agree(store.as_ref()).await;
     concurrent_stores_keep_the_newest(store.clone()).await;
@@ -101,6 +102,22 @@ pub async fn ties_go_to_the_larger_source(store: &dyn PriceStore) {
     assert_eq!(store.store(price(b, 5, 0, low, Decimal::ONE)).await.unwrap(), StoreOutcome::Ignored);
     assert_eq!(store.get(a).await.unwrap().map(|p| p.price), Some(Decimal::TWO));
     assert_eq!(store.get(b).await.unwrap().map(|p| p.price), Some(Decimal::TWO));
+}
+
+/// One source publishing two different prices for the same instant: whichever arrives first,
+/// the same one is held.
+pub async fn equivocation_converges(store: &dyn PriceStore) {
+    let assets = Assets::fresh();
+    let (a, b) = (assets.nth(0), assets.nth(1));
+    let one = |asset| price(asset, 8, 0, 4, Decimal::ONE);
+    let two = |asset| price(asset, 8, 0, 4, Decimal::TWO);
+    store.store(one(a)).await.unwrap();
+    store.store(two(a)).await.unwrap();
+    store.store(two(b)).await.unwrap();
+    store.store(one(b)).await.unwrap();
+    let held_a = store.get(a).await.unwrap().map(|p| p.price);
+    let held_b = store.get(b).await.unwrap().map(|p| p.price);
+    assert_eq!(held_a, held_b, "the arrival order must not decide between equivocating prices");
 }
 
 /// Decimal scale, absent changes and nanosecond timestamps come back exactly.

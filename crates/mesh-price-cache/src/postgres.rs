@@ -1,8 +1,9 @@
 //! [`PostgresPriceStore`]: prices in the `mesh_price_cache` table (see `migrations/`).
 //!
 //! `store` is one conditional upsert: a row is replaced only when the new price is newer by the
-//! `(timestamp, timestamp_nanos, source_node_id)` order, the same order as
-//! [`CachedPriceData::newer_than`]. PostgreSQL's `TIMESTAMPTZ` keeps microseconds, so the
+//! `(timestamp, timestamp_nanos, source_node_id, tie breaker)` order, the same order as
+//! [`CachedPriceData::newer_than`]; the tie breaker of the held row is computed in SQL with the
+//! same digest. PostgreSQL's `TIMESTAMPTZ` keeps microseconds, so the
 //! sub-microsecond remainder lives in `timestamp_nanos` and values come back exactly.
 
 use std::collections::BTreeMap;
@@ -108,8 +109,10 @@ impl PriceStore for PostgresPriceStore {
                 price = EXCLUDED.price, blockchain = EXCLUDED.blockchain, timestamp = EXCLUDED.timestamp, \
                 timestamp_nanos = EXCLUDED.timestamp_nanos, source_node_id = EXCLUDED.source_node_id, \
                 change_24h = EXCLUDED.change_24h, updated_at = now() \
-             WHERE (mesh_price_cache.timestamp, mesh_price_cache.timestamp_nanos, mesh_price_cache.source_node_id) \
-                 < (EXCLUDED.timestamp, EXCLUDED.timestamp_nanos, EXCLUDED.source_node_id) \
+             WHERE (mesh_price_cache.timestamp, mesh_price_cache.timestamp_nanos, mesh_price_cache.source_node_id, \
+                    encode(sha256(convert_to(mesh_price_cache.price || '|' || mesh_price_cache.blockchain || '|' \
+                        || coalesce(mesh_price_cache.change_24h, ''), 'UTF8')), 'hex') COLLATE \"C\") \
+                 < (EXCLUDED.timestamp, EXCLUDED.timestamp_nanos, EXCLUDED.source_node_id, $8 COLLATE \"C\") \
              RETURNING (xmax = 0)",
         )
         .bind(price.asset.as_str())
@@ -119,6 +122,7 @@ impl PriceStore for PostgresPriceStore {
         .bind(nanos)
         .bind(price.source_node_id.as_uuid())
         .bind(price.change_24h.map(|change| change.to_string()))
+        .bind(price.tie_breaker())
         .fetch_optional(&self.pool)
         .await
         .map_err(sql_error)?;

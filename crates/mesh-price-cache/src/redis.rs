@@ -1,5 +1,5 @@
 //! [`RedisPriceStore`]: one Redis hash per asset, `{prefix}price:{asset}`, with fields `secs`,
-//! `nanos`, `source` (the ordering key) and `data` (the price as JSON), expiring after a TTL
+//! `nanos`, `source`, `tie` (the ordering key) and `data` (the price as JSON), expiring after a TTL
 //! (default 1 hour) so prices no provider refreshes disappear.
 //!
 //! The newest-wins compare runs on the server as a Lua script, so two processes storing the
@@ -17,20 +17,23 @@ use crate::{Error, PriceStore, Result, StoreOutcome};
 
 const BACKEND: &str = "redis";
 
-/// KEYS[1]: the asset's hash. ARGV: data, secs, nanos, source, ttl in ms.
-/// Source ids compare as hyphenated lowercase UUIDs, whose string order is their byte order.
+/// KEYS[1]: the asset's hash. ARGV: data, secs, nanos, source, ttl in ms, tie breaker.
+/// Source ids compare as hyphenated lowercase UUIDs and tie breakers as lowercase hex, whose
+/// string orders are their byte orders: the same order as `CachedPriceData::newer_than`.
 const STORE_IF_NEWER: &str = r"
-local held = redis.call('HMGET', KEYS[1], 'secs', 'nanos', 'source')
+local held = redis.call('HMGET', KEYS[1], 'secs', 'nanos', 'source', 'tie')
 local outcome = 'inserted'
 if held[1] then
   local secs, nanos = tonumber(held[1]), tonumber(held[2])
   local new_secs, new_nanos = tonumber(ARGV[2]), tonumber(ARGV[3])
-  if new_secs < secs or (new_secs == secs and (new_nanos < nanos or (new_nanos == nanos and ARGV[4] <= held[3]))) then
+  local older = new_secs < secs or (new_secs == secs and (new_nanos < nanos or (new_nanos == nanos and
+    (ARGV[4] < held[3] or (ARGV[4] == held[3] and ARGV[6] <= (held[4] or ''))))))
+  if older then
     return 'ignored'
   end
   outcome = 'replaced'
 end
-redis.call('HSET', KEYS[1], 'secs', ARGV[2], 'nanos', ARGV[3], 'source', ARGV[4], 'data', ARGV[1])
+redis.call('HSET', KEYS[1], 'secs', ARGV[2], 'nanos', ARGV[3], 'source', ARGV[4], 'tie', ARGV[6], 'data', ARGV[1])
 redis.call('PEXPIRE', KEYS[1], ARGV[5])
 return outcome
 ";
@@ -115,6 +118,7 @@ impl PriceStore for RedisPriceStore {
             .arg(price.timestamp.timestamp_subsec_nanos())
             .arg(price.source_node_id.to_string())
             .arg(self.ttl_ms)
+            .arg(price.tie_breaker())
             .invoke_async(&mut connection)
             .await
             .map_err(redis_error)?;

@@ -70,11 +70,27 @@ impl CachedPriceData {
         }
     }
 
-    /// The newest-wins order used by every store: a later timestamp wins, and equal timestamps
-    /// are decided by the larger source node id, so every node converges on the same value
-    /// whatever order updates arrive in.
+    /// The newest-wins order used by every store: a later timestamp wins; equal timestamps are
+    /// decided by the larger source node id; and should one source publish two different prices
+    /// at the same instant, by the larger [`CachedPriceData::tie_breaker`]. The order is total
+    /// over the content, so every node converges on the same value whatever order updates
+    /// arrive in. An identical price is never newer than itself.
     pub fn newer_than(&self, other: &Self) -> bool {
-        (self.timestamp, self.source_node_id) > (other.timestamp, other.source_node_id)
+        match (self.timestamp, self.source_node_id).cmp(&(other.timestamp, other.source_node_id)) {
+            std::cmp::Ordering::Greater => true,
+            std::cmp::Ordering::Less => false,
+            std::cmp::Ordering::Equal => self.tie_breaker() > other.tie_breaker(),
+        }
+    }
+
+    /// The last key of the newest-wins order: lowercase hex SHA-256 of
+    /// `"{price}|{blockchain}|{change_24h or empty}"`, with decimals as their exact strings.
+    /// Durable backends compute the same digest (Redis in its script, PostgreSQL in SQL).
+    pub fn tie_breaker(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let change = self.change_24h.map(|change| change.to_string()).unwrap_or_default();
+        let content = format!("{}|{}|{change}", self.price, self.blockchain);
+        hex::encode(Sha256::digest(content.as_bytes()))
     }
 }
 
@@ -139,6 +155,15 @@ mod tests {
             blockchain: "Solana".into(),
             change_24h: None,
         }
+    }
+
+    #[test]
+    fn equivocation_by_one_source_is_decided_by_content() {
+        let (a, b) = (cached(0, 1), CachedPriceData { price: Decimal::TWO, ..cached(0, 1) });
+        assert_ne!(a.newer_than(&b), b.newer_than(&a), "exactly one of two different prices wins");
+        assert!(!a.newer_than(&a.clone()), "an identical price is not newer");
+        let scaled = CachedPriceData { price: "1.0".parse().unwrap(), ..cached(0, 1) };
+        assert_ne!(a.newer_than(&scaled), scaled.newer_than(&a), "1 and 1.0 are different content");
     }
 
     #[test]
