@@ -363,6 +363,47 @@ mod tests {
         }
     }
 
+    /// A real outage: the Redis server is reached through a proxy that the test cuts (every
+    /// connection killed, the port closed) and restores.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn survives_a_real_redis_outage() {
+        use mesh_testkit::{REDIS_URL_VAR, RedisNamespace, TcpProxy, backend_url};
+
+        use crate::RedisTracker;
+
+        let Some(url) = backend_url(REDIS_URL_VAR, "layered tracker over a redis outage") else { return };
+        let namespace = RedisNamespace::create(&url);
+        let proxy = TcpProxy::start(&namespace.server_addr()).await;
+        let expiration = Duration::from_secs(300);
+        let through_proxy =
+            RedisTracker::new(namespace.pool_via(proxy.addr()), namespace.prefix(), expiration);
+        let direct = RedisTracker::new(namespace.pool().clone(), namespace.prefix(), expiration);
+        let layered = LayeredTracker::new(config(expiration), Arc::new(through_proxy))
+            .with_retry_interval(Duration::from_millis(100));
+        assert!(layered.check_and_mark(MessageId::new()).await.unwrap());
+
+        proxy.cut();
+        let during: Vec<MessageId> = (0..5).map(|_| MessageId::new()).collect();
+        for id in &during {
+            assert!(layered.check_and_mark(*id).await.unwrap(), "memory keeps deciding");
+            assert!(!layered.check_and_mark(*id).await.unwrap(), "and still deduplicates");
+        }
+        assert!(layered.is_degraded());
+        assert!(!direct.has_seen(during[0]).await.unwrap(), "nothing reached the server");
+
+        proxy.restore().await;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while layered.is_degraded() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(120)).await;
+            layered.check_and_mark(MessageId::new()).await.unwrap();
+        }
+        assert!(!layered.is_degraded(), "recovers once the server is reachable again");
+        for id in &during {
+            assert!(direct.has_seen(*id).await.unwrap(), "accepted during the outage, written back");
+        }
+        namespace.cleanup().await;
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(128))]
 

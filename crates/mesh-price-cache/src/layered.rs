@@ -293,6 +293,54 @@ mod tests {
         assert_eq!(durable.inner.get_all_now().len(), 4);
     }
 
+    /// A real outage: PostgreSQL is reached through a proxy that the test cuts (every
+    /// connection killed, the port closed) and restores.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn survives_a_real_postgres_outage() {
+        use mesh_testkit::{DATABASE_URL_VAR, PgSchema, TcpProxy, backend_url};
+
+        use crate::PostgresPriceStore;
+
+        let Some(url) = backend_url(DATABASE_URL_VAR, "layered price store over a postgres outage") else {
+            return;
+        };
+        let schema = PgSchema::create(&url).await;
+        let proxy = TcpProxy::start(&schema.server_addr()).await;
+        let durable = PostgresPriceStore::new(schema.pool_via(proxy.addr()).await);
+        let direct = PostgresPriceStore::new(schema.pool().clone());
+        let layered =
+            LayeredPriceStore::new(Arc::new(durable)).with_retry_interval(Duration::from_millis(100));
+        let assets = Assets::fresh();
+        layered.store(price(assets.nth(0), 1, 0, 1, Decimal::ONE)).await.unwrap();
+
+        proxy.cut();
+        let during = price(assets.nth(1), 2, 0, 1, Decimal::TWO);
+        assert_eq!(
+            layered.store(during.clone()).await.unwrap(),
+            StoreOutcome::Inserted,
+            "memory keeps accepting"
+        );
+        assert_eq!(layered.get(during.asset).await.unwrap(), Some(during.clone()), "and serving");
+        assert!(layered.is_degraded());
+        assert_eq!(direct.get(during.asset).await.unwrap(), None, "nothing reached the server");
+
+        proxy.restore().await;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut second = 10;
+        while layered.is_degraded() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(120)).await;
+            second += 1;
+            layered.store(price(assets.nth(2), second, 0, 1, Decimal::ONE)).await.unwrap();
+        }
+        assert!(!layered.is_degraded(), "recovers once the server is reachable again");
+        assert_eq!(
+            direct.get(during.asset).await.unwrap(),
+            Some(during),
+            "accepted during the outage, written back"
+        );
+        schema.cleanup().await;
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(128))]
 

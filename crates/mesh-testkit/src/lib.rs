@@ -3,8 +3,15 @@
 //! place on them — a fresh schema with the migrations applied, or a unique key prefix — that it
 //! removes afterwards.
 //!
+//! [`TcpProxy`] sits between a client and a real server so a test can cut the connection and
+//! restore it.
+//!
 //! Without `MESH_TEST_DATABASE_URL` / `MESH_TEST_REDIS_URL` a test skips with a printed
 //! reason; with `MESH_REQUIRE_BACKENDS=1` (CI) a missing URL fails it instead.
+
+mod proxy;
+
+pub use proxy::TcpProxy;
 
 use deadpool_redis::redis::AsyncCommands;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -69,6 +76,23 @@ impl PgSchema {
             .expect("connect with search_path")
     }
 
+    /// A pool on this schema that connects through `addr` (a [`TcpProxy`]) instead of the
+    /// server's own address.
+    pub async fn pool_via(&self, addr: std::net::SocketAddr) -> PgPool {
+        let options: PgConnectOptions = self.url.parse().expect("valid database URL");
+        PgPoolOptions::new()
+            .max_connections(4)
+            .acquire_timeout(std::time::Duration::from_secs(2))
+            .connect_with(
+                options
+                    .host(&addr.ip().to_string())
+                    .port(addr.port())
+                    .options([("search_path", self.name.as_str())]),
+            )
+            .await
+            .expect("connect through the proxy")
+    }
+
     /// A pool whose connections use this schema.
     pub fn pool(&self) -> &PgPool {
         &self.pool
@@ -82,6 +106,12 @@ impl PgSchema {
     /// The schema's name.
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// The host and port of the server, for a [`TcpProxy`] target.
+    pub fn server_addr(&self) -> String {
+        let options: PgConnectOptions = self.url.parse().expect("valid database URL");
+        format!("{}:{}", options.get_host(), options.get_port())
     }
 
     /// Drops the schema and everything in it.
@@ -131,6 +161,26 @@ impl RedisNamespace {
     /// Another, independent pool to the same server, as a second process would have.
     pub fn second_pool(&self) -> deadpool_redis::Pool {
         Self::connect(&self.url)
+    }
+
+    /// A pool that connects through `addr` (a [`TcpProxy`]) instead of the server's own
+    /// address; `url` must be a `redis://host:port` URL without a path or credentials.
+    pub fn pool_via(&self, addr: std::net::SocketAddr) -> deadpool_redis::Pool {
+        let mut config = deadpool_redis::Config::from_url(format!("redis://{addr}"));
+        config.pool = Some(deadpool_redis::PoolConfig {
+            timeouts: deadpool_redis::Timeouts {
+                wait: Some(std::time::Duration::from_secs(2)),
+                create: Some(std::time::Duration::from_secs(2)),
+                recycle: Some(std::time::Duration::from_secs(2)),
+            },
+            ..deadpool_redis::PoolConfig::default()
+        });
+        config.create_pool(Some(deadpool_redis::Runtime::Tokio1)).expect("redis pool through the proxy")
+    }
+
+    /// The host and port of the server, for a [`TcpProxy`] target.
+    pub fn server_addr(&self) -> String {
+        self.url.trim_start_matches("redis://").trim_end_matches('/').to_owned()
     }
 
     /// The unique prefix; a test may extend it (`{prefix}a:`) for several instances.
