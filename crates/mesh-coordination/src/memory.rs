@@ -47,6 +47,14 @@ impl MemoryCoordinator {
         // The record is a plain value, consistent even if a holder panicked.
         self.last.lock().unwrap_or_else(PoisonError::into_inner)
     }
+
+    /// Records a fetch learned from elsewhere, unless a later one is already known.
+    pub(crate) fn record_if_later(&self, record: FetchRecord) {
+        let mut last = self.last();
+        if last.is_none_or(|held| record.at > held.at) {
+            *last = Some(record);
+        }
+    }
 }
 
 #[async_trait]

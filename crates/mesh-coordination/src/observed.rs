@@ -11,7 +11,6 @@
 //! other, before either update has arrived — a few milliseconds on a healthy mesh. The
 //! provider loop adds jitter to its schedule so such collisions do not repeat.
 
-use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -19,13 +18,13 @@ use mesh_types::{NodeId, Timestamp};
 use tokio::time::Instant;
 
 use crate::memory::FetchRecord;
-use crate::{FetchCoordinator, Result};
+use crate::{FetchCoordinator, MemoryCoordinator, Result};
 
-/// Coordination learned from the updates other providers publish.
+/// Coordination learned from the updates other providers publish: a [`MemoryCoordinator`]
+/// whose record of the last fetch also takes in the fetches observed on the mesh.
 #[derive(Debug, Default)]
 pub struct ObservedCoordinator {
-    // The newest fetch known, own or observed. A std Mutex: never held across an await.
-    last: Mutex<Option<FetchRecord>>,
+    local: MemoryCoordinator,
 }
 
 impl ObservedCoordinator {
@@ -33,34 +32,20 @@ impl ObservedCoordinator {
     pub fn new() -> Self {
         Self::default()
     }
-
-    fn last(&self) -> std::sync::MutexGuard<'_, Option<FetchRecord>> {
-        self.last.lock().unwrap_or_else(PoisonError::into_inner)
-    }
 }
 
 #[async_trait]
 impl FetchCoordinator for ObservedCoordinator {
     async fn try_acquire(&self, node: NodeId, window: Duration) -> Result<bool> {
-        let mut last = self.last();
-        if last.is_some_and(|record| record.blocks(node, window, Instant::now())) {
-            return Ok(false);
-        }
-        *last = Some(FetchRecord::now(node));
-        Ok(true)
+        self.local.try_acquire(node, window).await
     }
 
     async fn last_fetch_time(&self) -> Result<Option<Timestamp>> {
-        Ok(self.last().map(|record| record.wall))
+        self.local.last_fetch_time().await
     }
 
     async fn cleanup_stale_records(&self, max_age: Duration) -> Result<usize> {
-        let mut last = self.last();
-        let stale = last.is_some_and(|record| record.at.elapsed() > max_age);
-        if stale {
-            *last = None;
-        }
-        Ok(usize::from(stale))
+        self.local.cleanup_stale_records(max_age).await
     }
 
     async fn observe(&self, source: NodeId, fetched_at: Timestamp) -> Result<()> {
@@ -69,10 +54,7 @@ impl FetchCoordinator for ObservedCoordinator {
         let age = (mesh_types::chrono::Utc::now() - fetched_at).to_std().unwrap_or(Duration::ZERO);
         let now = Instant::now();
         let at = now.checked_sub(age).unwrap_or(now);
-        let mut last = self.last();
-        if last.is_none_or(|record| at > record.at) {
-            *last = Some(FetchRecord { node: source, at, wall: fetched_at });
-        }
+        self.local.record_if_later(FetchRecord { node: source, at, wall: fetched_at });
         Ok(())
     }
 }
