@@ -1,0 +1,845 @@
+//! [`ConnectionManager`]: keeps a node connected to the mesh.
+//!
+//! - **Peers between min and max.** Below `min_peers` it dials candidates — bootstrap
+//!   addresses (resolved by DNS on every attempt) and peers from the [`PeerStore`] — never a
+//!   banned one, never its own address, never more than `max_peers` in total or `max_inbound`
+//!   inbound (counting handshakes in progress, so a burst of dials cannot overshoot).
+//! - **Backoff.** A failed address waits 1 s, 2 s, 4 s, … up to a minute (with jitter) before
+//!   the next dial; failures that retrying will not fix (handshake refused, banned) wait the
+//!   maximum.
+//! - **One connection per node.** When two nodes dial each other at once, both keep the
+//!   connection opened by the smaller node id, so exactly one survives.
+//! - **Bans.** A peer on another network or with a failed key proof is banned in the peer
+//!   store for `ban_duration` and never dialled; a banned node's inbound connections are
+//!   refused after the handshake. [`ConnectionManager::ban`] lets the layers above ban
+//!   misbehaving peers.
+//! - **Heartbeats.** Every `heartbeat_interval` each peer gets a `Ping` with this node's role
+//!   and peer count and answers with a `Pong`; the round trip is measured. A peer silent for
+//!   `heartbeat_timeout` is disconnected and marked inaccessible.
+//! - **Discovery.** On connect and every `peer_exchange_interval`, peers swap the addresses of
+//!   nodes they know to be good; learned addresses go to the peer store as dial candidates.
+//! - **Events.** [`TransportEvent`]s on a bounded channel; everything but the handshake,
+//!   heartbeats, peer exchange and goodbyes is passed up as a message.
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use mesh_peer_store::{BanReason, Peer as StoredPeer, PeerStatus, PeerStore};
+use mesh_types::{
+    Goodbye, GoodbyeReason, Heartbeat, MeshMessage, NodeId, NodeIdentity, PeerAddress, PeerExchange,
+    PublicKey,
+};
+use rand::RngExt;
+use thiserror::Error;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::backoff::Backoff;
+use crate::events::{ConnectedPeer, Direction, TransportEvent};
+use crate::handshake::{HandshakeConfig, HandshakeFailure, PeerInfo, handshake};
+use crate::{
+    ConfigError, Connection, Listener, ManagerConfig, MessageReceiver, MessageSender, Transport,
+    TransportError,
+};
+
+/// Why the manager could not start.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum StartError {
+    /// The configuration cannot work.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The listening address could not be bound.
+    #[error(transparent)]
+    Transport(#[from] TransportError),
+}
+
+/// Keeps a node connected to the mesh. Cloning gives another handle to the same manager.
+#[derive(Clone)]
+pub struct ConnectionManager {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for ConnectionManager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnectionManager")
+            .field("node_id", &self.inner.identity.node_id())
+            .field("local_addr", &self.inner.local_addr)
+            .field("peers", &self.peer_count())
+            .finish_non_exhaustive()
+    }
+}
+
+struct Inner {
+    config: ManagerConfig,
+    identity: Arc<NodeIdentity>,
+    transport: Arc<dyn Transport>,
+    peer_store: Arc<dyn PeerStore>,
+    handshake: HandshakeConfig,
+    events: mpsc::Sender<TransportEvent>,
+    // A std Mutex: every critical section is a few map operations, never an await.
+    state: Mutex<State>,
+    is_provider: AtomicBool,
+    next_connection: AtomicU64,
+    shutdown: CancellationToken,
+    local_addr: Option<SocketAddr>,
+}
+
+struct State {
+    peers: HashMap<NodeId, Connected>,
+    pending_inbound: usize,
+    pending_outbound: usize,
+    dialing: HashSet<SocketAddr>,
+    backoff: Backoff,
+    own_addrs: HashSet<SocketAddr>,
+    dns_retry: HashMap<String, Instant>,
+}
+
+struct Connected {
+    info: PeerInfo,
+    sender: MessageSender,
+    direction: Direction,
+    connection_id: u64,
+    last_heard: Instant,
+    ping: Option<(u64, Instant)>,
+    round_trip: Option<Duration>,
+    is_provider: bool,
+    peer_count: u32,
+    closing: Option<String>,
+}
+
+/// What to do with a freshly handshaken connection.
+enum Admission {
+    Accept,
+    Replace(MessageSender),
+    Refuse(GoodbyeReason),
+}
+
+impl ConnectionManager {
+    /// Validates `config`, binds the listening address (if any), and starts the manager's
+    /// tasks. Returns the manager and its event stream.
+    ///
+    /// # Errors
+    /// [`StartError::Config`] for an unworkable configuration, [`StartError::Transport`] when
+    /// the address cannot be bound.
+    pub async fn start(
+        config: ManagerConfig,
+        identity: Arc<NodeIdentity>,
+        transport: Arc<dyn Transport>,
+        peer_store: Arc<dyn PeerStore>,
+    ) -> Result<(Self, mpsc::Receiver<TransportEvent>), StartError> {
+        config.validate()?;
+        let listener = match config.listen_addr {
+            Some(addr) => Some(transport.listen(addr).await?),
+            None => None,
+        };
+        let local_addr = listener.as_ref().map(Listener::local_addr);
+        let advertised_addr = config.advertised_addr.or(local_addr);
+        let handshake = HandshakeConfig {
+            network: config.network.clone(),
+            listen_addr: advertised_addr,
+            user_agent: config.user_agent.clone(),
+            timeout: config.handshake_timeout,
+        };
+        let (events, receiver) = mpsc::channel(config.event_queue.max(1));
+        let state = State {
+            peers: HashMap::new(),
+            pending_inbound: 0,
+            pending_outbound: 0,
+            dialing: HashSet::new(),
+            backoff: Backoff::new(config.backoff_initial, config.backoff_max),
+            own_addrs: local_addr.into_iter().chain(advertised_addr).collect(),
+            dns_retry: HashMap::new(),
+        };
+        let inner = Arc::new(Inner {
+            config,
+            identity,
+            transport,
+            peer_store,
+            handshake,
+            events,
+            state: Mutex::new(state),
+            is_provider: AtomicBool::new(false),
+            next_connection: AtomicU64::new(0),
+            shutdown: CancellationToken::new(),
+            local_addr,
+        });
+        if let Some(listener) = listener {
+            tokio::spawn(inner.clone().accept_loop(listener));
+        }
+        tokio::spawn(inner.clone().maintenance_loop());
+        tokio::spawn(inner.clone().heartbeat_loop());
+        tokio::spawn(inner.clone().exchange_loop());
+        Ok((Self { inner }, receiver))
+    }
+
+    /// This node's id.
+    pub fn node_id(&self) -> NodeId {
+        self.inner.identity.node_id()
+    }
+
+    /// The address the node listens on, if it does.
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.inner.local_addr
+    }
+
+    /// How many peers are connected.
+    pub fn peer_count(&self) -> usize {
+        self.inner.lock().peers.len()
+    }
+
+    /// The connected peers.
+    pub fn connected_peers(&self) -> Vec<ConnectedPeer> {
+        let state = self.inner.lock();
+        state
+            .peers
+            .values()
+            .map(|peer| ConnectedPeer {
+                info: peer.info.clone(),
+                direction: peer.direction,
+                round_trip: peer.round_trip,
+                is_provider: peer.is_provider,
+                peer_count: peer.peer_count,
+            })
+            .collect()
+    }
+
+    /// Tells peers (in heartbeats) whether this node is a provider.
+    pub fn set_provider(&self, is_provider: bool) {
+        self.inner.is_provider.store(is_provider, Ordering::Relaxed);
+    }
+
+    /// Queues `message` for `node` without waiting. `Ok(false)` when that peer's queue is
+    /// full (it is not keeping up).
+    ///
+    /// # Errors
+    /// [`TransportError::NotConnected`] when `node` is not connected.
+    pub fn send(&self, node: NodeId, message: MeshMessage) -> Result<bool, TransportError> {
+        let sender = self.inner.lock().peers.get(&node).map(|peer| peer.sender.clone());
+        match sender {
+            Some(sender) => sender.try_send(message),
+            None => Err(TransportError::NotConnected { node }),
+        }
+    }
+
+    /// Queues `message` for every connected peer except `except`; returns how many took it.
+    pub fn broadcast(&self, message: &MeshMessage, except: Option<NodeId>) -> usize {
+        let senders: Vec<MessageSender> = self
+            .inner
+            .lock()
+            .peers
+            .iter()
+            .filter(|(node, _)| Some(**node) != except)
+            .map(|(_, peer)| peer.sender.clone())
+            .collect();
+        senders.iter().filter(|sender| matches!(sender.try_send(message.clone()), Ok(true))).count()
+    }
+
+    /// Bans `node` for `reason` for the configured ban duration and disconnects it.
+    pub async fn ban(&self, node: NodeId, reason: BanReason) {
+        let peer = self.inner.lock().peers.get(&node).map(|peer| (peer.info.clone(), peer.sender.clone()));
+        if let Some((info, sender)) = peer {
+            self.inner.record_ban(self.inner.dial_addr(&info), Some(info.public_key), reason).await;
+            self.inner.close_peer(node, format!("banned: {reason:?}"), GoodbyeReason::Banned);
+            drop(sender);
+        }
+    }
+
+    /// Disconnects `node` with a goodbye.
+    pub fn disconnect(&self, node: NodeId, reason: &str) {
+        self.inner.close_peer(node, reason.to_owned(), GoodbyeReason::Other(reason.to_owned()));
+    }
+
+    /// Says goodbye to every peer and stops the manager's tasks.
+    pub async fn shutdown(&self) {
+        let nodes: Vec<NodeId> = self.inner.lock().peers.keys().copied().collect();
+        for node in nodes {
+            self.inner.close_peer(node, "shutdown".to_owned(), GoodbyeReason::Shutdown);
+        }
+        // Let the writers flush the goodbyes.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        self.inner.shutdown.cancel();
+    }
+}
+
+impl Inner {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // Every update leaves the maps consistent, even if a holder panicked.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn me(&self) -> NodeId {
+        self.identity.node_id()
+    }
+
+    /// Where `info`'s node can be dialled: its advertised address, with an unspecified IP
+    /// (it listens on 0.0.0.0) replaced by the address it connected from.
+    fn dial_addr(&self, info: &PeerInfo) -> Option<SocketAddr> {
+        info.listen_addr.map(|addr| {
+            if addr.ip().is_unspecified() {
+                SocketAddr::new(info.remote_addr.ip(), addr.port())
+            } else {
+                addr
+            }
+        })
+    }
+
+    async fn emit(&self, event: TransportEvent) -> bool {
+        self.events.send(event).await.is_ok()
+    }
+
+    fn update_gauge(&self, peers: usize) {
+        metrics::gauge!("mesh_network_connected_peers").set(peers as f64);
+    }
+
+    // ---- inbound ------------------------------------------------------------------------
+
+    async fn accept_loop(self: Arc<Self>, mut listener: Listener) {
+        loop {
+            let connection = tokio::select! {
+                () = self.shutdown.cancelled() => break,
+                connection = listener.accept() => connection,
+            };
+            let Some(connection) = connection else { break };
+            let admitted = {
+                let mut state = self.lock();
+                let inbound =
+                    state.peers.values().filter(|peer| peer.direction == Direction::Inbound).count()
+                        + state.pending_inbound;
+                let total = state.peers.len() + state.pending_inbound + state.pending_outbound;
+                let room = inbound < self.config.max_inbound && total < self.config.max_peers;
+                if room {
+                    state.pending_inbound += 1;
+                }
+                room
+            };
+            if admitted {
+                tokio::spawn(self.clone().inbound(connection));
+            } else {
+                tokio::spawn(refuse(connection, GoodbyeReason::TooManyPeers));
+            }
+        }
+    }
+
+    async fn inbound(self: Arc<Self>, mut connection: Connection) {
+        let result = handshake(&mut connection, &self.identity, &self.handshake).await;
+        self.lock().pending_inbound -= 1;
+        match result {
+            Ok(info) => self.admit(connection, info, Direction::Inbound).await,
+            Err(failure) => self.handshake_failed(failure, None).await,
+        }
+    }
+
+    // ---- outbound -----------------------------------------------------------------------
+
+    async fn maintenance_loop(self: Arc<Self>) {
+        let mut ticker = tokio::time::interval(self.config.maintenance_interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        loop {
+            tokio::select! {
+                () = self.shutdown.cancelled() => break,
+                _ = ticker.tick() => {}
+            }
+            let wanted = {
+                let state = self.lock();
+                let have = state.peers.len() + state.pending_outbound + state.pending_inbound;
+                let room = self.config.max_peers.saturating_sub(have);
+                self.config.min_peers.saturating_sub(have).min(room)
+            };
+            if wanted == 0 {
+                continue;
+            }
+            for addr in self.candidates(wanted).await {
+                let reserved = {
+                    let mut state = self.lock();
+                    let total = state.peers.len() + state.pending_inbound + state.pending_outbound;
+                    let free = total < self.config.max_peers && state.dialing.insert(addr);
+                    if free {
+                        state.pending_outbound += 1;
+                    }
+                    free
+                };
+                if reserved {
+                    tokio::spawn(self.clone().dial(addr));
+                }
+            }
+        }
+    }
+
+    /// Up to `wanted` addresses worth dialling now, best first: bootstrap peers, then known
+    /// valid, unknown and inaccessible peers from the store.
+    async fn candidates(&self, wanted: usize) -> Vec<SocketAddr> {
+        let mut found: Vec<SocketAddr> = Vec::new();
+        for entry in &self.config.bootstrap {
+            found.extend(self.resolve(entry).await);
+        }
+        for status in [PeerStatus::Valid, PeerStatus::Unknown, PeerStatus::Inaccessible] {
+            match self.peer_store.find_by_status(status).await {
+                Ok(peers) => found.extend(peers.iter().map(StoredPeer::socket_addr)),
+                Err(err) => tracing::warn!(error = %err, "cannot read dial candidates from the peer store"),
+            }
+        }
+        let banned: HashSet<SocketAddr> = match self.peer_store.find_by_status(PeerStatus::Banned).await {
+            Ok(peers) => peers.iter().map(StoredPeer::socket_addr).collect(),
+            Err(_) => HashSet::new(),
+        };
+        let state = self.lock();
+        let now = Instant::now();
+        let connected: HashSet<SocketAddr> =
+            state.peers.values().filter_map(|peer| self.dial_addr(&peer.info)).collect();
+        let mut seen = HashSet::new();
+        found
+            .into_iter()
+            .filter(|addr| {
+                seen.insert(*addr)
+                    && !banned.contains(addr)
+                    && !state.own_addrs.contains(addr)
+                    && !connected.contains(addr)
+                    && !state.dialing.contains(addr)
+                    && state.backoff.ready(*addr, now)
+            })
+            .take(wanted)
+            .collect()
+    }
+
+    /// The addresses of a bootstrap entry; a name that does not resolve is retried after 30 s.
+    async fn resolve(&self, entry: &str) -> Vec<SocketAddr> {
+        if let Ok(addr) = entry.parse::<SocketAddr>() {
+            return vec![addr];
+        }
+        if self.lock().dns_retry.get(entry).is_some_and(|at| Instant::now() < *at) {
+            return Vec::new();
+        }
+        match tokio::net::lookup_host(entry).await {
+            Ok(addrs) => addrs.collect(),
+            Err(err) => {
+                let error =
+                    TransportError::DnsResolutionFailed { host: entry.to_owned(), detail: err.to_string() };
+                tracing::warn!(%error, "bootstrap peer unreachable");
+                self.lock().dns_retry.insert(entry.to_owned(), Instant::now() + Duration::from_secs(30));
+                Vec::new()
+            }
+        }
+    }
+
+    async fn dial(self: Arc<Self>, addr: SocketAddr) {
+        let result = match self.transport.dial(addr).await {
+            Ok(mut connection) => match handshake(&mut connection, &self.identity, &self.handshake).await {
+                Ok(info) => Ok((connection, info)),
+                Err(failure) => Err(failure),
+            },
+            Err(error) => Err(HandshakeFailure::from(error)),
+        };
+        {
+            let mut state = self.lock();
+            state.pending_outbound -= 1;
+            state.dialing.remove(&addr);
+            match &result {
+                Ok(_) => state.backoff.succeeded(addr),
+                Err(failure) => {
+                    if matches!(failure.error, TransportError::SelfConnection { .. }) {
+                        state.own_addrs.insert(addr);
+                    }
+                    state.backoff.failed(addr, Instant::now(), !failure.error.is_retryable());
+                }
+            }
+        }
+        match result {
+            Ok((connection, info)) => self.admit(connection, info, Direction::Outbound).await,
+            Err(failure) => {
+                if failure.error.is_retryable() {
+                    self.mark_inaccessible(addr).await;
+                }
+                self.handshake_failed(failure, Some(addr)).await;
+            }
+        }
+    }
+
+    // ---- admission ----------------------------------------------------------------------
+
+    async fn handshake_failed(&self, failure: HandshakeFailure, dialled: Option<SocketAddr>) {
+        let HandshakeFailure { error, hello } = failure;
+        match error.ban_reason() {
+            Some(reason) => {
+                let addr = dialled.or_else(|| hello.as_ref().and_then(|hello| hello.listen_addr));
+                tracing::warn!(%error, "banning peer");
+                self.record_ban(addr, hello.map(|hello| hello.public_key), reason).await;
+            }
+            None => tracing::debug!(%error, "handshake failed"),
+        }
+    }
+
+    async fn admit(self: Arc<Self>, connection: Connection, info: PeerInfo, direction: Direction) {
+        if self.is_banned(&info).await {
+            tracing::info!(node = %info.node_id, "refusing a banned peer");
+            refuse(connection, GoodbyeReason::Banned).await;
+            return;
+        }
+        let me = self.me();
+        let connection_id = self.next_connection.fetch_add(1, Ordering::Relaxed);
+        let admission = {
+            let mut state = self.lock();
+            let admission = match state.peers.get(&info.node_id) {
+                Some(existing) => {
+                    // Both ends apply the same rule: keep the connection the smaller id opened.
+                    let opener = |direction| if direction == Direction::Outbound { me } else { info.node_id };
+                    let keep_new = opener(direction) != opener(existing.direction)
+                        && opener(direction) == me.min(info.node_id);
+                    if keep_new {
+                        Admission::Replace(existing.sender.clone())
+                    } else {
+                        Admission::Refuse(GoodbyeReason::DuplicateConnection)
+                    }
+                }
+                None if state.peers.len() >= self.config.max_peers => {
+                    Admission::Refuse(GoodbyeReason::TooManyPeers)
+                }
+                None => Admission::Accept,
+            };
+            if !matches!(admission, Admission::Refuse(_)) {
+                state.peers.insert(
+                    info.node_id,
+                    Connected {
+                        info: info.clone(),
+                        sender: connection.sender.clone(),
+                        direction,
+                        connection_id,
+                        last_heard: Instant::now(),
+                        ping: None,
+                        round_trip: None,
+                        is_provider: false,
+                        peer_count: 0,
+                        closing: None,
+                    },
+                );
+                self.update_gauge(state.peers.len());
+            }
+            admission
+        };
+        match admission {
+            Admission::Refuse(reason) => {
+                refuse(connection, reason).await;
+                return;
+            }
+            Admission::Replace(old) => {
+                let _ = old
+                    .try_send(MeshMessage::Goodbye(Goodbye { reason: GoodbyeReason::DuplicateConnection }));
+                old.close();
+            }
+            Admission::Accept => {
+                if !self.emit(TransportEvent::Connected(info.clone())).await {
+                    return;
+                }
+            }
+        }
+        tracing::info!(node = %info.node_id, addr = %info.remote_addr, ?direction, "peer connected");
+        if let Some(addr) = self.dial_addr(&info) {
+            self.record_valid(addr, info.public_key).await;
+        }
+        let exchange = self.peer_exchange(Some(info.node_id)).await;
+        let _ = connection.sender.try_send(exchange);
+        tokio::spawn(self.read(info.node_id, connection_id, connection.receiver));
+    }
+
+    async fn is_banned(&self, info: &PeerInfo) -> bool {
+        let addr = self.dial_addr(info);
+        match self.peer_store.find_by_status(PeerStatus::Banned).await {
+            Ok(banned) => banned
+                .iter()
+                .any(|peer| peer.public_key == Some(info.public_key) || Some(peer.socket_addr()) == addr),
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot read bans from the peer store");
+                false
+            }
+        }
+    }
+
+    // ---- connected peers ----------------------------------------------------------------
+
+    async fn read(self: Arc<Self>, node: NodeId, connection_id: u64, mut receiver: MessageReceiver) {
+        let reason = loop {
+            let next = tokio::select! {
+                () = self.shutdown.cancelled() => break "shutdown".to_owned(),
+                next = receiver.recv() => next,
+            };
+            let message = match next {
+                None => break "connection closed".to_owned(),
+                Some(Err(error)) => break error.to_string(),
+                Some(Ok(message)) => message,
+            };
+            if let Some(peer) = self.lock().peers.get_mut(&node) {
+                peer.last_heard = Instant::now();
+            }
+            match message {
+                MeshMessage::Ping(beat) => self.answer_ping(node, beat),
+                MeshMessage::Pong(beat) => self.take_pong(node, beat),
+                MeshMessage::PeerExchange(exchange) => self.learn(exchange).await,
+                MeshMessage::Goodbye(Goodbye { reason }) => break format!("peer said goodbye: {reason:?}"),
+                MeshMessage::Hello(_) | MeshMessage::HelloAck(_) => {
+                    break "protocol violation: handshake message after the handshake".to_owned();
+                }
+                message => {
+                    if !self.emit(TransportEvent::Message { from: node, message }).await {
+                        break "the node is shutting down".to_owned();
+                    }
+                }
+            }
+        };
+        self.unregister(node, connection_id, reason).await;
+    }
+
+    fn heartbeat(&self, nonce: u64) -> Heartbeat {
+        let peer_count = u32::try_from(self.lock().peers.len()).unwrap_or(u32::MAX);
+        Heartbeat { nonce, is_provider: self.is_provider.load(Ordering::Relaxed), peer_count }
+    }
+
+    fn answer_ping(&self, node: NodeId, beat: Heartbeat) {
+        let pong = MeshMessage::Pong(self.heartbeat(beat.nonce));
+        let mut state = self.lock();
+        if let Some(peer) = state.peers.get_mut(&node) {
+            peer.is_provider = beat.is_provider;
+            peer.peer_count = beat.peer_count;
+            let _ = peer.sender.try_send(pong);
+        }
+    }
+
+    fn take_pong(&self, node: NodeId, beat: Heartbeat) {
+        let mut state = self.lock();
+        if let Some(peer) = state.peers.get_mut(&node) {
+            peer.is_provider = beat.is_provider;
+            peer.peer_count = beat.peer_count;
+            if let Some((nonce, sent)) = peer.ping
+                && nonce == beat.nonce
+            {
+                peer.round_trip = Some(sent.elapsed());
+                peer.ping = None;
+            }
+        }
+    }
+
+    async fn heartbeat_loop(self: Arc<Self>) {
+        let mut ticker = tokio::time::interval(self.config.heartbeat_interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = self.shutdown.cancelled() => break,
+                _ = ticker.tick() => {}
+            }
+            let now = Instant::now();
+            let mut silent = Vec::new();
+            {
+                let mut state = self.lock();
+                let peer_count = u32::try_from(state.peers.len()).unwrap_or(u32::MAX);
+                let is_provider = self.is_provider.load(Ordering::Relaxed);
+                for (node, peer) in &mut state.peers {
+                    if now.saturating_duration_since(peer.last_heard) > self.config.heartbeat_timeout {
+                        silent.push((*node, self.dial_addr(&peer.info)));
+                        continue;
+                    }
+                    let nonce = rand::rng().random::<u64>();
+                    if matches!(
+                        peer.sender.try_send(MeshMessage::Ping(Heartbeat { nonce, is_provider, peer_count })),
+                        Ok(true)
+                    ) {
+                        peer.ping = Some((nonce, now));
+                    }
+                }
+            }
+            for (node, addr) in silent {
+                tracing::info!(%node, "peer silent beyond the heartbeat timeout; disconnecting");
+                if let Some(addr) = addr {
+                    self.mark_inaccessible(addr).await;
+                }
+                self.close_peer(
+                    node,
+                    "heartbeat timeout".to_owned(),
+                    GoodbyeReason::Other("heartbeat timeout".to_owned()),
+                );
+            }
+        }
+    }
+
+    /// Closes the connection to `node` after a goodbye; its reader reports the reason.
+    fn close_peer(&self, node: NodeId, reason: String, goodbye: GoodbyeReason) {
+        let mut state = self.lock();
+        if let Some(peer) = state.peers.get_mut(&node) {
+            peer.closing = Some(reason);
+            let _ = peer.sender.try_send(MeshMessage::Goodbye(Goodbye { reason: goodbye }));
+            let sender = peer.sender.clone();
+            // Close once the goodbye had a moment to leave.
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                sender.close();
+            });
+        }
+    }
+
+    async fn unregister(&self, node: NodeId, connection_id: u64, reason: String) {
+        let removed = {
+            let mut state = self.lock();
+            let current = state.peers.get(&node).is_some_and(|peer| peer.connection_id == connection_id);
+            let removed = if current { state.peers.remove(&node) } else { None };
+            self.update_gauge(state.peers.len());
+            removed
+        };
+        // A replaced connection ends quietly: its successor is already registered.
+        let Some(peer) = removed else { return };
+        peer.sender.close();
+        let reason = peer.closing.unwrap_or(reason);
+        tracing::info!(%node, %reason, "peer disconnected");
+        if let Some(addr) = self.dial_addr(&peer.info) {
+            self.touch_stored(addr).await;
+        }
+        self.emit(TransportEvent::Disconnected { node_id: node, reason }).await;
+    }
+
+    // ---- discovery ----------------------------------------------------------------------
+
+    async fn exchange_loop(self: Arc<Self>) {
+        let mut ticker = tokio::time::interval(self.config.peer_exchange_interval);
+        ticker.tick().await;
+        loop {
+            tokio::select! {
+                () = self.shutdown.cancelled() => break,
+                _ = ticker.tick() => {}
+            }
+            let exchange = self.peer_exchange(None).await;
+            let senders: Vec<MessageSender> =
+                self.lock().peers.values().map(|peer| peer.sender.clone()).collect();
+            for sender in senders {
+                let _ = sender.try_send(exchange.clone());
+            }
+        }
+    }
+
+    /// The addresses of good peers: connected ones first, then valid ones from the store.
+    async fn peer_exchange(&self, except: Option<NodeId>) -> MeshMessage {
+        let limit = self.config.peer_exchange_limit;
+        let mut peers: Vec<PeerAddress> = {
+            let state = self.lock();
+            state
+                .peers
+                .values()
+                .filter(|peer| Some(peer.info.node_id) != except)
+                .filter_map(|peer| {
+                    self.dial_addr(&peer.info).map(|addr| PeerAddress { node_id: peer.info.node_id, addr })
+                })
+                .take(limit)
+                .collect()
+        };
+        if peers.len() < limit
+            && let Ok(stored) = self.peer_store.find_by_status(PeerStatus::Valid).await
+        {
+            for peer in stored {
+                let Some(node_id) = peer.node_id() else { continue };
+                if peers.len() >= limit {
+                    break;
+                }
+                if Some(node_id) != except && peers.iter().all(|known| known.node_id != node_id) {
+                    peers.push(PeerAddress { node_id, addr: peer.socket_addr() });
+                }
+            }
+        }
+        MeshMessage::PeerExchange(PeerExchange { peers })
+    }
+
+    /// Records addresses a peer shared as dial candidates.
+    async fn learn(&self, exchange: PeerExchange) {
+        let own = self.lock().own_addrs.clone();
+        for shared in exchange.peers.into_iter().take(self.config.peer_exchange_limit) {
+            if shared.node_id == self.me() || own.contains(&shared.addr) || shared.addr.port() == 0 {
+                continue;
+            }
+            if matches!(self.peer_store.find_by_ip_port(shared.addr.ip(), shared.addr.port()).await, Ok(None))
+            {
+                // A duplicate from a concurrent learn is harmless.
+                let _ = self.peer_store.create(StoredPeer::new(shared.addr.ip(), shared.addr.port())).await;
+            }
+        }
+    }
+
+    // ---- peer store ---------------------------------------------------------------------
+
+    async fn stored(&self, addr: SocketAddr) -> Option<StoredPeer> {
+        self.peer_store.find_by_ip_port(addr.ip(), addr.port()).await.ok().flatten()
+    }
+
+    async fn record_valid(&self, addr: SocketAddr, key: PublicKey) {
+        let now = mesh_types::chrono::Utc::now();
+        let result = match self.stored(addr).await {
+            Some(mut peer) => {
+                if !peer.is_banned() {
+                    peer.update_status(PeerStatus::Valid);
+                }
+                peer.public_key = Some(key);
+                peer.last_seen = Some(now);
+                self.peer_store.update(peer).await
+            }
+            None => {
+                let mut peer = StoredPeer::new(addr.ip(), addr.port());
+                peer.update_status(PeerStatus::Valid);
+                peer.public_key = Some(key);
+                peer.last_seen = Some(now);
+                self.peer_store.create(peer).await
+            }
+        };
+        if let Err(err) = result {
+            tracing::debug!(error = %err, %addr, "cannot record a peer");
+        }
+    }
+
+    async fn touch_stored(&self, addr: SocketAddr) {
+        if let Some(mut peer) = self.stored(addr).await {
+            peer.last_seen = Some(mesh_types::chrono::Utc::now());
+            let _ = self.peer_store.update(peer).await;
+        }
+    }
+
+    async fn mark_inaccessible(&self, addr: SocketAddr) {
+        if let Some(mut peer) = self.stored(addr).await
+            && !peer.is_banned()
+            && peer.status != PeerStatus::Inaccessible
+        {
+            peer.update_status(PeerStatus::Inaccessible);
+            let _ = self.peer_store.update(peer).await;
+        }
+    }
+
+    async fn record_ban(&self, addr: Option<SocketAddr>, key: Option<PublicKey>, reason: BanReason) {
+        let Some(addr) = addr else {
+            tracing::warn!(?reason, "cannot ban a peer that gave no address");
+            return;
+        };
+        let until = mesh_types::chrono::Utc::now()
+            + mesh_types::chrono::Duration::from_std(self.config.ban_duration)
+                .unwrap_or(mesh_types::chrono::Duration::days(1));
+        let id = match self.stored(addr).await {
+            Some(peer) => peer.id,
+            None => {
+                let mut peer = StoredPeer::new(addr.ip(), addr.port());
+                peer.public_key = key;
+                let id = peer.id;
+                if let Err(err) = self.peer_store.create(peer).await {
+                    tracing::warn!(error = %err, %addr, "cannot record a banned peer");
+                    return;
+                }
+                id
+            }
+        };
+        if let Err(err) = self.peer_store.ban(id, reason, until).await {
+            tracing::warn!(error = %err, %addr, "cannot ban a peer");
+        }
+        self.lock().backoff.failed(addr, Instant::now(), true);
+    }
+}
+
+/// Refuses a connection with a goodbye.
+async fn refuse(connection: Connection, reason: GoodbyeReason) {
+    let _ = connection.sender.try_send(MeshMessage::Goodbye(Goodbye { reason }));
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    connection.close();
+}

@@ -1,0 +1,342 @@
+//! The connection manager over real TCP sockets on loopback: discovery, bans, one connection
+//! per node, isolation of bad connections, heartbeat timeouts with redial, and the peer limit.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use mesh_peer_store::{BanReason, MemoryPeerStore, PeerStatus, PeerStore};
+use mesh_testkit::TcpProxy;
+use mesh_transport::handshake::{HandshakeConfig, handshake};
+use mesh_transport::{
+    Connection, ConnectionManager, LinkConfig, Listener, ManagerConfig, TcpTransport, Transport,
+    TransportError, TransportEvent,
+};
+use mesh_types::{Hello, HelloAck, MeshMessage, NetworkId, NodeIdentity, PROTOCOL_VERSION, Signature};
+use tokio::io::AsyncWriteExt;
+
+/// A TCP transport that counts dials per address.
+struct CountingTcp {
+    inner: TcpTransport,
+    dials: Mutex<HashMap<SocketAddr, usize>>,
+}
+
+impl CountingTcp {
+    fn new() -> Self {
+        Self { inner: TcpTransport::new(LinkConfig::default()), dials: Mutex::new(HashMap::new()) }
+    }
+
+    fn dials_to(&self, addr: SocketAddr) -> usize {
+        self.dials.lock().unwrap().get(&addr).copied().unwrap_or(0)
+    }
+}
+
+#[async_trait]
+impl Transport for CountingTcp {
+    async fn listen(&self, addr: SocketAddr) -> Result<Listener, TransportError> {
+        self.inner.listen(addr).await
+    }
+
+    async fn dial(&self, addr: SocketAddr) -> Result<Connection, TransportError> {
+        *self.dials.lock().unwrap().entry(addr).or_default() += 1;
+        self.inner.dial(addr).await
+    }
+}
+
+struct Node {
+    manager: ConnectionManager,
+    store: Arc<MemoryPeerStore>,
+    transport: Arc<CountingTcp>,
+    events: Arc<Mutex<Vec<TransportEvent>>>,
+}
+
+impl Node {
+    fn addr(&self) -> SocketAddr {
+        self.manager.local_addr().expect("listening")
+    }
+
+    fn disconnect_reasons(&self) -> Vec<String> {
+        self.events
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|event| match event {
+                TransportEvent::Disconnected { reason, .. } => Some(reason.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+/// Fast timers so the tests take seconds, not minutes.
+fn config(network: &str, bootstrap: Vec<String>) -> ManagerConfig {
+    let mut config = ManagerConfig::new(NetworkId::new(network).unwrap());
+    config.listen_addr = Some("127.0.0.1:0".parse().unwrap());
+    config.bootstrap = bootstrap;
+    config.maintenance_interval = Duration::from_millis(50);
+    config.heartbeat_interval = Duration::from_millis(200);
+    config.heartbeat_timeout = Duration::from_millis(1200);
+    config.handshake_timeout = Duration::from_secs(2);
+    config.peer_exchange_interval = Duration::from_millis(300);
+    config.backoff_initial = Duration::from_millis(100);
+    config.backoff_max = Duration::from_secs(1);
+    config
+}
+
+async fn start(config: ManagerConfig, identity: Arc<NodeIdentity>) -> Node {
+    let store = Arc::new(MemoryPeerStore::new());
+    let transport = Arc::new(CountingTcp::new());
+    let (manager, mut receiver) =
+        ConnectionManager::start(config, identity, transport.clone(), store.clone())
+            .await
+            .expect("manager starts");
+    let events = Arc::new(Mutex::new(Vec::new()));
+    let sink = events.clone();
+    tokio::spawn(async move {
+        while let Some(event) = receiver.recv().await {
+            sink.lock().unwrap().push(event);
+        }
+    });
+    Node { manager, store, transport, events }
+}
+
+async fn node(network: &str, bootstrap: Vec<String>) -> Node {
+    start(config(network, bootstrap), Arc::new(NodeIdentity::generate())).await
+}
+
+/// Polls `condition` every 20 ms until it holds or `limit` passes.
+async fn eventually(limit: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let deadline = tokio::time::Instant::now() + limit;
+    while tokio::time::Instant::now() < deadline {
+        if condition() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    condition()
+}
+
+/// [`eventually`] for a condition that needs to await.
+async fn eventually_async(limit: Duration, mut condition: impl AsyncFnMut() -> bool) -> bool {
+    let deadline = tokio::time::Instant::now() + limit;
+    while tokio::time::Instant::now() < deadline {
+        if condition().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    condition().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_nodes_with_one_bootstrap_each_become_fully_connected() {
+    let a = node("devnet", vec![]).await;
+    let b = node("devnet", vec![a.addr().to_string()]).await;
+    let c = node("devnet", vec![b.addr().to_string()]).await;
+    let full = eventually(Duration::from_secs(10), || {
+        [&a, &b, &c].iter().all(|node| node.manager.peer_count() == 2)
+    })
+    .await;
+    assert!(
+        full,
+        "peer counts: {} {} {}",
+        a.manager.peer_count(),
+        b.manager.peer_count(),
+        c.manager.peer_count()
+    );
+    // C never had A's address: it learned it through peer exchange.
+    let c_peers: Vec<_> = c.manager.connected_peers().iter().map(|peer| peer.info.node_id).collect();
+    assert!(c_peers.contains(&a.manager.node_id()));
+    // Heartbeats measured round trips.
+    assert!(
+        eventually(Duration::from_secs(3), || a
+            .manager
+            .connected_peers()
+            .iter()
+            .all(|p| p.round_trip.is_some()))
+        .await
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_dialling_each_other_keep_exactly_one_connection() {
+    let a = node("devnet", vec![]).await;
+    let b = node("devnet", vec![a.addr().to_string()]).await;
+    let _c = node("devnet", vec![]).await;
+    // Now let A also dial B, so both sides dial each other repeatedly.
+    assert!(eventually(Duration::from_secs(5), || a.manager.peer_count() == 1).await);
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(a.manager.peer_count(), 1);
+    assert_eq!(b.manager.peer_count(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_on_another_network_is_banned_and_never_redialled() {
+    let a = node("devnet", vec![]).await;
+    let x = node("othernet", vec![a.addr().to_string()]).await;
+    let banned = eventually_async(Duration::from_secs(5), async || {
+        x.store.find_by_status(PeerStatus::Banned).await.is_ok_and(|peers| {
+            peers.iter().any(|peer| {
+                peer.socket_addr() == a.addr() && peer.ban_reason == Some(BanReason::NetworkMismatch)
+            })
+        })
+    })
+    .await;
+    assert!(banned, "X bans A for NetworkMismatch");
+    let a_bans_x = a.store.find_by_ip_port(x.addr().ip(), x.addr().port()).await.unwrap();
+    assert_eq!(a_bans_x.and_then(|peer| peer.ban_reason), Some(BanReason::NetworkMismatch), "and A bans X");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(x.transport.dials_to(a.addr()), 1, "a banned peer is never dialled again");
+    assert_eq!(a.manager.peer_count() + x.manager.peer_count(), 0);
+}
+
+/// A client that speaks the handshake by hand, to forge it.
+async fn forged_handshake(target: SocketAddr, hello: impl FnOnce(&NodeIdentity) -> Hello, proof: Signature) {
+    let transport = TcpTransport::new(LinkConfig::default());
+    let mut connection = transport.dial(target).await.expect("dial");
+    let identity = NodeIdentity::generate();
+    connection.sender.send(MeshMessage::Hello(hello(&identity))).await.expect("send hello");
+    // Read the node's hello, then answer with the forged proof.
+    let _ = connection.receiver.recv().await;
+    let _ = connection.sender.send(MeshMessage::HelloAck(HelloAck { proof })).await;
+    // Give the node time to judge and answer.
+    while let Ok(Some(_)) = tokio::time::timeout(Duration::from_millis(500), connection.receiver.recv()).await
+    {
+    }
+}
+
+fn hello_from(identity: &NodeIdentity, listen: &str) -> Hello {
+    Hello {
+        network: NetworkId::devnet(),
+        protocol_version: PROTOCOL_VERSION,
+        node_id: identity.node_id(),
+        public_key: identity.public_key(),
+        listen_addr: Some(listen.parse().unwrap()),
+        user_agent: "forger/1".into(),
+        nonce: [1; 32],
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_key_proofs_and_stolen_ids_are_banned() {
+    let a = node("devnet", vec![]).await;
+
+    // A valid id and key, but a proof signed by nobody.
+    forged_handshake(a.addr(), |me| hello_from(me, "127.0.0.1:1001"), Signature::from_bytes([7; 64])).await;
+    // Someone else's node id with the forger's own key.
+    let victim = NodeIdentity::generate();
+    forged_handshake(
+        a.addr(),
+        |me| Hello { node_id: victim.node_id(), ..hello_from(me, "127.0.0.1:1002") },
+        Signature::from_bytes([7; 64]),
+    )
+    .await;
+
+    for port in [1001, 1002] {
+        // The node records the ban right after closing the connection.
+        let banned = eventually_async(Duration::from_secs(3), async || {
+            a.store.find_by_ip_port("127.0.0.1".parse().unwrap(), port).await.ok().flatten().is_some_and(
+                |peer| {
+                    peer.status == PeerStatus::Banned && peer.ban_reason == Some(BanReason::InvalidSignature)
+                },
+            )
+        })
+        .await;
+        assert!(banned, "the forger advertising port {port} is banned for InvalidSignature");
+    }
+    assert_eq!(a.manager.peer_count(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_and_oversized_frames_close_only_their_connection() {
+    let a = node("devnet", vec![]).await;
+    let b = node("devnet", vec![a.addr().to_string()]).await;
+    assert!(eventually(Duration::from_secs(5), || a.manager.peer_count() == 1).await);
+
+    let mut garbage = tokio::net::TcpStream::connect(a.addr()).await.unwrap();
+    garbage.write_all(&[0, 0, 0, 5, 0xde, 0xad, 0xbe, 0xef, 0x00]).await.unwrap();
+    let mut oversized = tokio::net::TcpStream::connect(a.addr()).await.unwrap();
+    oversized.write_all(&[0xff, 0xff, 0xff, 0xff, 1, 2, 3]).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(600)).await;
+
+    assert_eq!(a.manager.peer_count(), 1, "the good peer is still connected");
+    assert_eq!(b.manager.peer_count(), 1);
+    assert!(a.disconnect_reasons().is_empty(), "nobody was disconnected: {:?}", a.disconnect_reasons());
+    // And the node still accepts newcomers.
+    let c = node("devnet", vec![a.addr().to_string()]).await;
+    assert!(eventually(Duration::from_secs(5), || c.manager.peer_count() >= 1).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_peer_times_out_and_is_redialled_after_it_restarts() {
+    let a = node("devnet", vec![]).await;
+    // B reaches A through a proxy that can go silent without closing anything.
+    let proxy = TcpProxy::start(&a.addr().to_string()).await;
+    let b_identity = Arc::new(NodeIdentity::generate());
+    let b = start(config("devnet", vec![proxy.addr().to_string()]), b_identity.clone()).await;
+    let b_addr = b.addr();
+    assert!(eventually(Duration::from_secs(5), || a.manager.peer_count() == 1).await);
+
+    // B dies without a word: the proxy freezes, so A hears silence, not a close.
+    proxy.freeze();
+    b.manager.shutdown().await;
+    drop(b);
+    let timed_out = eventually(Duration::from_secs(5), || {
+        a.disconnect_reasons().iter().any(|reason| reason == "heartbeat timeout")
+    })
+    .await;
+    assert!(timed_out, "A notices by heartbeat timeout: {:?}", a.disconnect_reasons());
+    let stored =
+        a.store.find_by_ip_port(b_addr.ip(), b_addr.port()).await.unwrap().expect("A knows B's address");
+    assert_eq!(stored.status, PeerStatus::Inaccessible);
+
+    // B restarts on the same address; A redials it from the peer store.
+    let mut restart = config("devnet", vec![]);
+    restart.listen_addr = Some(b_addr);
+    restart.min_peers = 0;
+    let b = start(restart, b_identity).await;
+    let back = eventually(Duration::from_secs(10), || {
+        a.manager.connected_peers().iter().any(|peer| peer.info.node_id == b.manager.node_id())
+    })
+    .await;
+    assert!(back, "A redials B after it restarts");
+    proxy.cut();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_peer_limit_holds_under_fifty_simultaneous_inbound_dials() {
+    let mut limited = config("devnet", vec![]);
+    limited.min_peers = 0;
+    limited.max_peers = 5;
+    limited.max_inbound = 5;
+    let a = start(limited, Arc::new(NodeIdentity::generate())).await;
+    let target = a.addr();
+
+    let dials: Vec<_> = (0..50)
+        .map(|_| {
+            tokio::spawn(async move {
+                let transport = TcpTransport::new(LinkConfig::default());
+                let Ok(mut connection) = transport.dial(target).await else { return None };
+                let identity = NodeIdentity::generate();
+                let result =
+                    handshake(&mut connection, &identity, &HandshakeConfig::new(NetworkId::devnet())).await;
+                result.ok().map(|_| connection)
+            })
+        })
+        .collect();
+    let mut highest = 0;
+    let mut held = Vec::new();
+    for dial in dials {
+        highest = highest.max(a.manager.peer_count());
+        if let Some(connection) = dial.await.unwrap() {
+            held.push(connection);
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    highest = highest.max(a.manager.peer_count());
+    assert!(highest <= 5, "peer count reached {highest}");
+    assert_eq!(a.manager.peer_count(), 5, "the free slots were filled");
+    drop(held);
+}
