@@ -8,7 +8,7 @@ use std::time::Duration;
 use mesh_types::NetworkId;
 use thiserror::Error;
 
-use crate::LinkConfig;
+use crate::{LanDiscovery, LinkConfig};
 
 /// How the connection manager behaves.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,6 +57,9 @@ pub struct ManagerConfig {
     pub event_queue: usize,
     /// Software and version sent in the handshake.
     pub user_agent: String,
+    /// Find peers on the local network by multicast beacons (`MESH_LAN_DISCOVERY`, off by
+    /// default).
+    pub lan_discovery: Option<LanDiscovery>,
     /// Framing, queues and timeouts of each link.
     pub link: LinkConfig,
 }
@@ -111,6 +114,7 @@ impl ManagerConfig {
             peer_exchange_limit: 32,
             event_queue: 4096,
             user_agent: format!("pricemesh/{}", env!("CARGO_PKG_VERSION")),
+            lan_discovery: None,
             link: LinkConfig::default(),
         }
     }

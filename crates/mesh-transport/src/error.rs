@@ -159,17 +159,18 @@ pub enum TransportError {
 }
 
 impl TransportError {
-    /// Whether dialling the same address again later may succeed: connection-level failures
-    /// are retryable; handshake failures, bans and configuration errors are not.
+    /// Whether dialling the same address again soon may succeed. As in the BSV peer module:
+    /// refused, timed out and reset connections are retryable (so is a name that did not
+    /// resolve, and a connection closed under us); any other connection failure, a handshake
+    /// that timed out or failed, a ban reason and the limits are not — the manager then waits
+    /// the longest backoff before trying that address again.
     pub const fn is_retryable(&self) -> bool {
         matches!(
             self,
             Self::ConnectionRefused { .. }
                 | Self::ConnectionTimeout { .. }
                 | Self::ConnectionReset { .. }
-                | Self::ConnectionFailed { .. }
                 | Self::Closed { .. }
-                | Self::HandshakeTimeout { .. }
                 | Self::DnsResolutionFailed { .. }
         )
     }

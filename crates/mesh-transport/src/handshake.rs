@@ -225,3 +225,111 @@ async fn refuse(connection: &Connection, reason: GoodbyeReason, error: Transport
     connection.close();
     error
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use mesh_types::{Heartbeat, NetworkId};
+
+    use super::*;
+    use crate::{MemoryNetwork, Transport};
+
+    /// Two ends of one in-memory connection.
+    async fn pair() -> (Connection, Connection) {
+        let network = MemoryNetwork::new();
+        let server: SocketAddr = "10.0.0.1:9470".parse().unwrap();
+        let client = network.transport("10.0.0.2:9470".parse().unwrap());
+        let mut listener = network.transport(server).listen(server).await.unwrap();
+        let dialled = client.dial(server).await.unwrap();
+        let accepted = listener.accept().await.unwrap();
+        (dialled, accepted)
+    }
+
+    fn config() -> HandshakeConfig {
+        HandshakeConfig { timeout: Duration::from_secs(2), ..HandshakeConfig::new(NetworkId::devnet()) }
+    }
+
+    #[tokio::test]
+    async fn both_sides_learn_each_other() {
+        let (mut a, mut b) = pair().await;
+        let (alice, bob) = (Arc::new(NodeIdentity::generate()), Arc::new(NodeIdentity::generate()));
+        let settings = config();
+        let (from_a, from_b) =
+            tokio::join!(handshake(&mut a, &alice, &settings), handshake(&mut b, &bob, &settings));
+        assert_eq!(from_a.unwrap().node_id, bob.node_id());
+        assert_eq!(from_b.unwrap().node_id, alice.node_id());
+    }
+
+    /// Plays a peer that sends `hello` and then only listens.
+    async fn scripted(connection: &mut Connection, hello: Hello) {
+        connection.sender.send(MeshMessage::Hello(hello)).await.unwrap();
+        while connection.receiver.recv().await.is_some() {}
+    }
+
+    fn hello(identity: &NodeIdentity) -> Hello {
+        Hello {
+            network: NetworkId::devnet(),
+            protocol_version: PROTOCOL_VERSION,
+            node_id: identity.node_id(),
+            public_key: identity.public_key(),
+            listen_addr: None,
+            user_agent: "test".into(),
+            nonce: [9; NONCE_LEN],
+        }
+    }
+
+    #[tokio::test]
+    async fn an_incompatible_version_disconnects_without_a_ban() {
+        let (mut a, mut b) = pair().await;
+        let peer = NodeIdentity::generate();
+        let theirs = Hello { protocol_version: PROTOCOL_VERSION + 1, ..hello(&peer) };
+        let (me, settings) = (NodeIdentity::generate(), config());
+        let (result, ()) = tokio::join!(handshake(&mut a, &me, &settings), scripted(&mut b, theirs));
+        let failure = result.unwrap_err();
+        assert!(
+            matches!(failure.error, TransportError::ProtocolMismatch { received, .. } if received == PROTOCOL_VERSION + 1)
+        );
+        assert_eq!(failure.error.ban_reason(), None);
+        assert_eq!(failure.hello.map(|hello| hello.node_id), Some(peer.node_id()));
+    }
+
+    #[tokio::test]
+    async fn another_network_is_a_ban_reason() {
+        let (mut a, mut b) = pair().await;
+        let theirs = Hello { network: NetworkId::testnet(), ..hello(&NodeIdentity::generate()) };
+        let (me, settings) = (NodeIdentity::generate(), config());
+        let (result, ()) = tokio::join!(handshake(&mut a, &me, &settings), scripted(&mut b, theirs));
+        let error = result.unwrap_err().error;
+        assert!(matches!(error, TransportError::NetworkMismatch { .. }), "{error}");
+        assert!(error.ban_reason().is_some());
+    }
+
+    #[tokio::test]
+    async fn connecting_to_itself_is_recognised() {
+        let (mut a, mut b) = pair().await;
+        let me = NodeIdentity::from_secret_bytes(&[3; 32]);
+        let settings = config();
+        let (result, ()) = tokio::join!(handshake(&mut a, &me, &settings), scripted(&mut b, hello(&me)));
+        assert!(matches!(result.unwrap_err().error, TransportError::SelfConnection { .. }));
+    }
+
+    #[tokio::test]
+    async fn anything_but_a_hello_first_fails_the_handshake() {
+        let (mut a, b) = pair().await;
+        b.sender
+            .send(MeshMessage::Ping(Heartbeat { nonce: 1, is_provider: false, peer_count: 0 }))
+            .await
+            .unwrap();
+        let error = handshake(&mut a, &NodeIdentity::generate(), &config()).await.unwrap_err().error;
+        assert!(matches!(error, TransportError::HandshakeFailed { .. }), "{error}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_silent_peer_times_out() {
+        let (mut a, _b) = pair().await;
+        let error = handshake(&mut a, &NodeIdentity::generate(), &config()).await.unwrap_err().error;
+        assert!(matches!(error, TransportError::HandshakeTimeout { .. }), "{error}");
+        assert!(!error.is_retryable(), "the BSV taxonomy counts handshake timeouts as non-retryable");
+    }
+}

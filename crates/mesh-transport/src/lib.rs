@@ -10,7 +10,8 @@
 //!   proof of key possession over the other side's nonce.
 //! - [`ConnectionManager`]: keeps the node between its minimum and maximum number of peers,
 //!   dials bootstrap and known peers with backoff, refuses banned and duplicate peers, sends
-//!   heartbeats and drops silent peers, exchanges peer addresses, and reports
+//!   heartbeats and drops silent peers, exchanges peer addresses, optionally finds peers on
+//!   the local network by multicast beacons ([`LanDiscovery`]), and reports
 //!   [`TransportEvent`]s (connected, disconnected, message) on a bounded channel.
 
 use std::net::SocketAddr;
@@ -22,6 +23,7 @@ use tokio::sync::mpsc;
 mod backoff;
 mod config;
 mod connection;
+mod discovery;
 mod error;
 mod events;
 pub mod handshake;
@@ -31,6 +33,7 @@ mod tcp;
 
 pub use config::{ConfigError, ManagerConfig};
 pub use connection::{Connection, ConnectionIo, MessageReceiver, MessageSender};
+pub use discovery::LanDiscovery;
 pub use error::TransportError;
 pub use events::{ConnectedPeer, Direction, TransportEvent};
 pub use manager::{ConnectionManager, StartError};

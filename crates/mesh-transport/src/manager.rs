@@ -18,6 +18,8 @@
 //!   `heartbeat_timeout` is disconnected and marked inaccessible.
 //! - **Discovery.** On connect and every `peer_exchange_interval`, peers swap the addresses of
 //!   nodes they know to be good; learned addresses go to the peer store as dial candidates.
+//! - **LAN discovery** (optional): multicast beacons announce this node and reveal others on
+//!   the same network segment, see [`crate::LanDiscovery`].
 //! - **Events.** [`TransportEvent`]s on a bounded channel; everything but the handshake,
 //!   heartbeats, peer exchange and goodbyes is passed up as a message.
 
@@ -39,6 +41,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::backoff::Backoff;
+use crate::discovery::{self, Beacon, LanDiscovery};
 use crate::events::{ConnectedPeer, Direction, TransportEvent};
 use crate::handshake::{HandshakeConfig, HandshakeFailure, PeerInfo, handshake};
 use crate::{
@@ -138,6 +141,16 @@ impl ConnectionManager {
             None => None,
         };
         let local_addr = listener.as_ref().map(Listener::local_addr);
+        let lan = match config.lan_discovery {
+            Some(lan) => Some((
+                discovery::bind(&lan).map_err(|err| TransportError::ListenFailed {
+                    addr: SocketAddr::V4(lan.group),
+                    detail: format!("LAN discovery: {err}"),
+                })?,
+                lan,
+            )),
+            None => None,
+        };
         let advertised_addr = config.advertised_addr.or(local_addr);
         let handshake = HandshakeConfig {
             network: config.network.clone(),
@@ -174,6 +187,9 @@ impl ConnectionManager {
         tokio::spawn(inner.clone().maintenance_loop());
         tokio::spawn(inner.clone().heartbeat_loop());
         tokio::spawn(inner.clone().exchange_loop());
+        if let Some((socket, lan)) = lan {
+            tokio::spawn(inner.clone().lan_loop(socket, lan));
+        }
         Ok((Self { inner }, receiver))
     }
 
@@ -745,6 +761,38 @@ impl Inner {
             }
         }
         MeshMessage::PeerExchange(PeerExchange { peers })
+    }
+
+    /// Sends a beacon every interval (when listening) and records the nodes whose beacons
+    /// arrive.
+    async fn lan_loop(self: Arc<Self>, socket: tokio::net::UdpSocket, lan: LanDiscovery) {
+        let beacon = self.local_addr.map(|addr| {
+            Beacon { network: self.config.network.clone(), node_id: self.me(), listen_port: addr.port() }
+                .encode()
+        });
+        let mut ticker = tokio::time::interval(lan.interval);
+        let mut buffer = [0u8; discovery::MAX_BEACON + 1];
+        loop {
+            tokio::select! {
+                () = self.shutdown.cancelled() => break,
+                _ = ticker.tick() => {
+                    if let Some(beacon) = &beacon
+                        && let Err(err) = socket.send_to(beacon, SocketAddr::V4(lan.group)).await
+                    {
+                        tracing::debug!(error = %err, "cannot send a LAN beacon");
+                    }
+                }
+                received = socket.recv_from(&mut buffer) => {
+                    let Ok((len, from)) = received else { continue };
+                    let Some(heard) = buffer.get(..len).and_then(Beacon::decode) else { continue };
+                    if heard.network != self.config.network || heard.node_id == self.me() || from.ip().is_unspecified() {
+                        continue;
+                    }
+                    let addr = SocketAddr::new(from.ip(), heard.listen_port);
+                    self.learn(PeerExchange { peers: vec![PeerAddress { node_id: heard.node_id, addr }] }).await;
+                }
+            }
+        }
     }
 
     /// Records addresses a peer shared as dial candidates.
