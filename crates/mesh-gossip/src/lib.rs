@@ -2,6 +2,20 @@
 //! new, store its prices newest-wins, and say what to deliver locally and which peers to relay
 //! to — plus anti-entropy (digest exchange) and misbehaviour scoring.
 //!
-//! The engine is pure: it does no I/O of its own and returns decisions, so it can be property
-//! tested and simulated at scale. It arrives with the mesh issue; until then the crate is
-//! intentionally empty.
+//! The engine is pure in the sense that matters: it does no network I/O and keeps no timers;
+//! it works on the [`mesh_dedup::MessageTracker`] and [`mesh_price_cache::PriceStore`] it is
+//! given and returns [`Outcome`]s, which the node turns into sends, deliveries and bans. That
+//! makes it property-testable and lets one process simulate many nodes.
+//!
+//! Anti-entropy: [`GossipEngine::digest`] summarises what a node holds; a peer's
+//! [`GossipEngine::on_digest`] turns that into a request for what is newer;
+//! [`GossipEngine::on_request`] answers with the original signed updates, which the requester
+//! takes through [`GossipEngine::process_synced`].
+
+mod engine;
+mod scoring;
+mod trust;
+
+pub use engine::{Accepted, Ban, Error, GossipConfig, GossipEngine, Outcome, RejectReason, Rejected};
+pub use scoring::ScoringConfig;
+pub use trust::{TrustEntryError, TrustPolicy};

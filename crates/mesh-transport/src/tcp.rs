@@ -499,7 +499,14 @@ mod tests {
             ping(1),
             MeshMessage::Pong(Heartbeat { nonce: 1, is_provider: true, peer_count: 8 }),
             MeshMessage::PriceUpdate(price_update(&identity, now)),
-            MeshMessage::Digest(Digest { entries: vec![DigestEntry { asset: sol, timestamp: now }] }),
+            MeshMessage::Digest(Digest {
+                entries: vec![DigestEntry {
+                    asset: sol,
+                    timestamp: now,
+                    source_node_id: identity.node_id(),
+                    content: [7; 32],
+                }],
+            }),
             MeshMessage::Request(Request { assets: vec![sol, Asset::new("BTC").unwrap()] }),
             MeshMessage::PeerExchange(PeerExchange {
                 peers: vec![PeerAddress { node_id: identity.node_id(), addr }],

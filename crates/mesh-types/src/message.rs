@@ -144,7 +144,7 @@ pub struct Digest {
     pub entries: Vec<DigestEntry>,
 }
 
-/// The newest timestamp a node holds for one asset.
+/// The newest price a node holds for one asset, by its position in the newest-wins order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DigestEntry {
     /// The asset.
@@ -152,6 +152,30 @@ pub struct DigestEntry {
     /// Timestamp of the newest price held.
     #[serde(with = "timestamp")]
     pub timestamp: Timestamp,
+    /// Its source, which decides between equal timestamps.
+    pub source_node_id: NodeId,
+    /// Its [`crate::CachedPriceData::content_digest`], which decides between two prices one
+    /// source published for the same instant.
+    #[serde(with = "fixed_bytes")]
+    pub content: [u8; 32],
+}
+
+impl DigestEntry {
+    /// The entry describing `price`.
+    pub fn of(price: &crate::CachedPriceData) -> Self {
+        Self {
+            asset: price.asset,
+            timestamp: price.timestamp,
+            source_node_id: price.source_node_id,
+            content: price.content_digest(),
+        }
+    }
+
+    /// Whether the price this entry describes is newer, in the newest-wins order, than `price`.
+    pub fn newer_than(&self, price: &crate::CachedPriceData) -> bool {
+        (self.timestamp, self.source_node_id, self.content)
+            > (price.timestamp, price.source_node_id, price.content_digest())
+    }
 }
 
 /// Anti-entropy pull: the assets the sender wants the newest signed updates for.

@@ -83,14 +83,20 @@ impl CachedPriceData {
         }
     }
 
-    /// The last key of the newest-wins order: lowercase hex SHA-256 of
-    /// `"{price}|{blockchain}|{change_24h or empty}"`, with decimals as their exact strings.
-    /// Durable backends compute the same digest (Redis in its script, PostgreSQL in SQL).
+    /// The last key of the newest-wins order: [`CachedPriceData::content_digest`] as lowercase
+    /// hex, whose string order is the digest's byte order. Durable backends compute the same
+    /// digest (Redis in its script, PostgreSQL in SQL).
     pub fn tie_breaker(&self) -> String {
+        hex::encode(self.content_digest())
+    }
+
+    /// SHA-256 of `"{price}|{blockchain}|{change_24h or empty}"`, with decimals as their exact
+    /// strings: what distinguishes two prices with the same timestamp and source.
+    pub fn content_digest(&self) -> [u8; 32] {
         use sha2::{Digest, Sha256};
         let change = self.change_24h.map(|change| change.to_string()).unwrap_or_default();
         let content = format!("{}|{}|{change}", self.price, self.blockchain);
-        hex::encode(Sha256::digest(content.as_bytes()))
+        Sha256::digest(content.as_bytes()).into()
     }
 }
 

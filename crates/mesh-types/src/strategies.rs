@@ -291,9 +291,19 @@ pub fn mesh_message() -> impl Strategy<Value = MeshMessage> {
         heartbeat().prop_map(MeshMessage::Ping),
         heartbeat().prop_map(MeshMessage::Pong),
         update().prop_map(MeshMessage::PriceUpdate),
-        vec((asset(), timestamp()), 0..8).prop_map(|entries| MeshMessage::Digest(Digest {
-            entries: entries.into_iter().map(|(asset, timestamp)| DigestEntry { asset, timestamp }).collect(),
-        })),
+        vec((asset(), timestamp(), node_id(), any::<[u8; 32]>()), 0..8).prop_map(|entries| {
+            MeshMessage::Digest(Digest {
+                entries: entries
+                    .into_iter()
+                    .map(|(asset, timestamp, source_node_id, content)| DigestEntry {
+                        asset,
+                        timestamp,
+                        source_node_id,
+                        content,
+                    })
+                    .collect(),
+            })
+        }),
         vec(asset(), 0..8).prop_map(|assets| MeshMessage::Request(Request { assets })),
         vec((node_id(), socket_addr()), 0..8).prop_map(|peers| MeshMessage::PeerExchange(PeerExchange {
             peers: peers.into_iter().map(|(node_id, addr)| PeerAddress { node_id, addr }).collect(),
