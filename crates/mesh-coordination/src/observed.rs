@@ -52,9 +52,10 @@ impl FetchCoordinator for ObservedCoordinator {
         // The fetch happened `age` ago by the wall clock; place it on the monotonic clock.
         // A timestamp from the future (clock skew) counts as now.
         let age = (mesh_types::chrono::Utc::now() - fetched_at).to_std().unwrap_or(Duration::ZERO);
-        let now = Instant::now();
-        let at = now.checked_sub(age).unwrap_or(now);
-        self.local.record_if_later(FetchRecord { node: source, at, wall: fetched_at });
+        // A fetch older than this clock can express is long past any window: ignore it.
+        if let Some(at) = Instant::now().checked_sub(age) {
+            self.local.record_if_later(FetchRecord { node: source, at, wall: fetched_at });
+        }
         Ok(())
     }
 }

@@ -35,6 +35,12 @@ fn sql_error(err: sqlx::Error) -> Error {
         sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Tls(_) => {
             Error::Unavailable { backend: BACKEND, detail: err.to_string() }
         }
+        // Connection exceptions (class 08) and a server shutting down (57P01-57P03).
+        sqlx::Error::Database(ref db)
+            if db.code().is_some_and(|code| code.starts_with("08") || code.starts_with("57P")) =>
+        {
+            Error::Unavailable { backend: BACKEND, detail: err.to_string() }
+        }
         other => Error::Backend { backend: BACKEND, source: Box::new(other) },
     }
 }

@@ -120,8 +120,9 @@ struct PeerFile {
 
 /// Peers in process memory, optionally persisted to a JSON file.
 ///
-/// Every operation is O(1) by id or address, except listing, finding and counting by status,
-/// which scan all peers.
+/// Every lookup is O(1) by id or address, except listing, finding and counting by status,
+/// which scan all peers. With a file, every change also rewrites the file: O(peers), which
+/// suits the hundreds of peers a node knows.
 ///
 /// # Persistence
 /// A store made by [`MemoryPeerStore::with_file`] loads the file and, after every change,

@@ -52,6 +52,9 @@ pub struct ManagerConfig {
     pub peer_exchange_interval: Duration,
     /// The most addresses sent, or taken, in one peer exchange (default 32).
     pub peer_exchange_limit: usize,
+    /// The most untried addresses kept as dial candidates (default 1,024); learning stops at
+    /// this many, so peers cannot grow the peer store without bound.
+    pub max_candidates: usize,
     /// Room for events not yet taken by the consumer (default 4,096); a slow consumer slows
     /// reading from peers rather than growing memory.
     pub event_queue: usize,
@@ -112,6 +115,7 @@ impl ManagerConfig {
             ban_duration: Duration::from_secs(24 * 3600),
             peer_exchange_interval: Duration::from_secs(60),
             peer_exchange_limit: 32,
+            max_candidates: 1024,
             event_queue: 4096,
             user_agent: format!("pricemesh/{}", env!("CARGO_PKG_VERSION")),
             lan_discovery: None,

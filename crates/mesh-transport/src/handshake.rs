@@ -2,15 +2,17 @@
 //! once.
 //!
 //! Each side sends a [`Hello`] (network, protocol version, node id, public key, listen address,
-//! user agent, a fresh random nonce) as soon as the connection opens, checks the other side's,
-//! and answers with a [`HelloAck`] carrying its signature over the other side's nonce. A
-//! connection is usable once both proofs verify. Everything must happen within the timeout.
+//! user agent, a fresh random nonce) as soon as the connection opens, and answers the other
+//! side's with a [`HelloAck`] carrying its signature over the other side's nonce. The proof is
+//! checked *before* the network and version are judged, so a ban for being on another network
+//! always names a key its holder proved — nobody can get an honest provider banned by copying
+//! its public key into a bad `Hello`. Everything must happen within the timeout.
 //!
 //! | problem | result |
 //! | --- | --- |
-//! | other network id | [`TransportError::NetworkMismatch`] — a ban reason |
+//! | id not derived from the key, or a proof that does not verify | [`TransportError::InvalidKeyProof`] — a ban reason (the key is not proven: the ban names the address) |
+//! | other network id | [`TransportError::NetworkMismatch`] — a ban reason (the key is proven) |
 //! | other protocol version | [`TransportError::ProtocolMismatch`] — disconnect |
-//! | id not derived from the key, or a proof that does not verify | [`TransportError::InvalidKeyProof`] — a ban reason |
 //! | the other side is this node | [`TransportError::SelfConnection`] |
 //! | anything else arrives first | [`TransportError::HandshakeFailed`] |
 //! | too slow | [`TransportError::HandshakeTimeout`] |
@@ -59,6 +61,10 @@ impl HandshakeConfig {
 /// A peer whose identity the handshake proved.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PeerInfo {
+    /// The nonce this node sent on this connection.
+    pub local_nonce: [u8; NONCE_LEN],
+    /// The nonce the peer sent on this connection.
+    pub remote_nonce: [u8; NONCE_LEN],
     /// Its node id.
     pub node_id: NodeId,
     /// Its public key.
@@ -72,18 +78,20 @@ pub struct PeerInfo {
 }
 
 /// Why a handshake failed, with what the peer claimed about itself when it got that far (so a
-/// ban can name its node and address).
+/// ban can name its address, and its key when the key was proven).
 #[derive(Debug)]
 pub struct HandshakeFailure {
     /// What went wrong.
     pub error: TransportError,
     /// The peer's `Hello`, if it sent one.
     pub hello: Option<Hello>,
+    /// Whether the peer proved it holds the key in its `Hello`.
+    pub proven: bool,
 }
 
 impl From<TransportError> for HandshakeFailure {
     fn from(error: TransportError) -> Self {
-        Self { error, hello: None }
+        Self { error, hello: None, proven: false }
     }
 }
 
@@ -130,15 +138,10 @@ async fn exchange(
                 .into());
         }
     };
-    if let Err(error) = check_hello(&theirs, identity, config, addr) {
-        let reason = match error {
-            TransportError::NetworkMismatch { .. } => GoodbyeReason::NetworkMismatch,
-            TransportError::ProtocolMismatch { .. } => GoodbyeReason::ProtocolMismatch,
-            TransportError::SelfConnection { .. } => GoodbyeReason::DuplicateConnection,
-            _ => GoodbyeReason::ProtocolViolation,
-        };
-        let error = refuse(connection, reason, error).await;
-        return Err(HandshakeFailure { error, hello: Some(theirs) });
+    if !theirs.node_id.is_derived_from(&theirs.public_key) {
+        let error = TransportError::InvalidKeyProof { addr, claimed: theirs.node_id };
+        let error = refuse(connection, GoodbyeReason::ProtocolViolation, error).await;
+        return Err(HandshakeFailure { error, hello: Some(theirs), proven: false });
     }
 
     connection
@@ -149,16 +152,27 @@ async fn exchange(
         Ok(MeshMessage::HelloAck(ack)) => ack.verifies(&theirs, &nonce),
         Ok(other) => {
             let error = refuse(connection, GoodbyeReason::ProtocolViolation, unexpected(addr, &other)).await;
-            return Err(HandshakeFailure { error, hello: Some(theirs) });
+            return Err(HandshakeFailure { error, hello: Some(theirs), proven: false });
         }
-        Err(error) => return Err(HandshakeFailure { error, hello: Some(theirs) }),
+        Err(error) => return Err(HandshakeFailure { error, hello: Some(theirs), proven: false }),
     };
     if !proven {
         let error = TransportError::InvalidKeyProof { addr, claimed: theirs.node_id };
         let error = refuse(connection, GoodbyeReason::ProtocolViolation, error).await;
-        return Err(HandshakeFailure { error, hello: Some(theirs) });
+        return Err(HandshakeFailure { error, hello: Some(theirs), proven: false });
+    }
+    if let Err(error) = check_hello(&theirs, identity, config, addr) {
+        let reason = match error {
+            TransportError::NetworkMismatch { .. } => GoodbyeReason::NetworkMismatch,
+            TransportError::ProtocolMismatch { .. } => GoodbyeReason::ProtocolMismatch,
+            _ => GoodbyeReason::DuplicateConnection,
+        };
+        let error = refuse(connection, reason, error).await;
+        return Err(HandshakeFailure { error, hello: Some(theirs), proven: true });
     }
     Ok(PeerInfo {
+        local_nonce: nonce,
+        remote_nonce: theirs.nonce,
         node_id: theirs.node_id,
         public_key: theirs.public_key,
         listen_addr: theirs.listen_addr,
@@ -167,6 +181,7 @@ async fn exchange(
     })
 }
 
+/// Network, version and self-connection, judged once the peer's key is proven.
 fn check_hello(
     theirs: &Hello,
     identity: &NodeIdentity,
@@ -186,9 +201,6 @@ fn check_hello(
             supported: PROTOCOL_VERSION,
             received: theirs.protocol_version,
         });
-    }
-    if !theirs.node_id.is_derived_from(&theirs.public_key) {
-        return Err(TransportError::InvalidKeyProof { addr, claimed: theirs.node_id });
     }
     if theirs.node_id == identity.node_id() {
         return Err(TransportError::SelfConnection { addr });
@@ -261,9 +273,15 @@ mod tests {
         assert_eq!(from_b.unwrap().node_id, alice.node_id());
     }
 
-    /// Plays a peer that sends `hello` and then only listens.
-    async fn scripted(connection: &mut Connection, hello: Hello) {
+    /// Plays a peer that sends `hello`, proves `identity`'s key on the network it claims, and
+    /// then only listens.
+    async fn scripted(connection: &mut Connection, hello: Hello, identity: &NodeIdentity) {
+        let network = hello.network.clone();
         connection.sender.send(MeshMessage::Hello(hello)).await.unwrap();
+        if let Some(Ok(MeshMessage::Hello(ours))) = connection.receiver.recv().await {
+            let ack = HelloAck::prove(identity, &network, &ours.nonce);
+            connection.sender.send(MeshMessage::HelloAck(ack)).await.unwrap();
+        }
         while connection.receiver.recv().await.is_some() {}
     }
 
@@ -285,7 +303,7 @@ mod tests {
         let peer = NodeIdentity::generate();
         let theirs = Hello { protocol_version: PROTOCOL_VERSION + 1, ..hello(&peer) };
         let (me, settings) = (NodeIdentity::generate(), config());
-        let (result, ()) = tokio::join!(handshake(&mut a, &me, &settings), scripted(&mut b, theirs));
+        let (result, ()) = tokio::join!(handshake(&mut a, &me, &settings), scripted(&mut b, theirs, &peer));
         let failure = result.unwrap_err();
         assert!(
             matches!(failure.error, TransportError::ProtocolMismatch { received, .. } if received == PROTOCOL_VERSION + 1)
@@ -297,12 +315,28 @@ mod tests {
     #[tokio::test]
     async fn another_network_is_a_ban_reason() {
         let (mut a, mut b) = pair().await;
-        let theirs = Hello { network: NetworkId::testnet(), ..hello(&NodeIdentity::generate()) };
+        let peer = NodeIdentity::generate();
+        let theirs = Hello { network: NetworkId::testnet(), ..hello(&peer) };
         let (me, settings) = (NodeIdentity::generate(), config());
-        let (result, ()) = tokio::join!(handshake(&mut a, &me, &settings), scripted(&mut b, theirs));
-        let error = result.unwrap_err().error;
-        assert!(matches!(error, TransportError::NetworkMismatch { .. }), "{error}");
-        assert!(error.ban_reason().is_some());
+        let (result, ()) = tokio::join!(handshake(&mut a, &me, &settings), scripted(&mut b, theirs, &peer));
+        let failure = result.unwrap_err();
+        assert!(matches!(failure.error, TransportError::NetworkMismatch { .. }), "{}", failure.error);
+        assert!(failure.error.ban_reason().is_some());
+        assert!(failure.proven, "the key was proven before the network was judged");
+    }
+
+    #[tokio::test]
+    async fn a_copied_key_without_its_proof_is_not_proven() {
+        let (mut a, mut b) = pair().await;
+        let victim = NodeIdentity::generate();
+        let forger = NodeIdentity::generate();
+        // The victim's id and key on the wrong network, "proven" with the forger's key.
+        let theirs = Hello { network: NetworkId::testnet(), ..hello(&victim) };
+        let (me, settings) = (NodeIdentity::generate(), config());
+        let (result, ()) = tokio::join!(handshake(&mut a, &me, &settings), scripted(&mut b, theirs, &forger));
+        let failure = result.unwrap_err();
+        assert!(matches!(failure.error, TransportError::InvalidKeyProof { .. }), "{}", failure.error);
+        assert!(!failure.proven, "nothing may be held against the victim's key");
     }
 
     #[tokio::test]
@@ -310,7 +344,7 @@ mod tests {
         let (mut a, mut b) = pair().await;
         let me = NodeIdentity::from_secret_bytes(&[3; 32]);
         let settings = config();
-        let (result, ()) = tokio::join!(handshake(&mut a, &me, &settings), scripted(&mut b, hello(&me)));
+        let (result, ()) = tokio::join!(handshake(&mut a, &me, &settings), scripted(&mut b, hello(&me), &me));
         assert!(matches!(result.unwrap_err().error, TransportError::SelfConnection { .. }));
     }
 

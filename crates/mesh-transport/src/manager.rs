@@ -6,13 +6,18 @@
 //!   inbound (counting handshakes in progress, so a burst of dials cannot overshoot).
 //! - **Backoff.** A failed address waits 1 s, 2 s, 4 s, … up to a minute (with jitter) before
 //!   the next dial; failures that retrying will not fix (handshake refused, banned) wait the
-//!   maximum.
+//!   maximum. A dial counts as a success only once the peer sends something other than a
+//!   refusal, so a node that bans or has no room for this one is not redialled every second.
 //! - **One connection per node.** When two nodes dial each other at once, both keep the
-//!   connection opened by the smaller node id, so exactly one survives.
-//! - **Bans.** A peer on another network or with a failed key proof is banned in the peer
-//!   store for `ban_duration` and never dialled; a banned node's inbound connections are
-//!   refused after the handshake. [`ConnectionManager::ban`] lets the layers above ban
-//!   misbehaving peers.
+//!   connection opened by the smaller node id; when one node opened both, both keep the one
+//!   with the larger opener nonce; a connection silent for two heartbeat intervals yields to a
+//!   fresh one (a restarted peer). Both ends decide alike, so exactly one survives.
+//! - **Addresses.** A peer is known by the IP its connection came from and the port it says it
+//!   listens on (or the address this node dialled), never by an IP it merely claims.
+//! - **Bans.** A peer on another network (its key proven) or with a failed key proof is banned
+//!   in the peer store for `ban_duration` and never dialled; a banned node's connections are
+//!   refused after the handshake, matched by proven key or address. [`ConnectionManager::ban`]
+//!   lets the layers above ban misbehaving peers.
 //! - **Heartbeats.** Every `heartbeat_interval` each peer gets a `Ping` with this node's role
 //!   and peer count and answers with a `Pong`; the round trip is measured. A peer silent for
 //!   `heartbeat_timeout` is disconnected and marked inaccessible.
@@ -106,6 +111,12 @@ struct Connected {
     info: PeerInfo,
     sender: MessageSender,
     direction: Direction,
+    /// The address this node dialled, for outbound connections.
+    dialled: Option<SocketAddr>,
+    /// Whether the peer has sent something other than a refusal since the handshake.
+    confirmed: bool,
+    /// Whether its reader is waiting for the event consumer (the peer is not silent then).
+    emitting: bool,
     connection_id: u64,
     last_heard: Instant,
     ping: Option<(u64, Instant)>,
@@ -255,13 +266,31 @@ impl ConnectionManager {
         senders.iter().filter(|sender| matches!(sender.try_send(message.clone()), Ok(true))).count()
     }
 
+    /// Bans `node` for `reason` for `duration` and disconnects it.
+    pub async fn ban_for(&self, node: NodeId, reason: BanReason, duration: Duration) {
+        let peer = self
+            .inner
+            .lock()
+            .peers
+            .get(&node)
+            .map(|peer| (address_of(&peer.info, peer.dialled), peer.info.public_key));
+        if let Some((addr, key)) = peer {
+            self.inner.record_ban(addr, Some(key), reason, duration).await;
+            self.inner.close_peer(node, format!("banned: {reason:?}"), GoodbyeReason::Banned);
+        }
+    }
+
     /// Bans `node` for `reason` for the configured ban duration and disconnects it.
     pub async fn ban(&self, node: NodeId, reason: BanReason) {
-        let peer = self.inner.lock().peers.get(&node).map(|peer| (peer.info.clone(), peer.sender.clone()));
-        if let Some((info, sender)) = peer {
-            self.inner.record_ban(self.inner.dial_addr(&info), Some(info.public_key), reason).await;
+        let peer = self
+            .inner
+            .lock()
+            .peers
+            .get(&node)
+            .map(|peer| (address_of(&peer.info, peer.dialled), peer.info.public_key));
+        if let Some((addr, key)) = peer {
+            self.inner.record_ban(addr, Some(key), reason, self.inner.config.ban_duration).await;
             self.inner.close_peer(node, format!("banned: {reason:?}"), GoodbyeReason::Banned);
-            drop(sender);
         }
     }
 
@@ -290,18 +319,6 @@ impl Inner {
 
     fn me(&self) -> NodeId {
         self.identity.node_id()
-    }
-
-    /// Where `info`'s node can be dialled: its advertised address, with an unspecified IP
-    /// (it listens on 0.0.0.0) replaced by the address it connected from.
-    fn dial_addr(&self, info: &PeerInfo) -> Option<SocketAddr> {
-        info.listen_addr.map(|addr| {
-            if addr.ip().is_unspecified() {
-                SocketAddr::new(info.remote_addr.ip(), addr.port())
-            } else {
-                addr
-            }
-        })
     }
 
     async fn emit(&self, event: TransportEvent) -> bool {
@@ -342,11 +359,15 @@ impl Inner {
     }
 
     async fn inbound(self: Arc<Self>, mut connection: Connection) {
-        let result = handshake(&mut connection, &self.identity, &self.handshake).await;
-        self.lock().pending_inbound -= 1;
-        match result {
-            Ok(info) => self.admit(connection, info, Direction::Inbound).await,
-            Err(failure) => self.handshake_failed(failure, None).await,
+        let remote = connection.remote_addr;
+        match handshake(&mut connection, &self.identity, &self.handshake).await {
+            // `admit` releases the slot when it registers (or refuses) the peer, so no other
+            // connection can take it meanwhile.
+            Ok(info) => self.admit(connection, info, Direction::Inbound, None).await,
+            Err(failure) => {
+                self.lock().pending_inbound -= 1;
+                self.handshake_failed(failure, remote, None).await;
+            }
         }
     }
 
@@ -406,7 +427,7 @@ impl Inner {
         let state = self.lock();
         let now = Instant::now();
         let connected: HashSet<SocketAddr> =
-            state.peers.values().filter_map(|peer| self.dial_addr(&peer.info)).collect();
+            state.peers.values().filter_map(|peer| address_of(&peer.info, peer.dialled)).collect();
         let mut seen = HashSet::new();
         found
             .into_iter()
@@ -450,68 +471,87 @@ impl Inner {
             },
             Err(error) => Err(HandshakeFailure::from(error)),
         };
-        {
-            let mut state = self.lock();
-            state.pending_outbound -= 1;
-            state.dialing.remove(&addr);
-            match &result {
-                Ok(_) => state.backoff.succeeded(addr),
-                Err(failure) => {
+        match result {
+            // `admit` releases the slot; the backoff resets once the peer confirms.
+            Ok((connection, info)) => self.admit(connection, info, Direction::Outbound, Some(addr)).await,
+            Err(failure) => {
+                {
+                    let mut state = self.lock();
+                    state.pending_outbound -= 1;
+                    state.dialing.remove(&addr);
                     if matches!(failure.error, TransportError::SelfConnection { .. }) {
                         state.own_addrs.insert(addr);
                     }
                     state.backoff.failed(addr, Instant::now(), !failure.error.is_retryable());
                 }
-            }
-        }
-        match result {
-            Ok((connection, info)) => self.admit(connection, info, Direction::Outbound).await,
-            Err(failure) => {
                 if failure.error.is_retryable() {
                     self.mark_inaccessible(addr).await;
                 }
-                self.handshake_failed(failure, Some(addr)).await;
+                self.handshake_failed(failure, addr, Some(addr)).await;
             }
         }
     }
 
     // ---- admission ----------------------------------------------------------------------
 
-    async fn handshake_failed(&self, failure: HandshakeFailure, dialled: Option<SocketAddr>) {
-        let HandshakeFailure { error, hello } = failure;
+    /// Bans a peer whose handshake failed for a ban reason: its key only if it proved it, and
+    /// its address (dialled, or seen IP with the claimed port).
+    async fn handshake_failed(
+        &self,
+        failure: HandshakeFailure,
+        remote: SocketAddr,
+        dialled: Option<SocketAddr>,
+    ) {
+        let HandshakeFailure { error, hello, proven } = failure;
         match error.ban_reason() {
             Some(reason) => {
-                let addr = dialled.or_else(|| hello.as_ref().and_then(|hello| hello.listen_addr));
-                tracing::warn!(%error, "banning peer");
-                self.record_ban(addr, hello.map(|hello| hello.public_key), reason).await;
+                let claimed_port =
+                    hello.as_ref().and_then(|hello| hello.listen_addr).map(|listen| listen.port());
+                let addr = dialled
+                    .unwrap_or_else(|| SocketAddr::new(remote.ip(), claimed_port.unwrap_or(remote.port())));
+                let key = hello.filter(|_| proven).map(|hello| hello.public_key);
+                tracing::warn!(%error, %addr, key_proven = proven, "banning peer");
+                self.record_ban(Some(addr), key, reason, self.config.ban_duration).await;
             }
             None => tracing::debug!(%error, "handshake failed"),
         }
     }
 
-    async fn admit(self: Arc<Self>, connection: Connection, info: PeerInfo, direction: Direction) {
-        if self.is_banned(&info).await {
-            tracing::info!(node = %info.node_id, "refusing a banned peer");
-            refuse(connection, GoodbyeReason::Banned).await;
-            return;
-        }
+    async fn admit(
+        self: Arc<Self>,
+        connection: Connection,
+        info: PeerInfo,
+        direction: Direction,
+        dialled: Option<SocketAddr>,
+    ) {
+        let address = address_of(&info, dialled);
+        let banned = self.is_banned(&info, address).await;
         let me = self.me();
         let connection_id = self.next_connection.fetch_add(1, Ordering::Relaxed);
         let admission = {
             let mut state = self.lock();
-            let admission = match state.peers.get(&info.node_id) {
-                Some(existing) => {
-                    // Both ends apply the same rule: keep the connection the smaller id opened.
-                    let opener = |direction| if direction == Direction::Outbound { me } else { info.node_id };
-                    let keep_new = opener(direction) != opener(existing.direction)
-                        && opener(direction) == me.min(info.node_id);
-                    if keep_new {
-                        Admission::Replace(existing.sender.clone())
-                    } else {
-                        Admission::Refuse(GoodbyeReason::DuplicateConnection)
+            // Release the slot reserved before the handshake in the same critical section that
+            // registers the peer, so no other connection can slip into it meanwhile.
+            match direction {
+                Direction::Inbound => state.pending_inbound -= 1,
+                Direction::Outbound => {
+                    state.pending_outbound -= 1;
+                    if let Some(addr) = dialled {
+                        state.dialing.remove(&addr);
                     }
                 }
+            }
+            let inbound = state.peers.values().filter(|peer| peer.direction == Direction::Inbound).count();
+            let admission = match state.peers.get(&info.node_id) {
+                _ if banned => Admission::Refuse(GoodbyeReason::Banned),
+                Some(existing) if self.keep_new(me, &info, direction, existing) => {
+                    Admission::Replace(existing.sender.clone())
+                }
+                Some(_) => Admission::Refuse(GoodbyeReason::DuplicateConnection),
                 None if state.peers.len() >= self.config.max_peers => {
+                    Admission::Refuse(GoodbyeReason::TooManyPeers)
+                }
+                None if direction == Direction::Inbound && inbound >= self.config.max_inbound => {
                     Admission::Refuse(GoodbyeReason::TooManyPeers)
                 }
                 None => Admission::Accept,
@@ -523,6 +563,9 @@ impl Inner {
                         info: info.clone(),
                         sender: connection.sender.clone(),
                         direction,
+                        dialled,
+                        confirmed: false,
+                        emitting: false,
                         connection_id,
                         last_heard: Instant::now(),
                         ping: None,
@@ -538,6 +581,7 @@ impl Inner {
         };
         match admission {
             Admission::Refuse(reason) => {
+                tracing::debug!(node = %info.node_id, ?reason, "refusing a connection");
                 refuse(connection, reason).await;
                 return;
             }
@@ -553,7 +597,7 @@ impl Inner {
             }
         }
         tracing::info!(node = %info.node_id, addr = %info.remote_addr, ?direction, "peer connected");
-        if let Some(addr) = self.dial_addr(&info) {
+        if let Some(addr) = address {
             self.record_valid(addr, info.public_key).await;
         }
         let exchange = self.peer_exchange(Some(info.node_id)).await;
@@ -561,12 +605,31 @@ impl Inner {
         tokio::spawn(self.read(info.node_id, connection_id, connection.receiver));
     }
 
-    async fn is_banned(&self, info: &PeerInfo) -> bool {
-        let addr = self.dial_addr(info);
+    /// Whether a new connection to an already connected node replaces the existing one. Both
+    /// ends apply the same rule, so they keep the same connection: the one opened by the
+    /// smaller node id; if one node opened both, the one with the larger opener nonce. An
+    /// existing connection silent for two heartbeat intervals yields (a restarted peer).
+    fn keep_new(&self, me: NodeId, info: &PeerInfo, direction: Direction, existing: &Connected) -> bool {
+        if existing.last_heard.elapsed() > self.config.heartbeat_interval * 2 {
+            return true;
+        }
+        let opener = |direction| if direction == Direction::Outbound { me } else { info.node_id };
+        let opener_nonce = |info: &PeerInfo, direction| {
+            if direction == Direction::Outbound { info.local_nonce } else { info.remote_nonce }
+        };
+        let (new, old) = (opener(direction), opener(existing.direction));
+        if new == old {
+            opener_nonce(info, direction) > opener_nonce(&existing.info, existing.direction)
+        } else {
+            new == me.min(info.node_id)
+        }
+    }
+
+    async fn is_banned(&self, info: &PeerInfo, address: Option<SocketAddr>) -> bool {
         match self.peer_store.find_by_status(PeerStatus::Banned).await {
             Ok(banned) => banned
                 .iter()
-                .any(|peer| peer.public_key == Some(info.public_key) || Some(peer.socket_addr()) == addr),
+                .any(|peer| peer.public_key == Some(info.public_key) || Some(peer.socket_addr()) == address),
             Err(err) => {
                 tracing::warn!(error = %err, "cannot read bans from the peer store");
                 false
@@ -587,9 +650,7 @@ impl Inner {
                 Some(Err(error)) => break error.to_string(),
                 Some(Ok(message)) => message,
             };
-            if let Some(peer) = self.lock().peers.get_mut(&node) {
-                peer.last_heard = Instant::now();
-            }
+            self.heard(node, &message);
             match message {
                 MeshMessage::Ping(beat) => self.answer_ping(node, beat),
                 MeshMessage::Pong(beat) => self.take_pong(node, beat),
@@ -599,13 +660,46 @@ impl Inner {
                     break "protocol violation: handshake message after the handshake".to_owned();
                 }
                 message => {
-                    if !self.emit(TransportEvent::Message { from: node, message }).await {
+                    self.set_emitting(node, true);
+                    let delivered = self.emit(TransportEvent::Message { from: node, message }).await;
+                    self.set_emitting(node, false);
+                    if !delivered {
                         break "the node is shutting down".to_owned();
                     }
                 }
             }
         };
         self.unregister(node, connection_id, reason).await;
+    }
+
+    /// Records that `node` spoke. The first message after the handshake settles the dial: a
+    /// refusal (`Goodbye`) counts as a failure for the backoff, anything else as a success.
+    fn heard(&self, node: NodeId, message: &MeshMessage) {
+        let mut state = self.lock();
+        let Some(peer) = state.peers.get_mut(&node) else { return };
+        peer.last_heard = Instant::now();
+        if peer.confirmed {
+            return;
+        }
+        peer.confirmed = true;
+        let Some(addr) = peer.dialled else { return };
+        match message {
+            MeshMessage::Goodbye(Goodbye { reason }) => {
+                let permanent = matches!(reason, GoodbyeReason::Banned | GoodbyeReason::NetworkMismatch);
+                state.backoff.failed(addr, Instant::now(), permanent);
+            }
+            _ => state.backoff.succeeded(addr),
+        }
+    }
+
+    fn set_emitting(&self, node: NodeId, emitting: bool) {
+        let mut state = self.lock();
+        if let Some(peer) = state.peers.get_mut(&node) {
+            peer.emitting = emitting;
+            if !emitting {
+                peer.last_heard = Instant::now();
+            }
+        }
     }
 
     fn heartbeat(&self, nonce: u64) -> Heartbeat {
@@ -652,8 +746,11 @@ impl Inner {
                 let peer_count = u32::try_from(state.peers.len()).unwrap_or(u32::MAX);
                 let is_provider = self.is_provider.load(Ordering::Relaxed);
                 for (node, peer) in &mut state.peers {
-                    if now.saturating_duration_since(peer.last_heard) > self.config.heartbeat_timeout {
-                        silent.push((*node, self.dial_addr(&peer.info)));
+                    // A reader waiting for the event consumer is not the peer's silence.
+                    if !peer.emitting
+                        && now.saturating_duration_since(peer.last_heard) > self.config.heartbeat_timeout
+                    {
+                        silent.push((*node, address_of(&peer.info, peer.dialled)));
                         continue;
                     }
                     let nonce = rand::rng().random::<u64>();
@@ -707,7 +804,7 @@ impl Inner {
         peer.sender.close();
         let reason = peer.closing.unwrap_or(reason);
         tracing::info!(%node, %reason, "peer disconnected");
-        if let Some(addr) = self.dial_addr(&peer.info) {
+        if let Some(addr) = address_of(&peer.info, peer.dialled) {
             self.touch_stored(addr).await;
         }
         self.emit(TransportEvent::Disconnected { node_id: node, reason }).await;
@@ -742,7 +839,8 @@ impl Inner {
                 .values()
                 .filter(|peer| Some(peer.info.node_id) != except)
                 .filter_map(|peer| {
-                    self.dial_addr(&peer.info).map(|addr| PeerAddress { node_id: peer.info.node_id, addr })
+                    address_of(&peer.info, peer.dialled)
+                        .map(|addr| PeerAddress { node_id: peer.info.node_id, addr })
                 })
                 .take(limit)
                 .collect()
@@ -795,10 +893,13 @@ impl Inner {
         }
     }
 
-    /// Records addresses a peer shared as dial candidates.
+    /// Records addresses a peer shared as dial candidates, up to `max_candidates` untried ones
+    /// in the store, so peers cannot grow it without bound.
     async fn learn(&self, exchange: PeerExchange) {
         let own = self.lock().own_addrs.clone();
-        for shared in exchange.peers.into_iter().take(self.config.peer_exchange_limit) {
+        let untried = self.peer_store.count_by_status(PeerStatus::Unknown).await.unwrap_or(usize::MAX);
+        let room = self.config.max_candidates.saturating_sub(untried);
+        for shared in exchange.peers.into_iter().take(self.config.peer_exchange_limit.min(room)) {
             if shared.node_id == self.me() || own.contains(&shared.addr) || shared.addr.port() == 0 {
                 continue;
             }
@@ -857,16 +958,29 @@ impl Inner {
         }
     }
 
-    async fn record_ban(&self, addr: Option<SocketAddr>, key: Option<PublicKey>, reason: BanReason) {
+    async fn record_ban(
+        &self,
+        addr: Option<SocketAddr>,
+        key: Option<PublicKey>,
+        reason: BanReason,
+        duration: Duration,
+    ) {
         let Some(addr) = addr else {
             tracing::warn!(?reason, "cannot ban a peer that gave no address");
             return;
         };
         let until = mesh_types::chrono::Utc::now()
-            + mesh_types::chrono::Duration::from_std(self.config.ban_duration)
+            + mesh_types::chrono::Duration::from_std(duration)
                 .unwrap_or(mesh_types::chrono::Duration::days(1));
         let id = match self.stored(addr).await {
-            Some(peer) => peer.id,
+            Some(mut peer) => {
+                // Only a proven key may be attached to the record.
+                if key.is_some() && peer.public_key != key {
+                    peer.public_key = key;
+                    let _ = self.peer_store.update(peer.clone()).await;
+                }
+                peer.id
+            }
             None => {
                 let mut peer = StoredPeer::new(addr.ip(), addr.port());
                 peer.public_key = key;
@@ -883,6 +997,13 @@ impl Inner {
         }
         self.lock().backoff.failed(addr, Instant::now(), true);
     }
+}
+
+/// Where a peer can be dialled: the address this node dialled, or else the IP its connection
+/// came from with the port it says it listens on. A claimed IP is never used: it would let a
+/// peer pin its records — and its bans — on someone else.
+fn address_of(info: &PeerInfo, dialled: Option<SocketAddr>) -> Option<SocketAddr> {
+    dialled.or_else(|| info.listen_addr.map(|listen| SocketAddr::new(info.remote_addr.ip(), listen.port())))
 }
 
 /// Refuses a connection with a goodbye.

@@ -105,10 +105,9 @@ impl Codec {
     pub fn encode_into(&self, message: &MeshMessage, buffer: &mut Vec<u8>) -> Result<(), CodecError> {
         let start = buffer.len();
         buffer.push(WIRE_FORMAT_VERSION);
-        let taken = std::mem::take(buffer);
-        match postcard::to_extend(message, taken) {
-            Ok(extended) => *buffer = extended,
-            Err(err) => return Err(CodecError::Encode { detail: err.to_string() }),
+        if let Err(err) = postcard::to_extend(message, Append(buffer)) {
+            buffer.truncate(start);
+            return Err(CodecError::Encode { detail: err.to_string() });
         }
         let size = buffer.len() - start;
         if size > self.max_message_size {
@@ -138,6 +137,15 @@ impl Codec {
             return Err(CodecError::TrailingBytes { count: rest.len() });
         }
         Ok(message)
+    }
+}
+
+/// Lets postcard append to a borrowed buffer, so a failed encode can be undone in place.
+struct Append<'a>(&'a mut Vec<u8>);
+
+impl Extend<u8> for Append<'_> {
+    fn extend<I: IntoIterator<Item = u8>>(&mut self, bytes: I) {
+        self.0.extend(bytes);
     }
 }
 

@@ -84,8 +84,9 @@ impl CachedPriceData {
     }
 
     /// The last key of the newest-wins order: [`CachedPriceData::content_digest`] as lowercase
-    /// hex, whose string order is the digest's byte order. Durable backends compute the same
-    /// digest (Redis in its script, PostgreSQL in SQL).
+    /// hex, whose string order is the digest's byte order. The Redis backend stores it beside
+    /// the price and compares it in its script; the PostgreSQL backend computes the held row's
+    /// digest in SQL.
     pub fn tie_breaker(&self) -> String {
         hex::encode(self.content_digest())
     }
