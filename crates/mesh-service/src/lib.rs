@@ -1,5 +1,31 @@
-//! The pricemesh node as a library: `MeshPriceService` composes the transport, the gossip
-//! engine, the stores, the fetch coordinator and the provider loop by dependency injection, and
-//! tracks network status and warnings for the API.
+//! The pricemesh node as a library: [`MeshPriceService`] composes the transport and connection
+//! manager, the gossip engine, the stores, the fetch coordinator and the
+//! [`NetworkStatusTracker`] by dependency injection, and reports changed prices, status
+//! changes and warnings as [`ServiceEvent`]s.
 //!
-//! It arrives with the mesh issue; until then the crate is intentionally empty.
+//! ```no_run
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::sync::Arc;
+//! use mesh_service::{MeshPriceService, ServiceConfig};
+//! use mesh_transport::ManagerConfig;
+//! use mesh_types::{NetworkId, NodeIdentity};
+//!
+//! let mut network = ManagerConfig::new(NetworkId::devnet());
+//! network.listen_addr = Some("0.0.0.0:9470".parse()?);
+//! network.bootstrap = vec!["seed.example.org:9470".into()];
+//! let node = MeshPriceService::builder(Arc::new(NodeIdentity::generate()), ServiceConfig::new(network))
+//!     .start()
+//!     .await?;
+//! let mut events = node.subscribe();
+//! while let Ok(event) = events.recv().await {
+//!     println!("{event:?}");
+//! }
+//! # Ok(())
+//! # }
+//! ```
+
+mod service;
+mod status;
+
+pub use service::{MeshPriceService, ServiceBuilder, ServiceConfig, ServiceError, ServiceEvent};
+pub use status::{NetworkStatusTracker, StatusConfig};

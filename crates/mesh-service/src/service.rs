@@ -1,0 +1,592 @@
+//! [`MeshPriceService`]: one pricemesh node as a library. It composes the connection manager,
+//! the gossip engine, the stores, the fetch coordinator and the status tracker, and publishes
+//! [`ServiceEvent`]s (changed prices, status changes, warnings) for the API to serve.
+//!
+//! One task consumes the transport's events in order and drives the engine with them:
+//!
+//! - a `PriceUpdate` goes through [`GossipEngine::process_update`]; accepted ones are relayed,
+//!   their changed prices published, their provider recorded in the status and reported to the
+//!   coordinator; rejections that earn a ban ban the peer;
+//! - anti-entropy: on connect and every sync interval each peer gets this node's `Digest`; a
+//!   `Digest` turns into a `Request` for what is newer, a `Request` into the original signed
+//!   updates, and those answers go through [`GossipEngine::process_synced`];
+//! - `Announce`s (signed, deduplicated, relayed) count the network; `Alert`s (the same) become
+//!   warnings.
+//!
+//! Other tasks announce this node, run the sync timer, and refresh the status and warnings.
+//! Build one with [`MeshPriceService::builder`].
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use mesh_coordination::{FetchCoordinator, ObservedCoordinator};
+use mesh_dedup::{LayeredTracker, MemoryTracker, MessageTracker, TrackerConfig};
+use mesh_gossip::{GossipConfig, GossipEngine, Outcome};
+use mesh_peer_store::{MemoryPeerStore, PeerStore};
+use mesh_price_cache::{LayeredPriceStore, MemoryPriceStore, PriceStore};
+use mesh_transport::{
+    ConnectionManager, LinkConfig, ManagerConfig, StartError, TcpTransport, Transport, TransportEvent,
+};
+use mesh_types::{
+    Alert, Announce, Asset, CachedPriceData, MeshMessage, MeshWarning, NetworkStatus, NetworkStatusSummary,
+    NodeId, NodeIdentity, PriceUpdate, SignedMessage, Timestamp, WarningKind,
+};
+use thiserror::Error;
+use tokio::sync::{broadcast, mpsc};
+use tokio_util::sync::CancellationToken;
+
+use crate::status::{NetworkStatusTracker, StatusConfig};
+
+/// How the node behaves beyond the network layer's settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServiceConfig {
+    /// The network layer: listen address, bootstrap peers, peer limits, heartbeats.
+    pub network: ManagerConfig,
+    /// How updates are judged: validation limits, trusted providers, misbehaviour scoring.
+    pub gossip: GossipConfig,
+    /// Status thresholds and warnings.
+    pub status: StatusConfig,
+    /// Seen-message cache (`MESH_SEEN_MESSAGES_CACHE_SIZE`, `…_EXPIRATION_SECS`), for the
+    /// default in-memory tracker.
+    pub tracker: TrackerConfig,
+    /// Time between anti-entropy rounds (`MESH_SYNC_INTERVAL_SECS`, default 30 s).
+    pub sync_interval: Duration,
+    /// Time between this node's announcements (default 60 s).
+    pub announce_interval: Duration,
+    /// TTL of announcements and alerts this node originates (`MESH_MESSAGE_TTL`, default 10).
+    pub message_ttl: u8,
+    /// Time between status and warning checks (default 1 s).
+    pub status_interval: Duration,
+    /// Room for events not yet taken by a subscriber (default 1,024); a subscriber that falls
+    /// further behind misses events (and is told so by the broadcast channel).
+    pub event_capacity: usize,
+}
+
+impl ServiceConfig {
+    /// The defaults of the reference documents for `network`.
+    pub fn new(network: ManagerConfig) -> Self {
+        Self {
+            network,
+            gossip: GossipConfig::default(),
+            status: StatusConfig::default(),
+            tracker: TrackerConfig::default(),
+            sync_interval: Duration::from_secs(30),
+            announce_interval: Duration::from_secs(60),
+            message_ttl: 10,
+            status_interval: Duration::from_secs(1),
+            event_capacity: 1024,
+        }
+    }
+}
+
+/// Why the service could not start.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum ServiceError {
+    /// The network layer could not start.
+    #[error("cannot start the network layer: {0}")]
+    Network(#[from] StartError),
+}
+
+/// Something the node's users may want to know about.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ServiceEvent {
+    /// These prices changed (each is now the newest held for its asset).
+    Prices(Vec<CachedPriceData>),
+    /// The network status changed.
+    Status(NetworkStatusSummary),
+    /// A warning for users.
+    Warning(MeshWarning),
+}
+
+/// Builds a [`MeshPriceService`]; every part defaults to the embedded in-memory choice.
+pub struct ServiceBuilder {
+    identity: Arc<NodeIdentity>,
+    config: ServiceConfig,
+    transport: Option<Arc<dyn Transport>>,
+    peer_store: Option<Arc<dyn PeerStore>>,
+    tracker: Option<Arc<dyn MessageTracker>>,
+    prices: Option<Arc<dyn PriceStore>>,
+    coordinator: Option<Arc<dyn FetchCoordinator>>,
+    layered_prices: Option<Arc<LayeredPriceStore>>,
+    layered_tracker: Option<Arc<LayeredTracker>>,
+}
+
+impl std::fmt::Debug for ServiceBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServiceBuilder").field("node_id", &self.identity.node_id()).finish_non_exhaustive()
+    }
+}
+
+impl ServiceBuilder {
+    /// The transport (default: TCP).
+    #[must_use]
+    pub fn transport(mut self, transport: Arc<dyn Transport>) -> Self {
+        self.transport = Some(transport);
+        self
+    }
+
+    /// The peer store (default: in memory).
+    #[must_use]
+    pub fn peer_store(mut self, store: Arc<dyn PeerStore>) -> Self {
+        self.peer_store = Some(store);
+        self
+    }
+
+    /// The seen-message tracker (default: in memory, sized by the configuration).
+    #[must_use]
+    pub fn tracker(mut self, tracker: Arc<dyn MessageTracker>) -> Self {
+        self.tracker = Some(tracker);
+        self
+    }
+
+    /// A layered tracker, which is also flushed on shutdown.
+    #[must_use]
+    pub fn layered_tracker(mut self, tracker: Arc<LayeredTracker>) -> Self {
+        self.tracker = Some(tracker.clone());
+        self.layered_tracker = Some(tracker);
+        self
+    }
+
+    /// The price store (default: in memory).
+    #[must_use]
+    pub fn prices(mut self, prices: Arc<dyn PriceStore>) -> Self {
+        self.prices = Some(prices);
+        self
+    }
+
+    /// A layered price store, which is also flushed on shutdown.
+    #[must_use]
+    pub fn layered_prices(mut self, prices: Arc<LayeredPriceStore>) -> Self {
+        self.prices = Some(prices.clone());
+        self.layered_prices = Some(prices);
+        self
+    }
+
+    /// The fetch coordinator (default: mesh-observed, which needs no shared infrastructure).
+    #[must_use]
+    pub fn coordinator(mut self, coordinator: Arc<dyn FetchCoordinator>) -> Self {
+        self.coordinator = Some(coordinator);
+        self
+    }
+
+    /// Starts the node: binds its address, starts the network layer and the service's tasks.
+    ///
+    /// # Errors
+    /// When the network layer cannot start (bad configuration, address in use).
+    pub async fn start(self) -> Result<MeshPriceService, ServiceError> {
+        let config = self.config;
+        let transport = self.transport.unwrap_or_else(|| Arc::new(TcpTransport::new(LinkConfig::default())));
+        let peer_store = self.peer_store.unwrap_or_else(|| Arc::new(MemoryPeerStore::new()));
+        let tracker = self.tracker.unwrap_or_else(|| Arc::new(MemoryTracker::new(config.tracker)));
+        let prices = self.prices.unwrap_or_else(|| Arc::new(MemoryPriceStore::new()));
+        let coordinator = self.coordinator.unwrap_or_else(|| Arc::new(ObservedCoordinator::new()));
+        let (manager, transport_events) =
+            ConnectionManager::start(config.network.clone(), self.identity.clone(), transport, peer_store)
+                .await?;
+        let (events, _) = broadcast::channel(config.event_capacity.max(1));
+        let inner = Arc::new(Inner {
+            engine: GossipEngine::new(tracker.clone(), prices.clone(), config.gossip.clone()),
+            status: Mutex::new(NetworkStatusTracker::new(self.identity.node_id(), config.status)),
+            identity: self.identity,
+            manager,
+            tracker,
+            prices,
+            coordinator,
+            layered_prices: self.layered_prices,
+            layered_tracker: self.layered_tracker,
+            events,
+            requested: Mutex::new(HashMap::new()),
+            is_provider: AtomicBool::new(false),
+            shutdown: CancellationToken::new(),
+            config,
+        });
+        tokio::spawn(inner.clone().event_loop(transport_events));
+        tokio::spawn(inner.clone().timers());
+        Ok(MeshPriceService { inner })
+    }
+}
+
+/// One running pricemesh node. Cloning gives another handle to the same node.
+#[derive(Clone)]
+pub struct MeshPriceService {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for MeshPriceService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MeshPriceService").field("node_id", &self.node_id()).finish_non_exhaustive()
+    }
+}
+
+struct Inner {
+    identity: Arc<NodeIdentity>,
+    config: ServiceConfig,
+    manager: ConnectionManager,
+    engine: GossipEngine,
+    tracker: Arc<dyn MessageTracker>,
+    prices: Arc<dyn PriceStore>,
+    coordinator: Arc<dyn FetchCoordinator>,
+    layered_prices: Option<Arc<LayeredPriceStore>>,
+    layered_tracker: Option<Arc<LayeredTracker>>,
+    // std Mutexes: held for map updates only, never across an await.
+    status: Mutex<NetworkStatusTracker>,
+    /// Assets this node asked each peer for in anti-entropy: their answers bypass the seen check.
+    requested: Mutex<HashMap<NodeId, HashSet<Asset>>>,
+    events: broadcast::Sender<ServiceEvent>,
+    is_provider: AtomicBool,
+    shutdown: CancellationToken,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Each update leaves the data consistent, even if a holder panicked.
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn now() -> Timestamp {
+    mesh_types::chrono::Utc::now()
+}
+
+impl MeshPriceService {
+    /// A builder for a node with `identity` and `config`.
+    pub fn builder(identity: Arc<NodeIdentity>, config: ServiceConfig) -> ServiceBuilder {
+        ServiceBuilder {
+            identity,
+            config,
+            transport: None,
+            peer_store: None,
+            tracker: None,
+            prices: None,
+            coordinator: None,
+            layered_prices: None,
+            layered_tracker: None,
+        }
+    }
+
+    /// This node's id.
+    pub fn node_id(&self) -> NodeId {
+        self.inner.identity.node_id()
+    }
+
+    /// This node's identity (for signing what it publishes).
+    pub fn identity(&self) -> Arc<NodeIdentity> {
+        self.inner.identity.clone()
+    }
+
+    /// Where the node accepts peers, if it does.
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.inner.manager.local_addr()
+    }
+
+    /// The network layer.
+    pub fn network(&self) -> &ConnectionManager {
+        &self.inner.manager
+    }
+
+    /// The prices this node holds.
+    pub fn prices(&self) -> Arc<dyn PriceStore> {
+        self.inner.prices.clone()
+    }
+
+    /// The fetch coordinator, for this node's provider loop.
+    pub fn coordinator(&self) -> Arc<dyn FetchCoordinator> {
+        self.inner.coordinator.clone()
+    }
+
+    /// The network as this node sees it now.
+    pub fn network_status(&self) -> NetworkStatus {
+        let mut status = lock(&self.inner.status);
+        status.set_connected_peers(u32::try_from(self.inner.manager.peer_count()).unwrap_or(u32::MAX));
+        status.status(now())
+    }
+
+    /// A stream of what changes on this node.
+    pub fn subscribe(&self) -> broadcast::Receiver<ServiceEvent> {
+        self.inner.events.subscribe()
+    }
+
+    /// Tells peers (in heartbeats and announcements) whether this node is a provider.
+    pub fn set_provider(&self, is_provider: bool) {
+        self.inner.is_provider.store(is_provider, Ordering::Relaxed);
+        self.inner.manager.set_provider(is_provider);
+    }
+
+    /// Publishes an update this node signed (as a provider): stored here and sent to every
+    /// peer.
+    ///
+    /// # Errors
+    /// When a store fails.
+    pub async fn publish(&self, update: PriceUpdate) -> Result<Outcome, mesh_gossip::Error> {
+        self.inner.publish(update).await
+    }
+
+    /// Feeds the updates a provider loop sends on `updates` into [`MeshPriceService::publish`]
+    /// until the channel closes or the node shuts down.
+    pub fn publish_from(&self, mut updates: mpsc::Receiver<PriceUpdate>) {
+        let service = self.clone();
+        tokio::spawn(async move {
+            loop {
+                let update = tokio::select! {
+                    () = service.inner.shutdown.cancelled() => break,
+                    update = updates.recv() => update,
+                };
+                let Some(update) = update else { break };
+                if let Err(err) = service.publish(update).await {
+                    tracing::warn!(error = %err, "cannot publish a price update");
+                }
+            }
+        });
+    }
+
+    /// Stops the node: goodbyes to peers, then the durable stores are flushed.
+    pub async fn shutdown(&self) {
+        self.inner.shutdown.cancel();
+        self.inner.manager.shutdown().await;
+        if let Some(prices) = &self.inner.layered_prices
+            && let Err(err) = prices.persist_to_storage().await
+        {
+            tracing::warn!(error = %err, "cannot flush prices to durable storage at shutdown");
+        }
+        if let Some(tracker) = &self.inner.layered_tracker
+            && let Err(err) = tracker.persist_to_cache().await
+        {
+            tracing::warn!(error = %err, "cannot flush seen messages to durable storage at shutdown");
+        }
+    }
+}
+
+impl Inner {
+    fn me(&self) -> NodeId {
+        self.identity.node_id()
+    }
+
+    fn emit(&self, event: ServiceEvent) {
+        // No subscriber is fine: nobody is listening yet.
+        let _ = self.events.send(event);
+    }
+
+    async fn publish(&self, update: PriceUpdate) -> Result<Outcome, mesh_gossip::Error> {
+        let outcome = self.engine.publish(update, now()).await?;
+        if let Outcome::Accepted(accepted) = &outcome {
+            metrics::counter!("mesh_provider_broadcast_attempts_total").increment(1);
+            if let Some(relay) = &accepted.relay {
+                let sent = self.manager.broadcast(&MeshMessage::PriceUpdate(relay.clone()), None);
+                tracing::info!(assets = accepted.changed.len(), peers = sent, "provider broadcast complete");
+                metrics::counter!("mesh_provider_broadcast_success_total").increment(1);
+            }
+            self.record(accepted.source, 0, &accepted.changed);
+        }
+        Ok(outcome)
+    }
+
+    /// Records an accepted update in the status, publishes its changed prices and any
+    /// discrepancy it reveals. `distance` is the provider's distance in hops (0 for this node).
+    fn record(&self, source: NodeId, distance: u8, changed: &[CachedPriceData]) {
+        let warnings = lock(&self.status).update_received(source, distance, changed, now());
+        if !changed.is_empty() {
+            self.emit(ServiceEvent::Prices(changed.to_vec()));
+        }
+        for warning in warnings {
+            self.emit(ServiceEvent::Warning(warning));
+        }
+    }
+
+    async fn event_loop(self: Arc<Self>, mut events: mpsc::Receiver<TransportEvent>) {
+        loop {
+            let event = tokio::select! {
+                () = self.shutdown.cancelled() => break,
+                event = events.recv() => event,
+            };
+            let Some(event) = event else { break };
+            if let Err(err) = self.handle(event).await {
+                tracing::warn!(error = %err, "cannot process a message");
+            }
+        }
+    }
+
+    async fn handle(&self, event: TransportEvent) -> Result<(), mesh_gossip::Error> {
+        match event {
+            TransportEvent::Connected(info) => {
+                lock(&self.status).node_seen(info.node_id, now());
+                let digest = self.engine.digest().await?;
+                let _ = self.manager.send(info.node_id, MeshMessage::Digest(digest));
+            }
+            TransportEvent::Disconnected { node_id, .. } => {
+                lock(&self.requested).remove(&node_id);
+            }
+            TransportEvent::Message { from, message } => self.on_message(from, message).await?,
+        }
+        Ok(())
+    }
+
+    async fn on_message(&self, from: NodeId, message: MeshMessage) -> Result<(), mesh_gossip::Error> {
+        match message {
+            MeshMessage::PriceUpdate(update) => self.on_update(from, update).await?,
+            MeshMessage::Digest(digest) => {
+                if let Some(request) = self.engine.on_digest(&digest).await? {
+                    lock(&self.requested).entry(from).or_default().extend(request.assets.iter().copied());
+                    let _ = self.manager.send(from, MeshMessage::Request(request));
+                }
+            }
+            MeshMessage::Request(request) => {
+                for update in self.engine.on_request(&request) {
+                    let _ = self.manager.send(from, MeshMessage::PriceUpdate(update));
+                }
+            }
+            MeshMessage::Announce(announce) => self.on_announce(from, announce).await?,
+            MeshMessage::Alert(alert) => self.on_alert(from, alert).await?,
+            // The network layer handles the handshake, heartbeats, peer exchange and goodbyes.
+            other => tracing::debug!(kind = other.kind(), %from, "ignoring a message for the network layer"),
+        }
+        Ok(())
+    }
+
+    async fn on_update(&self, from: NodeId, update: PriceUpdate) -> Result<(), mesh_gossip::Error> {
+        let answers_request = {
+            let mut requested = lock(&self.requested);
+            requested.get_mut(&from).is_some_and(|assets| {
+                let asked = update.prices.keys().any(|asset| assets.contains(asset));
+                for asset in update.prices.keys() {
+                    assets.remove(asset);
+                }
+                asked
+            })
+        };
+        let outcome = if answers_request {
+            self.engine.process_synced(from, update, now()).await?
+        } else {
+            self.engine.process_update(from, update, now()).await?
+        };
+        match outcome {
+            Outcome::Accepted(accepted) => {
+                if let Some(relay) = &accepted.relay {
+                    self.manager.broadcast(&MeshMessage::PriceUpdate(relay.clone()), accepted.except);
+                }
+                if accepted.source != self.me()
+                    && let Err(err) = self.coordinator.observe(accepted.source, accepted.timestamp).await
+                {
+                    tracing::debug!(error = %err, "cannot report a fetch to the coordinator");
+                }
+                // Each relay counts its hop before sending, so the hop count is the distance.
+                self.record(accepted.source, accepted.hop_count, &accepted.changed);
+            }
+            Outcome::Rejected(rejected) => {
+                if let Some(ban) = rejected.ban {
+                    self.manager.ban_for(ban.peer, ban.reason, ban.duration).await;
+                }
+            }
+            Outcome::Duplicate => {}
+        }
+        Ok(())
+    }
+
+    /// Verifies, deduplicates and relays a signed message of the mesh-wide kinds; `true` if it
+    /// is new and authentic.
+    async fn accept_signed(
+        &self,
+        from: NodeId,
+        message: &impl SignedMessage,
+        id: mesh_types::MessageId,
+    ) -> Result<bool, mesh_gossip::Error> {
+        if self.tracker.has_seen(id).await? {
+            return Ok(false);
+        }
+        if let Err(error) = message.verify_signature() {
+            tracing::warn!(peer = %from, %error, "dropping a message with a bad signature");
+            return Ok(false);
+        }
+        Ok(self.tracker.check_and_mark(id).await?)
+    }
+
+    async fn on_announce(&self, from: NodeId, announce: Announce) -> Result<(), mesh_gossip::Error> {
+        if !self.accept_signed(from, &announce, announce.message_id).await? {
+            return Ok(());
+        }
+        lock(&self.status).node_seen(announce.node_id, now());
+        if let Some(ttl) = announce.ttl.checked_sub(1) {
+            let relay = Announce { ttl, hop_count: announce.hop_count.saturating_add(1), ..announce };
+            self.manager.broadcast(&MeshMessage::Announce(relay), Some(from));
+        }
+        Ok(())
+    }
+
+    async fn on_alert(&self, from: NodeId, alert: Alert) -> Result<(), mesh_gossip::Error> {
+        if !self.accept_signed(from, &alert, alert.message_id).await? {
+            return Ok(());
+        }
+        let staleness = self.config.status.staleness_threshold;
+        let warning = match &alert.kind {
+            WarningKind::NoProviders => MeshWarning::no_providers(),
+            WarningKind::StaleData { age_seconds } => {
+                MeshWarning::stale_data(Duration::from_secs(*age_seconds), staleness)
+            }
+            WarningKind::PriceDiscrepancy { asset, discrepancy_percent } => {
+                MeshWarning::price_discrepancy(*asset, *discrepancy_percent)
+            }
+        };
+        self.emit(ServiceEvent::Warning(warning));
+        if let Some(ttl) = alert.ttl.checked_sub(1) {
+            let relay = Alert { ttl, hop_count: alert.hop_count.saturating_add(1), ..alert };
+            self.manager.broadcast(&MeshMessage::Alert(relay), Some(from));
+        }
+        Ok(())
+    }
+
+    /// Announcements, anti-entropy rounds, status and warning checks.
+    async fn timers(self: Arc<Self>) {
+        let mut announce = tokio::time::interval(self.config.announce_interval);
+        let mut sync = tokio::time::interval(self.config.sync_interval);
+        let mut status = tokio::time::interval(self.config.status_interval);
+        sync.tick().await;
+        let mut last_summary: Option<NetworkStatusSummary> = None;
+        loop {
+            tokio::select! {
+                () = self.shutdown.cancelled() => break,
+                _ = announce.tick() => self.announce().await,
+                _ = sync.tick() => {
+                    match self.engine.digest().await {
+                        Ok(digest) => {
+                            self.manager.broadcast(&MeshMessage::Digest(digest), None);
+                        }
+                        Err(err) => tracing::warn!(error = %err, "cannot build the anti-entropy digest"),
+                    }
+                }
+                _ = status.tick() => {
+                    let (summary, warnings) = {
+                        let mut tracker = lock(&self.status);
+                        tracker.set_connected_peers(u32::try_from(self.manager.peer_count()).unwrap_or(u32::MAX));
+                        let at = now();
+                        (NetworkStatusSummary::from(&tracker.status(at)), tracker.check_warnings(at))
+                    };
+                    metrics::gauge!("mesh_network_active_providers").set(f64::from(summary.active_providers));
+                    metrics::gauge!("mesh_network_size").set(f64::from(summary.total_network_size));
+                    for warning in warnings {
+                        self.emit(ServiceEvent::Warning(warning));
+                    }
+                    if last_summary.as_ref() != Some(&summary) {
+                        last_summary = Some(summary.clone());
+                        self.emit(ServiceEvent::Status(summary));
+                    }
+                }
+            }
+        }
+    }
+
+    async fn announce(&self) {
+        let announce = Announce::new_signed(
+            &self.identity,
+            self.is_provider.load(Ordering::Relaxed),
+            self.manager.local_addr(),
+            self.config.message_ttl,
+            now(),
+        );
+        // This node's own announcement must not come back to it as new.
+        if let Err(err) = self.tracker.mark_seen(announce.message_id).await {
+            tracing::debug!(error = %err, "cannot mark an announcement seen");
+        }
+        self.manager.broadcast(&MeshMessage::Announce(announce), None);
+    }
+}

@@ -1,0 +1,292 @@
+//! [`NetworkStatusTracker`]: how healthy this node's view of the mesh is — which providers are
+//! live, how far away, how big the network is, how fresh the prices are — and the warnings of
+//! the API reference (`NO_PROVIDERS`, `STALE_DATA`, `PRICE_DISCREPANCY`).
+//!
+//! It is a plain data structure fed by the service and asked for a [`NetworkStatus`] and for
+//! warnings; it does no I/O and reads no clock (every method takes `now`).
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use mesh_types::rust_decimal::Decimal;
+use mesh_types::rust_decimal::prelude::ToPrimitive;
+use mesh_types::{
+    Asset, CachedPriceData, DataFreshness, MeshWarning, NetworkStatus, NodeId, ProviderInfo, Timestamp,
+};
+
+/// Thresholds of the status and its warnings.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StatusConfig {
+    /// A provider unheard of for this long is offline; so is a node for the network size
+    /// (`MESH_OFFLINE_INDICATOR_THRESHOLD_SECS`, default 600 s).
+    pub offline_threshold: Duration,
+    /// Prices older than this are stale (`MESH_STALENESS_THRESHOLD_SECS`, default 3,600 s).
+    pub staleness_threshold: Duration,
+    /// Providers disagreeing by more than this percentage raise a warning
+    /// (`MESH_PRICE_DISCREPANCY_THRESHOLD_PERCENT`, default 5.0).
+    pub discrepancy_percent: f64,
+}
+
+impl Default for StatusConfig {
+    fn default() -> Self {
+        Self {
+            offline_threshold: Duration::from_secs(600),
+            staleness_threshold: DataFreshness::DEFAULT_STALENESS_THRESHOLD,
+            discrepancy_percent: 5.0,
+        }
+    }
+}
+
+/// One provider as last heard.
+#[derive(Debug, Clone, Copy)]
+struct Provider {
+    last_seen: Timestamp,
+    /// The fewest hops seen recently (reset when older than the offline threshold, so a
+    /// topology change is reflected).
+    hop_count: u32,
+    hop_count_seen: Timestamp,
+}
+
+/// This node's view of the mesh.
+#[derive(Debug)]
+pub struct NetworkStatusTracker {
+    config: StatusConfig,
+    me: NodeId,
+    providers: HashMap<NodeId, Provider>,
+    nodes: HashMap<NodeId, Timestamp>,
+    connected_peers: u32,
+    last_update_time: Option<Timestamp>,
+    newest_price: Option<Timestamp>,
+    /// The latest price per asset and provider, for discrepancy checks.
+    quotes: HashMap<Asset, HashMap<NodeId, (Decimal, Timestamp)>>,
+    /// Warnings currently raised, so each is sent when it starts, not on every check.
+    raised_no_providers: bool,
+    raised_stale: bool,
+    raised_discrepancies: HashMap<Asset, bool>,
+}
+
+fn within(at: Timestamp, now: Timestamp, limit: Duration) -> bool {
+    (now - at).to_std().unwrap_or(Duration::ZERO) <= limit
+}
+
+impl NetworkStatusTracker {
+    /// A tracker for the node `me`.
+    pub fn new(me: NodeId, config: StatusConfig) -> Self {
+        Self {
+            config,
+            me,
+            providers: HashMap::new(),
+            nodes: HashMap::new(),
+            connected_peers: 0,
+            last_update_time: None,
+            newest_price: None,
+            quotes: HashMap::new(),
+            raised_no_providers: false,
+            raised_stale: false,
+            raised_discrepancies: HashMap::new(),
+        }
+    }
+
+    /// How many peers are connected right now.
+    pub fn set_connected_peers(&mut self, peers: u32) {
+        self.connected_peers = peers;
+    }
+
+    /// A node announced itself (or connected) at `now`.
+    pub fn node_seen(&mut self, node: NodeId, now: Timestamp) {
+        self.nodes.insert(node, now);
+    }
+
+    /// An update from provider `source` arrived at `now` after `hop_count` hops, carrying
+    /// `prices`. Returns the discrepancy warnings it starts.
+    pub fn update_received(
+        &mut self,
+        source: NodeId,
+        hop_count: u8,
+        prices: &[CachedPriceData],
+        now: Timestamp,
+    ) -> Vec<MeshWarning> {
+        let offline = self.config.offline_threshold;
+        let hops = u32::from(hop_count);
+        let provider = self.providers.entry(source).or_insert(Provider {
+            last_seen: now,
+            hop_count: hops,
+            hop_count_seen: now,
+        });
+        provider.last_seen = now;
+        if hops <= provider.hop_count || !within(provider.hop_count_seen, now, offline) {
+            provider.hop_count = hops;
+            provider.hop_count_seen = now;
+        }
+        self.nodes.insert(source, now);
+        self.last_update_time = Some(now);
+        let mut warnings = Vec::new();
+        for price in prices {
+            self.newest_price =
+                Some(self.newest_price.map_or(price.timestamp, |newest| newest.max(price.timestamp)));
+            self.quotes.entry(price.asset).or_default().insert(source, (price.price, price.timestamp));
+            warnings.extend(self.check_discrepancy(price.asset, now));
+        }
+        warnings
+    }
+
+    /// The largest disagreement between fresh quotes for `asset`, as a warning when it starts.
+    fn check_discrepancy(&mut self, asset: Asset, now: Timestamp) -> Option<MeshWarning> {
+        let staleness = self.config.staleness_threshold;
+        let fresh: Vec<Decimal> = self
+            .quotes
+            .get(&asset)?
+            .values()
+            .filter(|(_, at)| within(*at, now, staleness))
+            .map(|(price, _)| *price)
+            .collect();
+        let (low, high) = (fresh.iter().min()?, fresh.iter().max()?);
+        let percent = if *low > Decimal::ZERO {
+            ((*high - *low) / *low * Decimal::ONE_HUNDRED).to_f64().unwrap_or(f64::MAX)
+        } else {
+            0.0
+        };
+        let diverging = fresh.len() >= 2 && percent > self.config.discrepancy_percent;
+        let was = self.raised_discrepancies.insert(asset, diverging).unwrap_or(false);
+        (diverging && !was).then(|| {
+            tracing::warn!(%asset, percent, "price discrepancy between providers");
+            MeshWarning::price_discrepancy(asset, (percent * 10.0).round() / 10.0)
+        })
+    }
+
+    /// The network as seen at `now`.
+    pub fn status(&self, now: Timestamp) -> NetworkStatus {
+        let offline = self.config.offline_threshold;
+        let mut active_providers: Vec<ProviderInfo> = self
+            .providers
+            .iter()
+            .filter(|(_, provider)| within(provider.last_seen, now, offline))
+            .map(|(node, provider)| ProviderInfo {
+                node_id: *node,
+                last_seen: provider.last_seen,
+                hop_count: provider.hop_count,
+            })
+            .collect();
+        active_providers.sort_by_key(|provider| (provider.hop_count, provider.node_id));
+        let others = self
+            .nodes
+            .iter()
+            .filter(|(node, seen)| **node != self.me && within(**seen, now, offline))
+            .count();
+        NetworkStatus {
+            active_providers,
+            connected_peers: self.connected_peers,
+            total_network_size: u32::try_from(others + 1).unwrap_or(u32::MAX),
+            last_update_time: self.last_update_time,
+            data_freshness: self.freshness(now),
+        }
+    }
+
+    /// How fresh the newest price is (stale before the first).
+    pub fn freshness(&self, now: Timestamp) -> DataFreshness {
+        self.newest_price.map_or(DataFreshness::Stale, |newest| {
+            DataFreshness::of(newest, now, self.config.staleness_threshold)
+        })
+    }
+
+    /// `NO_PROVIDERS` and `STALE_DATA`, each returned once when its condition starts (and again
+    /// after it cleared and started anew).
+    pub fn check_warnings(&mut self, now: Timestamp) -> Vec<MeshWarning> {
+        let mut warnings = Vec::new();
+        let no_providers = self.status(now).active_providers.is_empty();
+        if no_providers && !self.raised_no_providers {
+            warnings.push(MeshWarning::no_providers());
+        }
+        self.raised_no_providers = no_providers;
+        let stale = self.newest_price.is_some() && self.freshness(now).is_stale();
+        if stale && !self.raised_stale {
+            let age = self.newest_price.and_then(|newest| (now - newest).to_std().ok()).unwrap_or_default();
+            warnings.push(MeshWarning::stale_data(age, self.config.staleness_threshold));
+        }
+        self.raised_stale = stale;
+        warnings
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use mesh_types::{NodeIdentity, PublicKey, WarningCode};
+
+    use super::*;
+
+    fn node(n: u8) -> NodeId {
+        NodeId::from_public_key(&PublicKey::from_bytes([n; 32]))
+    }
+
+    fn price(asset: &str, value: i64, at: Timestamp, source: NodeId) -> CachedPriceData {
+        CachedPriceData {
+            asset: Asset::new(asset).unwrap(),
+            price: Decimal::from(value),
+            timestamp: at,
+            source_node_id: source,
+            blockchain: "Solana".into(),
+            change_24h: None,
+        }
+    }
+
+    fn t(seconds: i64) -> Timestamp {
+        Timestamp::from_timestamp(1_704_067_200 + seconds, 0).unwrap()
+    }
+
+    #[test]
+    fn providers_are_active_until_the_offline_threshold_with_their_fewest_hops() {
+        let me = NodeIdentity::generate().node_id();
+        let mut tracker = NetworkStatusTracker::new(me, StatusConfig::default());
+        tracker.update_received(node(1), 3, &[price("SOL", 100, t(0), node(1))], t(0));
+        tracker.update_received(node(1), 1, &[], t(10));
+        tracker.update_received(node(1), 4, &[], t(20));
+        tracker.update_received(node(2), 2, &[], t(30));
+        let status = tracker.status(t(30));
+        assert_eq!(status.active_providers.len(), 2);
+        assert_eq!(status.active_providers[0].node_id, node(1));
+        assert_eq!(status.active_providers[0].hop_count, 1, "the fewest hops seen");
+        assert_eq!(status.total_network_size, 3, "two providers and this node");
+        assert_eq!(status.last_update_time, Some(t(30)));
+        assert_eq!(status.data_freshness, DataFreshness::JustNow);
+        let later = tracker.status(t(20 + 601));
+        assert_eq!(later.active_providers.len(), 1, "provider 1 went offline");
+        assert_eq!(later.data_freshness, DataFreshness::MinutesAgo(10));
+    }
+
+    #[test]
+    fn no_providers_and_stale_data_are_raised_once_when_they_start() {
+        let mut tracker = NetworkStatusTracker::new(node(9), StatusConfig::default());
+        let first = tracker.check_warnings(t(0));
+        assert_eq!(first.iter().map(MeshWarning::code).collect::<Vec<_>>(), [WarningCode::NoProviders]);
+        assert!(tracker.check_warnings(t(1)).is_empty(), "not repeated while it lasts");
+        tracker.update_received(node(1), 1, &[price("SOL", 100, t(2), node(1))], t(2));
+        assert!(tracker.check_warnings(t(3)).is_empty(), "a provider is live");
+        let later = tracker.check_warnings(t(2 + 3700));
+        let codes: Vec<WarningCode> = later.iter().map(MeshWarning::code).collect();
+        assert!(
+            codes.contains(&WarningCode::NoProviders) && codes.contains(&WarningCode::StaleData),
+            "{codes:?}"
+        );
+    }
+
+    #[test]
+    fn fresh_disagreeing_providers_raise_a_discrepancy_once() {
+        let mut tracker = NetworkStatusTracker::new(node(9), StatusConfig::default());
+        assert!(tracker.update_received(node(1), 1, &[price("SOL", 100, t(0), node(1))], t(0)).is_empty());
+        assert!(
+            tracker.update_received(node(2), 1, &[price("SOL", 103, t(1), node(2))], t(1)).is_empty(),
+            "3 % is fine"
+        );
+        let warnings = tracker.update_received(node(2), 1, &[price("SOL", 110, t(2), node(2))], t(2));
+        assert_eq!(warnings.len(), 1);
+        assert_eq!(warnings[0].message, "Price discrepancy detected for SOL");
+        assert!(
+            tracker.update_received(node(2), 1, &[price("SOL", 111, t(3), node(2))], t(3)).is_empty(),
+            "raised once"
+        );
+        // An old quote does not count once it is stale.
+        assert!(
+            tracker.update_received(node(2), 1, &[price("SOL", 200, t(4000), node(2))], t(4000)).is_empty()
+        );
+    }
+}

@@ -1,0 +1,137 @@
+//! Whole nodes on the in-memory transport: prices cross the mesh with their signatures intact,
+//! a late joiner and a healed partition converge by anti-entropy, and every node counts the
+//! network from announcements.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use mesh_service::{MeshPriceService, ServiceConfig, ServiceEvent};
+use mesh_transport::{ManagerConfig, MemoryNetwork};
+use mesh_types::rust_decimal::Decimal;
+use mesh_types::{Asset, NodeIdentity, PriceData, PriceUpdate};
+
+fn addr(n: u8) -> SocketAddr {
+    SocketAddr::from(([10, 0, 0, n], 9470))
+}
+
+async fn node(network: &Arc<MemoryNetwork>, n: u8, bootstrap: &[u8]) -> MeshPriceService {
+    let mut manager = ManagerConfig::new(mesh_types::NetworkId::devnet());
+    manager.listen_addr = Some(addr(n));
+    manager.bootstrap = bootstrap.iter().map(|peer| addr(*peer).to_string()).collect();
+    manager.maintenance_interval = Duration::from_millis(50);
+    manager.heartbeat_interval = Duration::from_millis(100);
+    manager.heartbeat_timeout = Duration::from_millis(600);
+    manager.backoff_initial = Duration::from_millis(100);
+    manager.backoff_max = Duration::from_millis(400);
+    manager.min_peers = 1;
+    let mut config = ServiceConfig::new(manager);
+    config.sync_interval = Duration::from_millis(300);
+    config.announce_interval = Duration::from_millis(200);
+    config.status_interval = Duration::from_millis(50);
+    MeshPriceService::builder(Arc::new(NodeIdentity::generate()), config)
+        .transport(Arc::new(network.transport(addr(n))))
+        .start()
+        .await
+        .expect("node starts")
+}
+
+fn sol_update(provider: &MeshPriceService, cents: i64, ttl: u8) -> PriceUpdate {
+    let price = PriceData {
+        asset: Asset::new("SOL").unwrap(),
+        price: Decimal::new(cents, 2),
+        blockchain: "Solana".into(),
+        change_24h: None,
+    };
+    PriceUpdate::new_signed(&provider.identity(), [price], ttl, mesh_types::chrono::Utc::now())
+}
+
+async fn eventually(limit: Duration, mut condition: impl AsyncFnMut() -> bool) -> bool {
+    let deadline = tokio::time::Instant::now() + limit;
+    while tokio::time::Instant::now() < deadline {
+        if condition().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    condition().await
+}
+
+async fn holds(node: &MeshPriceService, cents: i64) -> bool {
+    node.prices()
+        .get(Asset::new("SOL").unwrap())
+        .await
+        .ok()
+        .flatten()
+        .is_some_and(|p| p.price == Decimal::new(cents, 2))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prices_cross_a_line_of_nodes_and_every_node_knows_its_provider() {
+    let network = MemoryNetwork::new();
+    let a = node(&network, 1, &[]).await;
+    let b = node(&network, 2, &[1]).await;
+    let c = node(&network, 3, &[2]).await;
+    assert!(eventually(Duration::from_secs(5), async || b.network().peer_count() == 2).await);
+    let mut events = c.subscribe();
+
+    a.set_provider(true);
+    a.publish(sol_update(&a, 12345, 10)).await.unwrap();
+    assert!(eventually(Duration::from_secs(5), async || holds(&c, 12345).await).await, "C holds A's price");
+
+    let delivered = tokio::time::timeout(Duration::from_secs(2), async {
+        loop {
+            if let Ok(ServiceEvent::Prices(prices)) = events.recv().await {
+                return prices;
+            }
+        }
+    })
+    .await
+    .expect("C's subscribers hear of the price");
+    assert_eq!(delivered[0].source_node_id, a.node_id());
+
+    let status = c.network_status();
+    let provider =
+        status.active_providers.iter().find(|p| p.node_id == a.node_id()).expect("A is an active provider");
+    assert_eq!(provider.hop_count, 2, "A is two hops from C");
+    assert!(
+        eventually(Duration::from_secs(5), async || c.network_status().total_network_size == 3).await,
+        "announcements count the network"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_joiner_converges_by_anti_entropy() {
+    let network = MemoryNetwork::new();
+    let a = node(&network, 1, &[]).await;
+    let b = node(&network, 2, &[1]).await;
+    assert!(eventually(Duration::from_secs(5), async || a.network().peer_count() == 1).await);
+    a.publish(sol_update(&a, 500, 10)).await.unwrap();
+    assert!(eventually(Duration::from_secs(5), async || holds(&b, 500).await).await);
+
+    // C joins after the update was gossiped: only anti-entropy can bring it.
+    let c = node(&network, 3, &[2]).await;
+    assert!(
+        eventually(Duration::from_secs(5), async || holds(&c, 500).await).await,
+        "C catches up by anti-entropy"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_healed_partition_converges() {
+    let network = MemoryNetwork::new();
+    let a = node(&network, 1, &[]).await;
+    let b = node(&network, 2, &[1]).await;
+    assert!(eventually(Duration::from_secs(5), async || a.network().peer_count() == 1).await);
+
+    network.partition(&[addr(1)], &[addr(2)]);
+    a.publish(sol_update(&a, 777, 10)).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!holds(&b, 777).await, "nothing crosses the partition");
+
+    network.heal();
+    assert!(
+        eventually(Duration::from_secs(10), async || holds(&b, 777).await).await,
+        "B converges after the heal"
+    );
+}
