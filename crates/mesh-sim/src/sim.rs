@@ -1,0 +1,290 @@
+//! Running a simulated mesh: start the nodes, wire them as the topology says, publish updates
+//! from the providers, and measure how each update spreads.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use mesh_service::{MeshPriceService, ServiceConfig, ServiceError, ServiceEvent};
+use mesh_transport::{LinkFaults, ManagerConfig, MemoryNetwork};
+use mesh_types::rust_decimal::Decimal;
+use mesh_types::{Asset, CachedPriceData, NetworkId, NodeIdentity, PriceData, PriceUpdate, Timestamp};
+use thiserror::Error;
+use tokio::time::Instant;
+
+use crate::topology::{self, Topology};
+
+/// What to simulate.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SimConfig {
+    /// Nodes in the mesh.
+    pub nodes: usize,
+    /// How many of them publish prices (the first ones).
+    pub providers: usize,
+    /// Who is connected to whom.
+    pub topology: Topology,
+    /// Updates to publish, taking turns among the providers.
+    pub updates: usize,
+    /// Time between updates.
+    pub interval: Duration,
+    /// Latency added to every link.
+    pub latency: Duration,
+    /// Probability that a link loses a message.
+    pub drop_probability: f64,
+    /// TTL of published updates.
+    pub message_ttl: u8,
+    /// How long to wait, after the last update, for every node to have everything.
+    pub settle: Duration,
+    /// Seed of the topology.
+    pub seed: u64,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        Self {
+            nodes: 30,
+            providers: 1,
+            topology: Topology::RandomRegular { degree: 6 },
+            updates: 10,
+            interval: Duration::from_millis(50),
+            latency: Duration::ZERO,
+            drop_probability: 0.0,
+            message_ttl: 10,
+            settle: Duration::from_secs(10),
+            seed: 1,
+        }
+    }
+}
+
+/// Why a simulation could not run.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum SimError {
+    /// A node did not start.
+    #[error("node {node} did not start: {source}")]
+    Start {
+        /// Its index.
+        node: usize,
+        /// Why.
+        #[source]
+        source: ServiceError,
+    },
+    /// The mesh did not form within the time allowed.
+    #[error("the mesh did not form: {connected} of {expected} links up after {waited:?}")]
+    NotFormed {
+        /// Links up.
+        connected: usize,
+        /// Links wanted.
+        expected: usize,
+        /// Time waited.
+        waited: Duration,
+    },
+    /// A provider could not publish.
+    #[error("a provider could not publish: {0}")]
+    Publish(#[from] mesh_gossip::Error),
+}
+
+/// How one update spread.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Spread {
+    /// Nodes that received it.
+    pub reached: usize,
+    /// Time until half the nodes held it.
+    pub half: Option<Duration>,
+    /// Time until 99 % of the nodes held it.
+    pub p99: Option<Duration>,
+    /// Time until every node held it.
+    pub all: Option<Duration>,
+}
+
+/// The outcome of a simulation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Report {
+    /// Nodes simulated.
+    pub nodes: usize,
+    /// Links of the topology.
+    pub links: usize,
+    /// Each update's spread.
+    pub spreads: Vec<Spread>,
+    /// Messages the network delivered per node per update while updates were spreading
+    /// (each node must receive at least one; the rest is gossip redundancy).
+    pub messages_per_node_per_update: f64,
+    /// Whether every node ended with identical prices.
+    pub agreement: bool,
+}
+
+impl Report {
+    /// Updates that reached every node.
+    pub fn complete(&self) -> usize {
+        self.spreads.iter().filter(|spread| spread.reached == self.nodes).count()
+    }
+
+    /// The given quantile (0.0–1.0) of the time-to-all-nodes over the complete updates.
+    pub fn time_to_all(&self, quantile: f64) -> Option<Duration> {
+        let mut times: Vec<Duration> = self.spreads.iter().filter_map(|spread| spread.all).collect();
+        times.sort();
+        let last = times.len().checked_sub(1)?;
+        let rank = ((last as f64) * quantile.clamp(0.0, 1.0)).round() as usize;
+        times.get(rank).copied()
+    }
+}
+
+fn address(node: usize) -> SocketAddr {
+    let [_, _, high, low] = u32::try_from(node).unwrap_or(u32::MAX).to_be_bytes();
+    SocketAddr::from(([10, 1, high, low], 9470))
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// First arrival time of each price (by asset and timestamp) at each node.
+type Arrivals = Arc<Mutex<HashMap<(Asset, Timestamp), Vec<Instant>>>>;
+
+/// Runs one simulation.
+///
+/// # Errors
+/// When a node does not start, the mesh does not form within 30 s, or a provider cannot
+/// publish.
+pub async fn run(config: &SimConfig) -> Result<Report, SimError> {
+    let network = MemoryNetwork::new();
+    network.set_default_faults(LinkFaults {
+        latency: config.latency,
+        drop_probability: config.drop_probability,
+    });
+    let edges = topology::edges(config.topology, config.nodes, config.providers, config.seed);
+    let mut neighbours = vec![Vec::new(); config.nodes];
+    for &(a, b) in &edges {
+        neighbours[a].push(b);
+        neighbours[b].push(a);
+    }
+
+    let arrivals: Arrivals = Arc::new(Mutex::new(HashMap::new()));
+    let mut nodes = Vec::with_capacity(config.nodes);
+    for (index, links) in neighbours.iter().enumerate() {
+        let mut manager = ManagerConfig::new(NetworkId::new("sim").expect("a valid network name"));
+        manager.listen_addr = Some(address(index));
+        // The lower index dials, so each link is opened once.
+        manager.bootstrap =
+            links.iter().filter(|peer| **peer > index).map(|peer| address(*peer).to_string()).collect();
+        manager.min_peers = links.len();
+        manager.max_peers = links.len() + 2;
+        manager.max_inbound = links.len() + 2;
+        manager.maintenance_interval = Duration::from_millis(100);
+        manager.heartbeat_interval = Duration::from_secs(10);
+        manager.heartbeat_timeout = Duration::from_secs(60);
+        manager.peer_exchange_interval = Duration::from_secs(3600);
+        let mut service = ServiceConfig::new(manager);
+        service.sync_interval = Duration::from_secs(3600);
+        service.announce_interval = Duration::from_secs(3600);
+        service.message_ttl = config.message_ttl;
+        let node = MeshPriceService::builder(Arc::new(NodeIdentity::generate()), service)
+            .transport(Arc::new(network.transport(address(index))))
+            .start()
+            .await
+            .map_err(|source| SimError::Start { node: index, source })?;
+        let mut events = node.subscribe();
+        let arrivals = arrivals.clone();
+        tokio::spawn(async move {
+            while let Ok(event) = events.recv().await {
+                if let ServiceEvent::Prices(prices) = event {
+                    let at = Instant::now();
+                    let mut arrivals = lock(&arrivals);
+                    for price in prices {
+                        arrivals.entry((price.asset, price.timestamp)).or_default().push(at);
+                    }
+                }
+            }
+        });
+        nodes.push(node);
+    }
+
+    // Wait for the links to come up.
+    let expected: usize = edges.len();
+    let started = Instant::now();
+    loop {
+        let connected = nodes.iter().map(|node| node.network().peer_count()).sum::<usize>() / 2;
+        if connected >= expected {
+            break;
+        }
+        if started.elapsed() > Duration::from_secs(30) {
+            return Err(SimError::NotFormed { connected, expected, waited: started.elapsed() });
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // Publish, remembering when each update left its provider.
+    let asset = Asset::new("SIM").expect("a valid symbol");
+    let delivered_before = network.delivered();
+    let mut published: Vec<(Timestamp, Instant)> = Vec::new();
+    for round in 0..config.updates {
+        let provider = &nodes[round % config.providers.clamp(1, config.nodes)];
+        let price = PriceData {
+            asset,
+            price: Decimal::new(10_000 + i64::try_from(round).unwrap_or(0), 2),
+            blockchain: "Simulated".into(),
+            change_24h: None,
+        };
+        let update = PriceUpdate::new_signed(
+            &provider.identity(),
+            [price],
+            config.message_ttl,
+            mesh_types::chrono::Utc::now(),
+        );
+        published.push((update.timestamp, Instant::now()));
+        provider.publish(update).await?;
+        tokio::time::sleep(config.interval).await;
+    }
+
+    // Let the last updates spread.
+    let deadline = Instant::now() + config.settle;
+    while Instant::now() < deadline {
+        let done = {
+            let arrivals = lock(&arrivals);
+            published
+                .iter()
+                .all(|(at, _)| arrivals.get(&(asset, *at)).is_some_and(|times| times.len() >= config.nodes))
+        };
+        if done {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let delivered = network.delivered().saturating_sub(delivered_before);
+
+    let spreads = {
+        let arrivals = lock(&arrivals);
+        published
+            .iter()
+            .map(|(timestamp, sent)| {
+                let mut times: Vec<Duration> = arrivals
+                    .get(&(asset, *timestamp))
+                    .map(|times| times.iter().map(|at| at.saturating_duration_since(*sent)).collect())
+                    .unwrap_or_default();
+                times.sort();
+                let reach = |fraction: f64| {
+                    let needed = ((config.nodes as f64) * fraction).ceil() as usize;
+                    needed.checked_sub(1).and_then(|index| times.get(index)).copied()
+                };
+                Spread { reached: times.len(), half: reach(0.5), p99: reach(0.99), all: reach(1.0) }
+            })
+            .collect()
+    };
+
+    let mut views: Vec<Vec<CachedPriceData>> = Vec::with_capacity(nodes.len());
+    for node in &nodes {
+        views.push(node.prices().get_all().await.map(|all| all.into_values().collect()).unwrap_or_default());
+    }
+    let agreement = views.windows(2).all(|pair| pair[0] == pair[1]);
+    for node in &nodes {
+        node.shutdown().await;
+    }
+    Ok(Report {
+        nodes: config.nodes,
+        links: edges.len(),
+        spreads,
+        messages_per_node_per_update: delivered as f64 / (config.nodes.max(1) * config.updates.max(1)) as f64,
+        agreement,
+    })
+}
