@@ -27,6 +27,8 @@ use mesh_dedup::{LayeredTracker, MemoryTracker, MessageTracker, TrackerConfig};
 use mesh_gossip::{GossipConfig, GossipEngine, Outcome};
 use mesh_peer_store::{MemoryPeerStore, PeerStore};
 use mesh_price_cache::{LayeredPriceStore, MemoryPriceStore, PriceStore};
+use mesh_provider::{ProviderNode, ProviderTask};
+use mesh_types::{ProviderConfig, ProviderConfigError};
 use mesh_transport::{
     ConnectionManager, LinkConfig, ManagerConfig, StartError, TcpTransport, Transport, TransportEvent,
 };
@@ -201,6 +203,7 @@ impl ServiceBuilder {
             events,
             requested: Mutex::new(HashMap::new()),
             is_provider: AtomicBool::new(false),
+            provider: Mutex::new(None),
             shutdown: CancellationToken::new(),
             config,
         });
@@ -238,6 +241,8 @@ struct Inner {
     requested: Mutex<HashMap<NodeId, HashSet<Asset>>>,
     events: broadcast::Sender<ServiceEvent>,
     is_provider: AtomicBool,
+    /// The provider loop's task, stopped at shutdown.
+    provider: Mutex<Option<ProviderTask>>,
     shutdown: CancellationToken,
 }
 
@@ -341,8 +346,37 @@ impl MeshPriceService {
         });
     }
 
+    /// Starts this node's provider loop: every fetch interval it asks the node's coordinator
+    /// for the window, fetches `assets` from its price source, signs the prices with the node's
+    /// key and publishes them here. It starts disabled; enable it with a source
+    /// ([`ProviderNode::enable`]), which also marks the node a provider in its heartbeats.
+    ///
+    /// # Errors
+    /// When `config` cannot work.
+    pub fn start_provider(
+        &self,
+        config: ProviderConfig,
+        assets: Vec<Asset>,
+    ) -> Result<ProviderNode, ProviderConfigError> {
+        let (updates, published) = mpsc::channel(64);
+        let provider = ProviderNode::new(
+            config,
+            self.inner.identity.clone(),
+            self.inner.coordinator.clone(),
+            assets,
+            updates,
+        )?;
+        *lock(&self.inner.provider) = Some(provider.start());
+        self.publish_from(published);
+        Ok(provider)
+    }
+
     /// Stops the node: goodbyes to peers, then the durable stores are flushed.
     pub async fn shutdown(&self) {
+        let provider = lock(&self.inner.provider).take();
+        if let Some(provider) = provider {
+            provider.shutdown().await;
+        }
         self.inner.shutdown.cancel();
         self.inner.manager.shutdown().await;
         if let Some(prices) = &self.inner.layered_prices
@@ -369,13 +403,18 @@ impl Inner {
     }
 
     async fn publish(&self, update: PriceUpdate) -> Result<Outcome, mesh_gossip::Error> {
+        if !self.is_provider.swap(true, Ordering::Relaxed) {
+            self.manager.set_provider(true);
+        }
         let outcome = self.engine.publish(update, now()).await?;
         if let Outcome::Accepted(accepted) = &outcome {
-            metrics::counter!("mesh_provider_broadcast_attempts_total").increment(1);
             if let Some(relay) = &accepted.relay {
+                metrics::counter!("mesh_provider_broadcast_attempts_total").increment(1);
                 let sent = self.manager.broadcast(&MeshMessage::PriceUpdate(relay.clone()), None);
                 tracing::info!(assets = accepted.changed.len(), peers = sent, "provider broadcast complete");
-                metrics::counter!("mesh_provider_broadcast_success_total").increment(1);
+                if sent > 0 {
+                    metrics::counter!("mesh_provider_broadcast_success_total").increment(1);
+                }
             }
             self.record(accepted.source, 0, &accepted.changed);
         }
