@@ -1,7 +1,8 @@
 //! The pricemesh simulator: many whole nodes ([`mesh_service::MeshPriceService`]) in one
 //! process over the in-memory transport, wired as a chosen [`Topology`] (random regular, ring,
 //! line, or the deployment guide's provider/relay/consumer hierarchy), with optional link
-//! latency and loss. It publishes updates from the providers and reports, per update, how long
+//! latency, loss and a temporary partition. It publishes updates from the providers (a number of
+//! them, or for a duration) and reports, per update, how long
 //! until half, 99 % and all of the nodes held it, how many messages the network carried per
 //! node, and whether every node ended with the same prices.
 //!
@@ -17,5 +18,5 @@
 mod sim;
 mod topology;
 
-pub use sim::{Report, SimConfig, SimError, Spread, run};
+pub use sim::{Report, SimConfig, SimError, SimPartition, Spread, run};
 pub use topology::{Topology, edges, is_connected};

@@ -38,6 +38,34 @@ pub struct SimConfig {
     pub settle: Duration,
     /// Seed of the topology.
     pub seed: u64,
+    /// Split the mesh in two for part of the run; anti-entropy must repair it after the heal.
+    pub partition: Option<SimPartition>,
+    /// Time between anti-entropy rounds (default one hour: gossip alone is measured unless a
+    /// partition needs repairing).
+    pub sync_interval: Duration,
+}
+
+/// A temporary split of the mesh: nodes below `split_at` on one side, the rest on the other,
+/// from just before update `from_update` to just before update `heal_before_update`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SimPartition {
+    /// The first node of the second side.
+    pub split_at: usize,
+    /// The first update published while split.
+    pub from_update: usize,
+    /// The first update published after the heal.
+    pub heal_before_update: usize,
+}
+
+impl SimConfig {
+    /// Publishes for `duration` at this configuration's interval.
+    #[must_use]
+    pub fn for_duration(mut self, duration: Duration) -> Self {
+        let interval = self.interval.max(Duration::from_millis(1));
+        self.updates =
+            usize::try_from(duration.as_millis() / interval.as_millis()).unwrap_or(usize::MAX).max(1);
+        self
+    }
 }
 
 impl Default for SimConfig {
@@ -53,6 +81,8 @@ impl Default for SimConfig {
             message_ttl: 10,
             settle: Duration::from_secs(10),
             seed: 1,
+            partition: None,
+            sync_interval: Duration::from_secs(3600),
         }
     }
 }
@@ -110,6 +140,9 @@ pub struct Report {
     /// Messages the network delivered per node per update while updates were spreading
     /// (each node must receive at least one; the rest is gossip redundancy).
     pub messages_per_node_per_update: f64,
+    /// Of those, the copies beyond the first that each node received and dropped as
+    /// duplicates, per node per update.
+    pub duplicates_per_node_per_update: f64,
     /// Whether every node ended with identical prices.
     pub agreement: bool,
 }
@@ -174,9 +207,10 @@ pub async fn run(config: &SimConfig) -> Result<Report, SimError> {
         manager.maintenance_interval = Duration::from_millis(100);
         manager.heartbeat_interval = Duration::from_secs(10);
         manager.heartbeat_timeout = Duration::from_secs(60);
-        manager.peer_exchange_interval = Duration::from_secs(3600);
+        // The topology is imposed: no learning of other addresses.
+        manager.peer_exchange = false;
         let mut service = ServiceConfig::new(manager);
-        service.sync_interval = Duration::from_secs(3600);
+        service.sync_interval = config.sync_interval;
         service.announce_interval = Duration::from_secs(3600);
         service.message_ttl = config.message_ttl;
         let node = MeshPriceService::builder(Arc::new(NodeIdentity::generate()), service)
@@ -200,14 +234,19 @@ pub async fn run(config: &SimConfig) -> Result<Report, SimError> {
         nodes.push(node);
     }
 
-    // Wait for the links to come up.
+    // Wait until every node is connected to exactly its neighbours.
     let expected: usize = edges.len();
     let started = Instant::now();
     loop {
-        let connected = nodes.iter().map(|node| node.network().peer_count()).sum::<usize>() / 2;
-        if connected >= expected {
+        let formed = nodes.iter().zip(&neighbours).all(|(node, links)| {
+            let peers: std::collections::HashSet<SocketAddr> =
+                node.network().connected_peers().iter().filter_map(|peer| peer.info.listen_addr).collect();
+            links.iter().all(|link| peers.contains(&address(*link)))
+        });
+        if formed {
             break;
         }
+        let connected = nodes.iter().map(|node| node.network().peer_count()).sum::<usize>() / 2;
         if started.elapsed() > Duration::from_secs(30) {
             return Err(SimError::NotFormed { connected, expected, waited: started.elapsed() });
         }
@@ -218,7 +257,20 @@ pub async fn run(config: &SimConfig) -> Result<Report, SimError> {
     let asset = Asset::new("SIM").expect("a valid symbol");
     let delivered_before = network.delivered();
     let mut published: Vec<(Timestamp, Instant)> = Vec::new();
+    let sides = config.partition.map(|partition| {
+        let split = partition.split_at.min(config.nodes);
+        let side = |range: std::ops::Range<usize>| range.map(address).collect::<Vec<_>>();
+        (side(0..split), side(split..config.nodes))
+    });
     for round in 0..config.updates {
+        if let (Some(partition), Some((first, second))) = (config.partition, &sides) {
+            if round == partition.from_update {
+                network.partition(first, second);
+            }
+            if round == partition.heal_before_update {
+                network.heal();
+            }
+        }
         let provider = &nodes[round % config.providers.clamp(1, config.nodes)];
         let price = PriceData {
             asset,
@@ -251,6 +303,7 @@ pub async fn run(config: &SimConfig) -> Result<Report, SimError> {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    network.heal();
     let delivered = network.delivered().saturating_sub(delivered_before);
 
     let spreads = {
@@ -272,6 +325,8 @@ pub async fn run(config: &SimConfig) -> Result<Report, SimError> {
             .collect()
     };
 
+    let per_node_per_update =
+        |count: u64| count as f64 / (config.nodes.max(1) * config.updates.max(1)) as f64;
     let mut views: Vec<Vec<CachedPriceData>> = Vec::with_capacity(nodes.len());
     for node in &nodes {
         views.push(node.prices().get_all().await.map(|all| all.into_values().collect()).unwrap_or_default());
@@ -284,7 +339,8 @@ pub async fn run(config: &SimConfig) -> Result<Report, SimError> {
         nodes: config.nodes,
         links: edges.len(),
         spreads,
-        messages_per_node_per_update: delivered as f64 / (config.nodes.max(1) * config.updates.max(1)) as f64,
+        messages_per_node_per_update: per_node_per_update(delivered),
+        duplicates_per_node_per_update: (per_node_per_update(delivered) - 1.0).max(0.0),
         agreement,
     })
 }

@@ -34,3 +34,25 @@ async fn a_line_with_latency_still_delivers_within_the_ttl() {
     let slowest = report.time_to_all(1.0).expect("complete updates have a time");
     assert!(slowest >= Duration::from_millis(35), "seven hops of 5 ms each: {slowest:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partitioned_mesh_agrees_again_after_the_heal() {
+    let config = SimConfig {
+        nodes: 12,
+        topology: Topology::Ring,
+        updates: 6,
+        interval: Duration::from_millis(100),
+        partition: Some(mesh_sim::SimPartition { split_at: 6, from_update: 2, heal_before_update: 4 }),
+        sync_interval: Duration::from_millis(200),
+        // The split's updates never reach everyone (newer ones supersede them): do not wait long.
+        settle: Duration::from_secs(2),
+        ..SimConfig::default()
+    };
+    let report = run(&config).await.expect("the simulation runs");
+    assert!(report.agreement, "anti-entropy repaired the partition: every node holds the newest price");
+    // Updates published during the split reach only their side, and are superseded by the
+    // newer ones before anti-entropy would carry them; the others reach everyone.
+    for (index, spread) in report.spreads.iter().enumerate().filter(|(index, _)| !(2..4).contains(index)) {
+        assert_eq!(spread.reached, 12, "update {index}: {spread:?}");
+    }
+}

@@ -52,6 +52,9 @@ pub struct ManagerConfig {
     pub peer_exchange_interval: Duration,
     /// The most addresses sent, or taken, in one peer exchange (default 32).
     pub peer_exchange_limit: usize,
+    /// Whether to share and learn peer addresses (default on). A simulator that imposes a
+    /// topology turns it off.
+    pub peer_exchange: bool,
     /// The most untried addresses kept as dial candidates (default 1,024); learning stops at
     /// this many, so peers cannot grow the peer store without bound.
     pub max_candidates: usize,
@@ -115,6 +118,7 @@ impl ManagerConfig {
             ban_duration: Duration::from_secs(24 * 3600),
             peer_exchange_interval: Duration::from_secs(60),
             peer_exchange_limit: 32,
+            peer_exchange: true,
             max_candidates: 1024,
             event_queue: 4096,
             user_agent: format!("pricemesh/{}", env!("CARGO_PKG_VERSION")),

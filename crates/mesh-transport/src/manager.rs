@@ -600,8 +600,10 @@ impl Inner {
         if let Some(addr) = address {
             self.record_valid(addr, info.public_key).await;
         }
-        let exchange = self.peer_exchange(Some(info.node_id)).await;
-        let _ = connection.sender.try_send(exchange);
+        if self.config.peer_exchange {
+            let exchange = self.peer_exchange(Some(info.node_id)).await;
+            let _ = connection.sender.try_send(exchange);
+        }
         tokio::spawn(self.read(info.node_id, connection_id, connection.receiver));
     }
 
@@ -654,7 +656,11 @@ impl Inner {
             match message {
                 MeshMessage::Ping(beat) => self.answer_ping(node, beat),
                 MeshMessage::Pong(beat) => self.take_pong(node, beat),
-                MeshMessage::PeerExchange(exchange) => self.learn(exchange).await,
+                MeshMessage::PeerExchange(exchange) => {
+                    if self.config.peer_exchange {
+                        self.learn(exchange).await;
+                    }
+                }
                 MeshMessage::Goodbye(Goodbye { reason }) => break format!("peer said goodbye: {reason:?}"),
                 MeshMessage::Hello(_) | MeshMessage::HelloAck(_) => {
                     break "protocol violation: handshake message after the handshake".to_owned();
@@ -813,6 +819,9 @@ impl Inner {
     // ---- discovery ----------------------------------------------------------------------
 
     async fn exchange_loop(self: Arc<Self>) {
+        if !self.config.peer_exchange {
+            return;
+        }
         let mut ticker = tokio::time::interval(self.config.peer_exchange_interval);
         ticker.tick().await;
         loop {
