@@ -35,6 +35,8 @@ impl FetchRecord {
 pub struct MemoryCoordinator {
     // A std Mutex: held for a comparison and an assignment, never across an await.
     last: Mutex<Option<FetchRecord>>,
+    /// The window of the latest grant, to recognise a collision in `record_observed`.
+    window: Mutex<Duration>,
 }
 
 impl MemoryCoordinator {
@@ -48,10 +50,17 @@ impl MemoryCoordinator {
         self.last.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Records a fetch learned from elsewhere, unless a later one is already known.
-    pub(crate) fn record_if_later(&self, record: FetchRecord) {
+    /// Records a fetch learned from elsewhere when it is later than the one known — or when it
+    /// collided with the known one (both inside one window) and its node id is smaller: of two
+    /// providers that fetched at once, the larger id yields, so the collision does not repeat.
+    pub(crate) fn record_observed(&self, record: FetchRecord) {
+        let window = *self.window.lock().unwrap_or_else(PoisonError::into_inner);
         let mut last = self.last();
-        if last.is_none_or(|held| record.at > held.at) {
+        let take = last.is_none_or(|held| {
+            let apart = if record.at > held.at { record.at - held.at } else { held.at - record.at };
+            record.at > held.at || (apart < window && record.node < held.node)
+        });
+        if take {
             *last = Some(record);
         }
     }
@@ -65,6 +74,7 @@ impl FetchCoordinator for MemoryCoordinator {
             return Ok(false);
         }
         *last = Some(FetchRecord::now(node));
+        *self.window.lock().unwrap_or_else(PoisonError::into_inner) = window;
         Ok(true)
     }
 

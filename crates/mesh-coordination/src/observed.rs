@@ -8,8 +8,10 @@
 //! are recorded too, so `last_fetch_time` covers both.
 //!
 //! Two providers can still both fetch when they ask within one propagation delay of each
-//! other, before either update has arrived — a few milliseconds on a healthy mesh. The
-//! provider loop adds jitter to its schedule so such collisions do not repeat.
+//! other, before either update has arrived — a few milliseconds on a healthy mesh. When that
+//! happens, both notice it from the other's update, and the one with the larger node id yields
+//! the window, so the collision does not repeat; the provider loop also starts at a random point
+//! of the window and jitters its schedule.
 
 use std::time::Duration;
 
@@ -54,7 +56,7 @@ impl FetchCoordinator for ObservedCoordinator {
         let age = (mesh_types::chrono::Utc::now() - fetched_at).to_std().unwrap_or(Duration::ZERO);
         // A fetch older than this clock can express is long past any window: ignore it.
         if let Some(at) = Instant::now().checked_sub(age) {
-            self.local.record_if_later(FetchRecord { node: source, at, wall: fetched_at });
+            self.local.record_observed(FetchRecord { node: source, at, wall: fetched_at });
         }
         Ok(())
     }
@@ -84,6 +86,23 @@ mod tests {
         assert!(coordinator.last_fetch_time().await.unwrap().is_some());
         tokio::time::advance(WINDOW).await;
         assert!(coordinator.try_acquire(mine, WINDOW).await.unwrap());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn after_a_collision_the_larger_id_yields() {
+        let (x, y) = (fresh_node(), fresh_node());
+        let (small, large) = (x.min(y), x.max(y));
+        let window = Duration::from_secs(5);
+        let (at_small, at_large) = (ObservedCoordinator::new(), ObservedCoordinator::new());
+        // Both fetch at the same instant, then hear of each other.
+        assert!(at_small.try_acquire(small, window).await.unwrap());
+        assert!(at_large.try_acquire(large, window).await.unwrap());
+        let now = mesh_types::chrono::Utc::now();
+        at_small.observe(large, now).await.unwrap();
+        at_large.observe(small, now).await.unwrap();
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert!(at_small.try_acquire(small, window).await.unwrap(), "the smaller id keeps the window");
+        assert!(!at_large.try_acquire(large, window).await.unwrap(), "the larger id yields");
     }
 
     #[tokio::test]

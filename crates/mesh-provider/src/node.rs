@@ -179,8 +179,9 @@ impl ProviderNode {
         })
     }
 
-    /// Spawns the provider loop on the current tokio runtime. The first tick comes at once;
-    /// it fetches only if provider mode is enabled by then.
+    /// Spawns the provider loop on the current tokio runtime. The first tick comes after a
+    /// random part of the coordination window (so providers started together do not ask at the
+    /// same instant); it fetches only if provider mode is enabled by then.
     ///
     /// Only one loop runs per provider: a loop started while another is running logs a warning
     /// and ends at once.
@@ -194,7 +195,8 @@ impl ProviderNode {
     }
 
     /// Turns provider mode on with `source`, after [`PriceSource::validate`] succeeded, and
-    /// wakes the loop for a fetch right away. Enabling again replaces the source.
+    /// wakes the loop for a fetch within a random part of the coordination window. Enabling
+    /// again replaces the source.
     ///
     /// # Errors
     /// The validation error ([`SourceError::InvalidApiKey`] for a refused key); the provider
@@ -288,6 +290,11 @@ fn jittered(interval: Duration) -> Duration {
     interval.mul_f64(rand::rng().random_range(1.0 - JITTER..=1.0 + JITTER))
 }
 
+/// A random delay in `[0, window)`.
+fn start_delay(window: Duration) -> Duration {
+    window.mul_f64(rand::rng().random_range(0.0..1.0))
+}
+
 async fn run(inner: Arc<Inner>, mut stop: oneshot::Receiver<()>) {
     if inner.running.swap(true, Ordering::AcqRel) {
         tracing::warn!("a provider loop is already running; not starting another");
@@ -298,15 +305,26 @@ async fn run(inner: Arc<Inner>, mut stop: oneshot::Receiver<()>) {
         tracing::warn!("provider loop started with no assets to fetch");
     }
     let interval = inner.config.fetch_interval();
-    let mut next = Instant::now();
+    let window = inner.config.coordination_window();
+    // Providers started together (or enabled together) would ask the coordinator at the same
+    // instant, before either hears of the other's fetch; a random start within the
+    // coordination window spreads them apart.
+    let mut next = Instant::now() + start_delay(window);
     // Until when a rate limit's `Retry-After` keeps this provider from fetching.
     let mut backoff_until: Option<Instant> = None;
     loop {
-        tokio::select! {
+        let woken = tokio::select! {
             biased;
             _ = &mut stop => break,
-            () = tokio::time::sleep_until(next) => {}
-            () = inner.wake.notified() => {}
+            () = tokio::time::sleep_until(next) => false,
+            () = inner.wake.notified() => true,
+        };
+        if woken {
+            tokio::select! {
+                biased;
+                _ = &mut stop => break,
+                () = tokio::time::sleep(start_delay(window)) => {}
+            }
         }
         next = Instant::now() + jittered(interval);
         tokio::select! {

@@ -121,7 +121,9 @@ async fn publishes_signed_valid_updates_with_the_configured_ttl_every_interval()
     let task = provider.start();
     provider.enable(Arc::new(SimulatedSource::new(11))).await.unwrap();
 
-    let first = next_update(&mut received, 1).await.expect("the first fetch comes at once");
+    let first = next_update(&mut received, WINDOW + 1)
+        .await
+        .expect("the first fetch comes within the coordination window");
     let after_first = Instant::now();
     let second = next_update(&mut received, 20).await.expect("a second fetch one interval later");
     let gap = after_first.elapsed();
@@ -182,11 +184,11 @@ async fn a_source_that_fails_validation_is_not_enabled() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn disable_stops_publishing_and_enable_resumes_at_once() {
+async fn disable_stops_publishing_and_enable_resumes_within_the_window() {
     let (provider, mut received) = provider();
     let task = provider.start();
     provider.enable(Arc::new(SimulatedSource::new(2))).await.unwrap();
-    assert!(next_update(&mut received, 1).await.is_some());
+    assert!(next_update(&mut received, WINDOW + 1).await.is_some());
 
     provider.disable().await;
     let attempts = provider.counters().attempts;
@@ -195,12 +197,13 @@ async fn disable_stops_publishing_and_enable_resumes_at_once() {
     assert!(next_update(&mut received, 120).await.is_none(), "nothing published while disabled");
     assert_eq!(provider.counters().attempts, attempts, "no fetch while disabled");
 
-    // The loop is waiting for its next tick; enabling wakes it instead of waiting.
+    // The loop is waiting for its next tick; enabling wakes it instead of waiting for the
+    // interval: it fetches within the coordination window.
     let enabled_at = Instant::now();
     provider.enable(Arc::new(SimulatedSource::new(2))).await.unwrap();
     assert!(next_update(&mut received, 20).await.is_some());
     assert!(
-        enabled_at.elapsed() < Duration::from_secs(1),
+        enabled_at.elapsed() < Duration::from_secs(WINDOW),
         "fetched {:?} after enabling",
         enabled_at.elapsed()
     );
@@ -371,7 +374,10 @@ async fn the_loop_ends_on_shutdown_drop_or_a_closed_channel_and_runs_once() {
     assert!(next_update(&mut received, 60).await.is_none(), "a dropped handle stops the loop");
 
     let third = provider.start();
-    assert!(next_update(&mut received, 1).await.is_some(), "a new loop may start after the old one ended");
+    assert!(
+        next_update(&mut received, WINDOW + 1).await.is_some(),
+        "a new loop may start after the old one ended"
+    );
     third.shutdown().await;
     assert!(next_update(&mut received, 60).await.is_none());
 

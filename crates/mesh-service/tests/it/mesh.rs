@@ -11,6 +11,11 @@ use mesh_transport::{ManagerConfig, MemoryNetwork};
 use mesh_types::rust_decimal::Decimal;
 use mesh_types::{Asset, NodeIdentity, PriceData, PriceUpdate};
 
+/// The anti-entropy interval of these nodes.
+const SYNC: Duration = Duration::from_millis(300);
+/// Scheduling slack for a loaded test machine.
+const SLACK: Duration = Duration::from_millis(200);
+
 fn addr(n: u8) -> SocketAddr {
     SocketAddr::from(([10, 0, 0, n], 9470))
 }
@@ -26,7 +31,7 @@ async fn node(network: &Arc<MemoryNetwork>, n: u8, bootstrap: &[u8]) -> MeshPric
     manager.backoff_max = Duration::from_millis(400);
     manager.min_peers = 1;
     let mut config = ServiceConfig::new(manager);
-    config.sync_interval = Duration::from_millis(300);
+    config.sync_interval = SYNC;
     config.announce_interval = Duration::from_millis(200);
     config.status_interval = Duration::from_millis(50);
     MeshPriceService::builder(Arc::new(NodeIdentity::generate()), config)

@@ -73,11 +73,19 @@ async fn independent_providers_fetch_once_per_window_through_the_mesh() {
 
     let fetches = fetches.lock().unwrap().clone();
     assert!(fetches.len() >= 3, "the providers kept fetching: {fetches:?}");
+    // Without shared state, two providers can only collide when they ask within one
+    // propagation delay of each other; then the larger id yields, so it cannot repeat.
+    let mut collisions = 0;
     for pair in fetches.windows(2).filter(|pair| pair[0].0 != pair[1].0) {
         let gap = (pair[1].1 - pair[0].1).to_std().unwrap_or_default();
-        // The window, less the moment an update takes to cross the mesh.
-        assert!(gap >= Duration::from_millis(950), "two providers fetched {gap:?} apart: {fetches:?}");
+        if gap < Duration::from_millis(50) {
+            collisions += 1;
+        } else {
+            // The window, less the moment an update takes to cross the mesh.
+            assert!(gap >= Duration::from_millis(950), "two providers fetched {gap:?} apart: {fetches:?}");
+        }
     }
+    assert!(collisions <= 1, "collisions repeated: {fetches:?}");
     assert!(
         a.network_status()
             .active_providers
