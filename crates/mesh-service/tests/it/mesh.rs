@@ -114,11 +114,20 @@ async fn a_late_joiner_converges_by_anti_entropy() {
     a.publish(sol_update(&a, 500, 10)).await.unwrap();
     assert!(eventually(Duration::from_secs(5), async || holds(&b, 500).await).await);
 
-    // C joins after the update was gossiped: only anti-entropy can bring it.
+    // C joins after the update was gossiped: only anti-entropy can bring it, within two sync
+    // intervals of the connection (plus scheduling slack).
     let c = node(&network, 3, &[2]).await;
+    assert!(eventually(Duration::from_secs(5), async || c.network().peer_count() == 1).await);
+    let connected = tokio::time::Instant::now();
     assert!(
         eventually(Duration::from_secs(5), async || holds(&c, 500).await).await,
         "C catches up by anti-entropy"
+    );
+    let took = connected.elapsed();
+    assert!(
+        took <= SYNC * 2 + SLACK,
+        "C converged {took:?} after connecting; two sync intervals are {:?}",
+        SYNC * 2
     );
 }
 
@@ -129,14 +138,22 @@ async fn a_healed_partition_converges() {
     let b = node(&network, 2, &[1]).await;
     assert!(eventually(Duration::from_secs(5), async || a.network().peer_count() == 1).await);
 
+    // A split shorter than the heartbeat timeout: the link survives, the update is lost on it.
     network.partition(&[addr(1)], &[addr(2)]);
     a.publish(sol_update(&a, 777, 10)).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
     assert!(!holds(&b, 777).await, "nothing crosses the partition");
 
     network.heal();
+    let healed = tokio::time::Instant::now();
     assert!(
         eventually(Duration::from_secs(10), async || holds(&b, 777).await).await,
         "B converges after the heal"
+    );
+    let took = healed.elapsed();
+    assert!(
+        took <= SYNC * 2 + SLACK,
+        "B converged {took:?} after the heal; two sync intervals are {:?}",
+        SYNC * 2
     );
 }
