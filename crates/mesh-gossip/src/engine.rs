@@ -230,7 +230,7 @@ impl GossipEngine {
                 from,
                 update,
                 RejectReason::Untrusted(update.source_node_id),
-                0.0,
+                scoring.untrusted,
                 now,
             ));
         }
@@ -544,6 +544,28 @@ mod tests {
             PriceUpdate::new_signed(&provider, [price], 10, now() + mesh_types::chrono::Duration::hours(1));
         let refused = rejected(engine.process_update(peer(1), future, now()).await.unwrap());
         assert!(matches!(refused.reason, RejectReason::Invalid(ValidationError::FutureTimestamp { .. })));
+    }
+
+    #[tokio::test]
+    async fn a_peer_pushing_many_untrusted_updates_is_banned() {
+        let trusted = NodeIdentity::generate();
+        let engine =
+            engine(GossipConfig { trust: TrustPolicy::only([trusted.node_id()]), ..GossipConfig::default() });
+        let stranger = NodeIdentity::generate();
+        let at = now();
+        let mut ban = None;
+        for _ in 0..150 {
+            if let Outcome::Rejected(Rejected { ban: Some(b), .. }) =
+                engine.process_update(peer(4), update(&stranger, "SOL", 1, 10), at).await.unwrap()
+            {
+                ban = Some(b);
+                break;
+            }
+        }
+        assert!(
+            ban.is_some_and(|ban| ban.peer == peer(4)),
+            "100 untrusted updates at once reach the threshold"
+        );
     }
 
     #[tokio::test]

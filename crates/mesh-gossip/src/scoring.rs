@@ -16,6 +16,10 @@ pub struct ScoringConfig {
     pub bad_signature: f64,
     /// Points per update beyond the rate limit (default 1).
     pub flood: f64,
+    /// Points per update from a provider this node does not trust (default 1). Small on
+    /// purpose: a relay whose own policy trusts that provider forwards it honestly, and at a
+    /// normal rate the points decay away; only a peer pushing many such updates is banned.
+    pub untrusted: f64,
     /// Points forgiven per second (default 1).
     pub decay_per_second: f64,
     /// A score at or above this bans the peer (default 100).
@@ -34,6 +38,7 @@ impl Default for ScoringConfig {
             invalid_update: 20.0,
             bad_signature: 50.0,
             flood: 1.0,
+            untrusted: 1.0,
             decay_per_second: 1.0,
             ban_threshold: 100.0,
             ban_duration: Duration::from_secs(3600),
