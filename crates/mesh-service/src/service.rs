@@ -28,7 +28,6 @@ use mesh_gossip::{GossipConfig, GossipEngine, Outcome};
 use mesh_peer_store::{MemoryPeerStore, PeerStore};
 use mesh_price_cache::{LayeredPriceStore, MemoryPriceStore, PriceStore};
 use mesh_provider::{ProviderNode, ProviderTask};
-use mesh_types::{ProviderConfig, ProviderConfigError};
 use mesh_transport::{
     ConnectionManager, LinkConfig, ManagerConfig, StartError, TcpTransport, Transport, TransportEvent,
 };
@@ -36,6 +35,7 @@ use mesh_types::{
     Alert, Announce, Asset, CachedPriceData, MeshMessage, MeshWarning, NetworkStatus, NetworkStatusSummary,
     NodeId, NodeIdentity, PriceUpdate, SignedMessage, Timestamp, WarningKind,
 };
+use mesh_types::{ProviderConfig, ProviderConfigError};
 use thiserror::Error;
 use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
