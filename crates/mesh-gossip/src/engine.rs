@@ -168,9 +168,8 @@ impl GossipEngine {
         update: PriceUpdate,
         now: Timestamp,
     ) -> Result<Outcome, Error> {
-        if !lock(&self.scores).take_token(from, now) {
-            let points = self.config.scoring.flood;
-            return Ok(self.reject(from, &update, RejectReason::RateLimited, points, now));
+        if let Some(limited) = self.rate_limit(from, &update, now) {
+            return Ok(limited);
         }
         self.process(Some(from), update, now).await
     }
@@ -211,6 +210,15 @@ impl GossipEngine {
             relay: update.relayed(),
             except: from,
         }))
+    }
+
+    /// Takes one update from `from`'s budget; `Some` is the rejection of a flooding peer.
+    fn rate_limit(&self, from: NodeId, update: &PriceUpdate, now: Timestamp) -> Option<Outcome> {
+        if lock(&self.scores).take_token(from, now) {
+            return None;
+        }
+        let points = self.config.scoring.flood;
+        Some(self.reject(from, update, RejectReason::RateLimited, points, now))
     }
 
     /// Validation, trust and signature; `Some` is the rejection.
@@ -381,9 +389,8 @@ impl GossipEngine {
         update: PriceUpdate,
         now: Timestamp,
     ) -> Result<Outcome, Error> {
-        if !lock(&self.scores).take_token(from, now) {
-            let points = self.config.scoring.flood;
-            return Ok(self.reject(from, &update, RejectReason::RateLimited, points, now));
+        if let Some(limited) = self.rate_limit(from, &update, now) {
+            return Ok(limited);
         }
         if let Some(rejected) = self.check(Some(from), &update, now) {
             return Ok(rejected);
