@@ -1,27 +1,53 @@
-//! `mesh-node`: the pricemesh node binary.
+//! `mesh-node`: the pricemesh node binary. It only parses settings, chooses backends and calls
+//! library code:
 //!
-//! Today it manages the node's identity (`keygen`); running a node (`run`, `demo`) and
-//! database migrations (`migrate`) arrive with the node issue. Like every binary here it only
-//! parses arguments and calls library code.
+//! - `run`: a node — joins the mesh, relays and stores prices, serves the HTTP API, and with a
+//!   price source publishes prices as a provider;
+//! - `demo`: a small local mesh on loopback with a simulated provider, serving the API and the
+//!   dashboard of one consumer node;
+//! - `keygen`: create (or show) the node's identity;
+//! - `migrate`: apply the PostgreSQL migrations.
 
 #![allow(clippy::print_stdout, reason = "a command-line tool reports on standard output")]
+
+mod api;
+mod backends;
+mod demo;
+mod run;
+mod settings;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
 use mesh_types::{KEY_FILE_NAME, NodeIdentity};
 
 /// The pricemesh node.
 #[derive(Debug, Parser)]
 #[command(name = "mesh-node", version, about)]
 struct Cli {
+    /// Log format: readable text or one JSON object per line. Levels come from RUST_LOG
+    /// (default: info).
+    #[arg(long, env = "MESH_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
 }
 
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run a node. Every setting is a flag, an environment variable (shown below) or a key in
+    /// the --config TOML file; a flag beats the environment, which beats the file.
+    Run(Box<run::RunArgs>),
+    /// Run a small local mesh (a simulated provider, relays, consumers) and serve one consumer's
+    /// API and dashboard.
+    Demo(demo::DemoArgs),
     /// Create the node's Ed25519 key (if it has none) and print its node id.
     ///
     /// The key is written to DATA_DIR/node.key with mode 0600. Running keygen again keeps the
@@ -31,11 +57,25 @@ enum Command {
         #[arg(long, env = "MESH_DATA_DIR", default_value = "data")]
         data_dir: PathBuf,
     },
+    /// Apply the PostgreSQL migrations (also done by `run` when DATABASE_URL is set).
+    Migrate {
+        /// The database.
+        #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+        database_url: String,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match run(cli.command) {
+    init_logging(cli.log_format);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("mesh-node: cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(execute(cli.command)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("mesh-node: {err:#}");
@@ -44,9 +84,26 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(command: Command) -> anyhow::Result<()> {
+async fn execute(command: Command) -> anyhow::Result<()> {
     match command {
+        Command::Run(args) => run::run(*args).await,
+        Command::Demo(args) => demo::demo(args).await,
         Command::Keygen { data_dir } => keygen(&data_dir.join(KEY_FILE_NAME)),
+        Command::Migrate { database_url } => {
+            backends::migrate(&database_url).await?;
+            println!("migrations applied");
+            Ok(())
+        }
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
     }
 }
 
@@ -59,4 +116,27 @@ fn keygen(key_file: &std::path::Path) -> anyhow::Result<()> {
     }
     println!("{}", identity.node_id());
     Ok(())
+}
+
+/// Resolves on Ctrl-C or, on Unix, SIGTERM.
+pub(crate) async fn shutdown_signal() {
+    let interrupt = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => {}
+        () = terminate => {}
+    }
+    tracing::info!("shutting down");
 }

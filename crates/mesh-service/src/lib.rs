@@ -25,7 +25,9 @@
 //! ```
 
 mod service;
+mod settings;
 mod status;
 
 pub use service::{MeshPriceService, ServiceBuilder, ServiceConfig, ServiceError, ServiceEvent};
+pub use settings::{NodeSettings, PriceSourceKind, SettingsError};
 pub use status::{NetworkStatusTracker, StatusConfig};

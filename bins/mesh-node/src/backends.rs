@@ -1,0 +1,162 @@
+//! The composition root of storage: which backend each store uses, chosen by which URLs are
+//! set. `REDIS_URL` → Redis-backed dedup, price cache and fetch coordination; `DATABASE_URL` →
+//! PostgreSQL persistence (prices, seen messages, peers; migrations run first); neither → the
+//! embedded in-memory defaults, with the peer list kept in `DATA_DIR/peers.json`.
+//! Durable stores sit behind memory (the layered stores), so the node keeps serving when a
+//! server goes away and resyncs when it returns.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use mesh_coordination::{FetchCoordinator, ObservedCoordinator, RedisCoordinator};
+use mesh_dedup::{LayeredTracker, MemoryTracker, MessageTracker, PostgresTracker, RedisTracker};
+use mesh_peer_store::{MemoryPeerStore, PeerStore, PostgresPeerStore};
+use mesh_price_cache::{LayeredPriceStore, PostgresPriceStore, PriceStore, RedisPriceStore};
+use mesh_service::{NodeSettings, ServiceBuilder};
+use sqlx::migrate::Migrator;
+
+/// The SQL migrations of `migrations/`, embedded in the binary.
+pub(crate) static MIGRATOR: Migrator = sqlx::migrate!("../../migrations");
+
+/// The stores a node runs with.
+pub(crate) struct Backends {
+    tracker: Option<Arc<LayeredTracker>>,
+    memory_tracker: Option<Arc<dyn MessageTracker>>,
+    prices: Option<Arc<LayeredPriceStore>>,
+    coordinator: Arc<dyn FetchCoordinator>,
+    peer_store: Arc<dyn PeerStore>,
+    /// What was chosen, for the start-up log line.
+    pub(crate) summary: String,
+}
+
+/// Connects to PostgreSQL and applies the migrations.
+pub(crate) async fn migrate(url: &str) -> anyhow::Result<sqlx::PgPool> {
+    let pool = sqlx::PgPool::connect(url).await.context("cannot connect to DATABASE_URL")?;
+    MIGRATOR.run(&pool).await.context("cannot apply the database migrations")?;
+    Ok(pool)
+}
+
+impl Backends {
+    /// Opens the stores `settings` ask for.
+    pub(crate) async fn open(settings: &NodeSettings) -> anyhow::Result<Self> {
+        let redis = match &settings.redis_url {
+            Some(url) => {
+                let mut config = deadpool_redis::Config::from_url(url.as_str());
+                config.pool = Some(deadpool_redis::PoolConfig::new(settings.redis_pool_size.max(1)));
+                let pool =
+                    config.create_pool(Some(deadpool_redis::Runtime::Tokio1)).context("invalid REDIS_URL")?;
+                Some(pool)
+            }
+            None => None,
+        };
+        let postgres = match &settings.database_url {
+            Some(url) => Some(migrate(url).await?),
+            None => None,
+        };
+        let tracker_config = settings.tracker_config();
+        let prefix = settings.redis_prefix.as_str();
+
+        let durable_tracker: Option<Arc<dyn MessageTracker>> = match (&redis, &postgres) {
+            (Some(pool), _) => {
+                Some(Arc::new(RedisTracker::new(pool.clone(), prefix, tracker_config.expiration)))
+            }
+            (None, Some(pool)) => {
+                Some(Arc::new(PostgresTracker::new(pool.clone(), tracker_config.expiration)))
+            }
+            (None, None) => None,
+        };
+        let durable_prices: Option<Arc<dyn PriceStore>> = match (&redis, &postgres) {
+            (_, Some(pool)) => Some(Arc::new(PostgresPriceStore::new(pool.clone()))),
+            (Some(pool), None) => {
+                Some(Arc::new(RedisPriceStore::new(pool.clone(), prefix, settings.redis_price_ttl)))
+            }
+            (None, None) => None,
+        };
+        let coordinator: Arc<dyn FetchCoordinator> = match &redis {
+            Some(pool) => Arc::new(RedisCoordinator::new(pool.clone(), prefix)),
+            None => Arc::new(ObservedCoordinator::new()),
+        };
+        let peer_store: Arc<dyn PeerStore> = match &postgres {
+            Some(pool) => Arc::new(PostgresPeerStore::new(pool.clone())),
+            None => Arc::new(peer_file(settings).await),
+        };
+
+        let tracker = durable_tracker.map(|durable| Arc::new(LayeredTracker::new(tracker_config, durable)));
+        if let Some(tracker) = &tracker
+            && let Err(err) = tracker.load_from_cache().await
+        {
+            tracing::warn!(error = %err, "cannot load seen messages from the durable store; starting empty");
+        }
+        let prices = durable_prices.map(|durable| Arc::new(LayeredPriceStore::new(durable)));
+        if let Some(prices) = &prices {
+            match prices.load_from_storage().await {
+                Ok(count) => tracing::info!(count, "restored prices from durable storage"),
+                Err(err) => {
+                    tracing::warn!(error = %err, "cannot load prices from durable storage; starting empty")
+                }
+            }
+        }
+        let summary = format!(
+            "dedup: {}, prices: {}, coordination: {}, peers: {}",
+            if redis.is_some() {
+                "redis"
+            } else if postgres.is_some() {
+                "postgres"
+            } else {
+                "memory"
+            },
+            if postgres.is_some() {
+                "postgres"
+            } else if redis.is_some() {
+                "redis"
+            } else {
+                "memory"
+            },
+            if redis.is_some() { "redis" } else { "mesh-observed" },
+            if postgres.is_some() { "postgres" } else { "file" },
+        );
+        Ok(Self {
+            memory_tracker: tracker
+                .is_none()
+                .then(|| Arc::new(MemoryTracker::new(tracker_config)) as Arc<dyn MessageTracker>),
+            tracker,
+            prices,
+            coordinator,
+            peer_store,
+            summary,
+        })
+    }
+
+    /// Hands the stores to a service builder.
+    pub(crate) fn apply(self, mut builder: ServiceBuilder) -> ServiceBuilder {
+        builder = builder.coordinator(self.coordinator).peer_store(self.peer_store);
+        if let Some(tracker) = self.tracker {
+            builder = builder.layered_tracker(tracker);
+        } else if let Some(tracker) = self.memory_tracker {
+            builder = builder.tracker(tracker);
+        }
+        if let Some(prices) = self.prices {
+            builder = builder.layered_prices(prices);
+        }
+        builder
+    }
+}
+
+/// The peer list in `DATA_DIR/peers.json`. A corrupt file is moved aside by the store; the
+/// node says so and starts a fresh list in its place rather than refusing to run.
+async fn peer_file(settings: &NodeSettings) -> MemoryPeerStore {
+    let path = settings.data_dir.join("peers.json");
+    match MemoryPeerStore::with_file(&path).await {
+        Ok(store) => store,
+        Err(err) => {
+            tracing::warn!(error = %err, "starting a fresh peer list");
+            match MemoryPeerStore::with_file(&path).await {
+                Ok(store) => store,
+                Err(err) => {
+                    tracing::warn!(error = %err, "cannot keep a peer file; peers live in memory only");
+                    MemoryPeerStore::new()
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,78 @@
+//! `mesh-node run`: one node with the settings of the flags, the environment and the file.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::Args;
+use mesh_provider::{ApiKey, BirdeyeConfig, BirdeyeSource, SimulatedSource};
+use mesh_service::{MeshPriceService, NodeSettings, PriceSourceKind};
+use mesh_types::{KEY_FILE_NAME, NodeIdentity};
+
+use crate::backends::Backends;
+use crate::settings::SettingArgs;
+
+/// Settings of `run`.
+#[derive(Debug, Args)]
+pub(crate) struct RunArgs {
+    /// A TOML file of settings (keys as the long flags, with `_` for `-`).
+    #[arg(long, short, env = "MESH_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(flatten)]
+    settings: SettingArgs,
+}
+
+pub(crate) async fn run(args: RunArgs) -> anyhow::Result<()> {
+    let file = match &args.config {
+        Some(path) => SettingArgs::from_file(path)?,
+        None => SettingArgs::default(),
+    };
+    let settings = args.settings.resolve(file)?;
+    let metrics = crate::api::install_metrics()?;
+    let identity = Arc::new(
+        NodeIdentity::load_or_generate(&settings.data_dir.join(KEY_FILE_NAME))
+            .context("cannot load the node key")?
+            .0,
+    );
+    tracing::info!(node_id = %identity.node_id(), network = %settings.network, "starting node");
+    let backends = Backends::open(&settings).await?;
+    tracing::info!(backends = %backends.summary, "storage");
+    let service = backends
+        .apply(MeshPriceService::builder(identity, settings.service_config()?))
+        .start()
+        .await
+        .context("cannot start the node")?;
+    let provider = service.start_provider(settings.provider_config(), settings.assets.clone())?;
+    match settings.price_source {
+        PriceSourceKind::None => {}
+        PriceSourceKind::Simulated => {
+            provider.enable(Arc::new(SimulatedSource::with_random_seed())).await?;
+        }
+        PriceSourceKind::Birdeye => {
+            let key = ApiKey::new(settings.birdeye_api_key.clone().unwrap_or_default())
+                .map_err(|err| anyhow::anyhow!("invalid setting BIRDEYE_API_KEY: {err}"))?;
+            let source = BirdeyeSource::new(key, birdeye_config(&settings))?;
+            provider.enable(Arc::new(source)).await.context("cannot enable provider mode with Birdeye")?;
+        }
+    }
+    let listener = tokio::net::TcpListener::bind(settings.api_addr)
+        .await
+        .with_context(|| format!("cannot bind the API to {} (MESH_API_ADDR)", settings.api_addr))?;
+    tracing::info!(api = %settings.api_addr, peers = %settings.listen_addr, "node ready");
+    let served = crate::api::serve(
+        listener,
+        service.clone(),
+        Some(provider),
+        &settings,
+        metrics,
+        crate::shutdown_signal(),
+    )
+    .await;
+    service.shutdown().await;
+    served
+}
+
+/// Birdeye settings from the node's settings.
+pub(crate) fn birdeye_config(settings: &NodeSettings) -> BirdeyeConfig {
+    BirdeyeConfig { base_url: settings.birdeye_base_url.clone(), ..BirdeyeConfig::default() }
+}

@@ -1,0 +1,324 @@
+//! The node's settings from three sources, in order of precedence: a command-line flag, then
+//! the environment variable, then the `--config` TOML file, then the default
+//! ([`NodeSettings::default`]). Every setting has all three spellings: `--min-peers`,
+//! `MESH_MIN_PEER_CONNECTIONS`, and `min_peers` in the file.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Args;
+use mesh_service::{NodeSettings, PriceSourceKind, SettingsError};
+use mesh_types::{Asset, NetworkId};
+use serde::Deserialize;
+
+/// Settings a flag or environment variable can give; unset ones fall back to the file.
+#[derive(Debug, Default, Args, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct SettingArgs {
+    /// Network to join: mainnet, testnet, devnet or a custom name.
+    #[arg(long, env = "MESH_NETWORK")]
+    pub(crate) network: Option<String>,
+    /// Address peers connect to [default: 0.0.0.0:9470].
+    #[arg(long, env = "MESH_LISTEN_ADDR")]
+    pub(crate) listen_addr: Option<SocketAddr>,
+    /// Address to tell peers, when it differs from the listen address.
+    #[arg(long, env = "MESH_ADVERTISED_ADDR")]
+    pub(crate) advertised_addr: Option<SocketAddr>,
+    /// Address of the HTTP API [default: 127.0.0.1:8080].
+    #[arg(long, env = "MESH_API_ADDR")]
+    pub(crate) api_addr: Option<SocketAddr>,
+    /// Bootstrap peers, comma-separated host:port.
+    #[arg(long, env = "MESH_BOOTSTRAP_PEERS", value_delimiter = ',')]
+    pub(crate) bootstrap_peers: Option<Vec<String>>,
+    /// Directory for the node key and the peer file [default: data].
+    #[arg(long, env = "MESH_DATA_DIR")]
+    pub(crate) data_dir: Option<PathBuf>,
+    /// Price source of a provider node: simulated, birdeye or none [default: none].
+    #[arg(long, env = "MESH_PRICE_SOURCE")]
+    pub(crate) price_source: Option<String>,
+    /// Assets a provider fetches, comma-separated [default: SOL,ETH,BTC,USDC,BONK,JUP].
+    #[arg(long, env = "MESH_ASSETS", value_delimiter = ',')]
+    pub(crate) assets: Option<Vec<String>>,
+    /// Base URL of the Birdeye API [default: https://public-api.birdeye.so].
+    #[arg(long, env = "MESH_BIRDEYE_BASE_URL")]
+    pub(crate) birdeye_base_url: Option<String>,
+    /// Birdeye API key (prefer the environment: flags show up in process lists).
+    #[arg(long, env = "BIRDEYE_API_KEY", hide_env_values = true)]
+    pub(crate) birdeye_api_key: Option<String>,
+    /// Redis URL: Redis-backed dedup, price cache and fetch coordination.
+    #[arg(long, env = "REDIS_URL", hide_env_values = true)]
+    pub(crate) redis_url: Option<String>,
+    /// Redis connection pool size [default: 10].
+    #[arg(long, env = "REDIS_POOL_SIZE")]
+    pub(crate) redis_pool_size: Option<usize>,
+    /// Prefix of every Redis key [default: mesh:].
+    #[arg(long, env = "MESH_REDIS_PREFIX")]
+    pub(crate) redis_prefix: Option<String>,
+    /// Seconds a price lives in Redis without a refresh [default: 3600].
+    #[arg(long, env = "MESH_REDIS_PRICE_TTL_SECS")]
+    pub(crate) redis_price_ttl_secs: Option<u64>,
+    /// PostgreSQL URL: persistent prices, seen messages and peers (migrations run on start).
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub(crate) database_url: Option<String>,
+    /// Admin token for provider enable/disable; required when the API is not on loopback.
+    #[arg(long, env = "MESH_ADMIN_TOKEN", hide_env_values = true)]
+    pub(crate) admin_token: Option<String>,
+    /// File holding the admin token (its first line).
+    #[arg(long, env = "MESH_ADMIN_TOKEN_FILE")]
+    pub(crate) admin_token_file: Option<PathBuf>,
+    /// Seconds between provider fetches [default: 30].
+    #[arg(long, env = "MESH_PROVIDER_FETCH_INTERVAL_SECS")]
+    pub(crate) fetch_interval_secs: Option<u64>,
+    /// Seconds within which only one provider fetches [default: 5].
+    #[arg(long, env = "MESH_COORDINATION_WINDOW_SECS")]
+    pub(crate) coordination_window_secs: Option<u64>,
+    /// TTL of published updates [default: 10].
+    #[arg(long, env = "MESH_MESSAGE_TTL")]
+    pub(crate) message_ttl: Option<u8>,
+    /// Seen-message cache entries [default: 10000].
+    #[arg(long, env = "MESH_SEEN_MESSAGES_CACHE_SIZE")]
+    pub(crate) seen_messages_cache_size: Option<usize>,
+    /// Seconds a message id stays seen [default: 300].
+    #[arg(long, env = "MESH_SEEN_MESSAGES_EXPIRATION_SECS")]
+    pub(crate) seen_messages_expiration_secs: Option<u64>,
+    /// Seconds after which prices are stale [default: 3600].
+    #[arg(long, env = "MESH_STALENESS_THRESHOLD_SECS")]
+    pub(crate) staleness_threshold_secs: Option<u64>,
+    /// Most peers [default: 10].
+    #[arg(long, env = "MESH_MAX_PEER_CONNECTIONS")]
+    pub(crate) max_peers: Option<usize>,
+    /// Fewest peers the node keeps dialling for [default: 3].
+    #[arg(long, env = "MESH_MIN_PEER_CONNECTIONS")]
+    pub(crate) min_peers: Option<usize>,
+    /// Seconds before a silent provider counts as offline [default: 600].
+    #[arg(long, env = "MESH_OFFLINE_INDICATOR_THRESHOLD_SECS")]
+    pub(crate) offline_indicator_threshold_secs: Option<u64>,
+    /// Percentage between providers' prices that raises a warning [default: 5.0].
+    #[arg(long, env = "MESH_PRICE_DISCREPANCY_THRESHOLD_PERCENT")]
+    pub(crate) price_discrepancy_threshold_percent: Option<f64>,
+    /// Seconds between anti-entropy rounds [default: 30].
+    #[arg(long, env = "MESH_SYNC_INTERVAL_SECS")]
+    pub(crate) sync_interval_secs: Option<u64>,
+    /// Trusted providers, comma-separated node ids or public keys (empty: any signed source).
+    #[arg(long, env = "MESH_TRUSTED_PROVIDERS", value_delimiter = ',')]
+    pub(crate) trusted_providers: Option<Vec<String>>,
+    /// Find peers on the local network by multicast beacons [default: false].
+    #[arg(long, env = "MESH_LAN_DISCOVERY")]
+    pub(crate) lan_discovery: Option<bool>,
+    /// Seconds between heartbeats [default: 5].
+    #[arg(long, env = "MESH_HEARTBEAT_INTERVAL_SECS")]
+    pub(crate) heartbeat_interval_secs: Option<u64>,
+    /// Seconds of silence before a peer is dropped [default: 30].
+    #[arg(long, env = "MESH_HEARTBEAT_TIMEOUT_SECS")]
+    pub(crate) heartbeat_timeout_secs: Option<u64>,
+    /// Updates per second a peer may send [default: 200].
+    #[arg(long, env = "MESH_PEER_RATE_LIMIT")]
+    pub(crate) peer_rate_limit: Option<f64>,
+    /// Seconds a misbehaving peer stays banned [default: 3600].
+    #[arg(long, env = "MESH_BAN_DURATION_SECS")]
+    pub(crate) ban_duration_secs: Option<u64>,
+}
+
+macro_rules! prefer {
+    ($flag:expr, $file:expr) => {
+        $flag.take().or($file.take())
+    };
+}
+
+impl SettingArgs {
+    /// Reads a TOML settings file (keys as the long flags, with `_` for `-`).
+    pub(crate) fn from_file(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read config file {}", path.display()))?;
+        toml::from_str(&text).with_context(|| format!("invalid config file {}", path.display()))
+    }
+
+    /// These settings, then `file`'s, then the defaults, checked.
+    pub(crate) fn resolve(mut self, mut file: Self) -> Result<NodeSettings, SettingsError> {
+        let defaults = NodeSettings::default();
+        let secs = |value: Option<u64>, default: Duration| value.map_or(default, Duration::from_secs);
+        let network = match prefer!(self.network, file.network) {
+            Some(name) => {
+                NetworkId::new(&name).map_err(|err| SettingsError::new("MESH_NETWORK", err.to_string()))?
+            }
+            None => defaults.network,
+        };
+        let price_source = match prefer!(self.price_source, file.price_source) {
+            Some(text) => {
+                text.parse::<PriceSourceKind>().map_err(|err| SettingsError::new("MESH_PRICE_SOURCE", err))?
+            }
+            None => defaults.price_source,
+        };
+        let assets = match prefer!(self.assets, file.assets) {
+            Some(symbols) => symbols
+                .iter()
+                .filter(|symbol| !symbol.trim().is_empty())
+                .map(|symbol| Asset::new(symbol.trim()))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|err| SettingsError::new("MESH_ASSETS", err.to_string()))?,
+            None => defaults.assets,
+        };
+        let admin_token = match (
+            prefer!(self.admin_token, file.admin_token),
+            prefer!(self.admin_token_file, file.admin_token_file),
+        ) {
+            (Some(token), _) => Some(token),
+            (None, Some(path)) => Some(
+                std::fs::read_to_string(&path)
+                    .map_err(|err| {
+                        SettingsError::new(
+                            "MESH_ADMIN_TOKEN_FILE",
+                            format!("cannot read {}: {err}", path.display()),
+                        )
+                    })?
+                    .lines()
+                    .next()
+                    .unwrap_or_default()
+                    .trim()
+                    .to_owned(),
+            ),
+            (None, None) => None,
+        };
+        let settings = NodeSettings {
+            network,
+            listen_addr: prefer!(self.listen_addr, file.listen_addr).unwrap_or(defaults.listen_addr),
+            advertised_addr: prefer!(self.advertised_addr, file.advertised_addr),
+            api_addr: prefer!(self.api_addr, file.api_addr).unwrap_or(defaults.api_addr),
+            bootstrap_peers: prefer!(self.bootstrap_peers, file.bootstrap_peers)
+                .map(|peers| {
+                    peers
+                        .into_iter()
+                        .map(|peer| peer.trim().to_owned())
+                        .filter(|peer| !peer.is_empty())
+                        .collect()
+                })
+                .unwrap_or_default(),
+            data_dir: prefer!(self.data_dir, file.data_dir).unwrap_or(defaults.data_dir),
+            price_source,
+            assets,
+            birdeye_base_url: prefer!(self.birdeye_base_url, file.birdeye_base_url)
+                .unwrap_or(defaults.birdeye_base_url),
+            birdeye_api_key: prefer!(self.birdeye_api_key, file.birdeye_api_key),
+            redis_url: prefer!(self.redis_url, file.redis_url).filter(|url| !url.is_empty()),
+            redis_pool_size: prefer!(self.redis_pool_size, file.redis_pool_size)
+                .unwrap_or(defaults.redis_pool_size),
+            redis_prefix: prefer!(self.redis_prefix, file.redis_prefix).unwrap_or(defaults.redis_prefix),
+            redis_price_ttl: secs(
+                prefer!(self.redis_price_ttl_secs, file.redis_price_ttl_secs),
+                defaults.redis_price_ttl,
+            ),
+            database_url: prefer!(self.database_url, file.database_url).filter(|url| !url.is_empty()),
+            admin_token,
+            fetch_interval: secs(
+                prefer!(self.fetch_interval_secs, file.fetch_interval_secs),
+                defaults.fetch_interval,
+            ),
+            coordination_window: secs(
+                prefer!(self.coordination_window_secs, file.coordination_window_secs),
+                defaults.coordination_window,
+            ),
+            message_ttl: prefer!(self.message_ttl, file.message_ttl).unwrap_or(defaults.message_ttl),
+            seen_cache_size: prefer!(self.seen_messages_cache_size, file.seen_messages_cache_size)
+                .unwrap_or(defaults.seen_cache_size),
+            seen_expiration: secs(
+                prefer!(self.seen_messages_expiration_secs, file.seen_messages_expiration_secs),
+                defaults.seen_expiration,
+            ),
+            staleness_threshold: secs(
+                prefer!(self.staleness_threshold_secs, file.staleness_threshold_secs),
+                defaults.staleness_threshold,
+            ),
+            max_peers: prefer!(self.max_peers, file.max_peers).unwrap_or(defaults.max_peers),
+            min_peers: prefer!(self.min_peers, file.min_peers).unwrap_or(defaults.min_peers),
+            offline_threshold: secs(
+                prefer!(self.offline_indicator_threshold_secs, file.offline_indicator_threshold_secs),
+                defaults.offline_threshold,
+            ),
+            discrepancy_threshold_percent: prefer!(
+                self.price_discrepancy_threshold_percent,
+                file.price_discrepancy_threshold_percent
+            )
+            .unwrap_or(defaults.discrepancy_threshold_percent),
+            sync_interval: secs(
+                prefer!(self.sync_interval_secs, file.sync_interval_secs),
+                defaults.sync_interval,
+            ),
+            trusted_providers: prefer!(self.trusted_providers, file.trusted_providers).unwrap_or_default(),
+            lan_discovery: prefer!(self.lan_discovery, file.lan_discovery).unwrap_or(defaults.lan_discovery),
+            heartbeat_interval: secs(
+                prefer!(self.heartbeat_interval_secs, file.heartbeat_interval_secs),
+                defaults.heartbeat_interval,
+            ),
+            heartbeat_timeout: secs(
+                prefer!(self.heartbeat_timeout_secs, file.heartbeat_timeout_secs),
+                defaults.heartbeat_timeout,
+            ),
+            peer_rate_limit: prefer!(self.peer_rate_limit, file.peer_rate_limit)
+                .unwrap_or(defaults.peer_rate_limit),
+            ban_duration: secs(
+                prefer!(self.ban_duration_secs, file.ban_duration_secs),
+                defaults.ban_duration,
+            ),
+        };
+        settings.validate()?;
+        Ok(settings)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Debug, Parser)]
+    struct Test {
+        #[command(flatten)]
+        settings: SettingArgs,
+    }
+
+    fn parse(args: &[&str]) -> SettingArgs {
+        Test::try_parse_from(std::iter::once("test").chain(args.iter().copied())).unwrap().settings
+    }
+
+    #[test]
+    fn a_flag_beats_the_file_which_beats_the_default() {
+        let file: SettingArgs =
+            toml::from_str("min_peers = 2\nmax_peers = 6\nnetwork = \"testnet\"").unwrap();
+        let settings = parse(&["--max-peers", "8"]).resolve(file).unwrap();
+        assert_eq!(settings.max_peers, 8, "the flag wins");
+        assert_eq!(settings.min_peers, 2, "the file fills what flags leave");
+        assert_eq!(settings.network, NetworkId::testnet());
+        assert_eq!(settings.sync_interval, Duration::from_secs(30), "the default fills the rest");
+    }
+
+    #[test]
+    fn lists_and_sources_parse() {
+        let settings = parse(&[
+            "--assets",
+            "sol, eth",
+            "--bootstrap-peers",
+            "10.0.0.1:9470,seed.example.org:9470",
+            "--price-source",
+            "simulated",
+        ])
+        .resolve(SettingArgs::default())
+        .unwrap();
+        assert_eq!(settings.assets.iter().map(|a| a.as_str()).collect::<Vec<_>>(), ["SOL", "ETH"]);
+        assert_eq!(settings.bootstrap_peers.len(), 2);
+        assert_eq!(settings.price_source, PriceSourceKind::Simulated);
+    }
+
+    #[test]
+    fn invalid_values_name_their_setting() {
+        let err = parse(&["--min-peers", "20"]).resolve(SettingArgs::default()).unwrap_err();
+        assert_eq!(err.setting, "MESH_MIN_PEER_CONNECTIONS");
+        let err = parse(&["--network", "Main Net"]).resolve(SettingArgs::default()).unwrap_err();
+        assert_eq!(err.setting, "MESH_NETWORK");
+        let err = parse(&["--assets", "S O L"]).resolve(SettingArgs::default()).unwrap_err();
+        assert_eq!(err.setting, "MESH_ASSETS");
+        assert!(toml::from_str::<SettingArgs>("unknown_key = 1").is_err(), "typos in the file are errors");
+    }
+}

@@ -1,0 +1,379 @@
+//! `GET /ws`: the live feed. On connect a client gets `PriceMeshInitial` (every cached price),
+//! then `PriceMeshUpdate` with only the changed assets, `NetworkStatusUpdate` when the status
+//! changes and `MeshWarning`s as they come, as [`FeedMessage`] serializes them. `?assets=SOL,ETH`
+//! (case-insensitive) limits prices and discrepancy warnings to those assets.
+//!
+//! Each client has two tasks. Its reader moves the node's events into the client's
+//! [`FeedQueue`] (conflated per asset, bounded) and watches the client; its writer takes
+//! whatever is pending whenever the socket can take more. So a slow client only makes its own
+//! queue conflate, never the node or other clients wait. A client whose oldest unwritten item
+//! waited longer than `ws_max_lag`, or that would overflow `ws_queue`, is disconnected and
+//! counted (`mesh_api_ws_slow_disconnects_total`). If the reader itself misses events (the
+//! node's event channel lagged), the client is sent the current state again instead. Pings go
+//! out every `ws_ping_interval`; a client silent for two intervals is dropped.
+
+mod queue;
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use axum::extract::rejection::QueryRejection;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade, close_code};
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use futures::stream::SplitSink;
+use futures::{SinkExt, StreamExt};
+use mesh_service::ServiceEvent;
+use mesh_types::{Asset, FeedMessage, MeshWarning, NetworkStatusSummary, PriceMap, WarningKind};
+use serde::Deserialize;
+use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::{Notify, watch};
+use tokio::time::{Instant, MissedTickBehavior};
+
+use crate::ApiState;
+use crate::error::ApiError;
+use crate::state::FeedSlot;
+pub(crate) use queue::{Batch, FeedQueue, Overflow};
+
+/// The largest message a client may send; it has nothing to say but pongs and close frames.
+const MAX_CLIENT_MESSAGE: usize = 4 * 1024;
+/// The shortest ping interval used, whatever the configuration says (a zero interval would
+/// spin).
+const MIN_PING_INTERVAL: Duration = Duration::from_millis(10);
+/// How long a closing client may take to receive its close frame.
+const CLOSE_GRACE: Duration = Duration::from_secs(1);
+
+/// Query of `GET /ws`.
+#[derive(Debug, Deserialize)]
+pub(crate) struct FeedQuery {
+    assets: Option<String>,
+}
+
+/// Which assets a client follows.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Filter(Option<HashSet<Asset>>);
+
+impl Filter {
+    /// `SOL,eth, BTC` → those assets; absent or empty → everything.
+    fn parse(list: Option<&str>) -> Result<Self, ApiError> {
+        let mut assets = HashSet::new();
+        for symbol in list.unwrap_or_default().split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            let asset = Asset::new(symbol)
+                .map_err(|error| ApiError::bad_request(format!("Invalid asset filter: {error}")))?;
+            assets.insert(asset);
+        }
+        Ok(Self((!assets.is_empty()).then_some(assets)))
+    }
+
+    fn allows(&self, asset: &Asset) -> bool {
+        self.0.as_ref().is_none_or(|assets| assets.contains(asset))
+    }
+
+    /// Warnings about one asset follow the filter; the others concern everyone.
+    fn allows_warning(&self, warning: &MeshWarning) -> bool {
+        match &warning.kind {
+            WarningKind::PriceDiscrepancy { asset, .. } => self.allows(asset),
+            _ => true,
+        }
+    }
+
+    fn apply(&self, prices: PriceMap) -> PriceMap {
+        match &self.0 {
+            None => prices,
+            Some(_) => prices.into_iter().filter(|(asset, _)| self.allows(asset)).collect(),
+        }
+    }
+}
+
+/// `GET /ws`.
+pub(crate) async fn websocket(
+    State(state): State<ApiState>,
+    query: Result<Query<FeedQuery>, QueryRejection>,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Result<Response, ApiError> {
+    let Ok(Query(query)) = query else {
+        return Err(ApiError::bad_request("Invalid query string: expected ?assets=SOL,ETH"));
+    };
+    let filter = Filter::parse(query.assets.as_deref())?;
+    let upgrade = upgrade.map_err(|rejection| {
+        ApiError::new(
+            rejection.status(),
+            "Expected a WebSocket upgrade request (GET with Upgrade: websocket)",
+        )
+    })?;
+    let Some(slot) = state.feed_slot() else {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Service unavailable: too many WebSocket clients, try again later",
+        ));
+    };
+    Ok(upgrade
+        .max_message_size(MAX_CLIENT_MESSAGE)
+        .max_frame_size(MAX_CLIENT_MESSAGE)
+        .on_failed_upgrade(|error| tracing::debug!(%error, "WebSocket upgrade failed"))
+        .on_upgrade(move |socket| serve_client(socket, state, filter, slot)))
+}
+
+/// What a client's writer and reader share.
+struct Shared {
+    /// A std mutex: held to move items in or out, never across an await.
+    queue: Mutex<FeedQueue>,
+    /// Wakes the writer when something was queued (or it should close).
+    wake: Notify,
+    /// The server is shutting down: the writer sends a close frame and ends.
+    closing: AtomicBool,
+}
+
+impl Shared {
+    fn queue(&self) -> MutexGuard<'_, FeedQueue> {
+        // Every queue operation leaves it consistent, even if a holder panicked.
+        self.queue.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Queues what `event` holds for this client and wakes the writer.
+    fn push(&self, event: ServiceEvent, filter: &Filter) -> Result<(), Overflow> {
+        let now = Instant::now();
+        let mut queued = false;
+        {
+            let mut queue = self.queue();
+            match event {
+                ServiceEvent::Prices(prices) => {
+                    for price in prices.into_iter().filter(|price| filter.allows(&price.asset)) {
+                        queued |= queue.push_price(price, now)?;
+                    }
+                }
+                ServiceEvent::Status(status) => {
+                    queue.push_status(status, now);
+                    queued = true;
+                }
+                ServiceEvent::Warning(warning) => {
+                    if filter.allows_warning(&warning) {
+                        queue.push_warning(warning, now)?;
+                        queued = true;
+                    }
+                }
+            }
+        }
+        if queued {
+            self.wake.notify_one();
+        }
+        Ok(())
+    }
+}
+
+/// Why a client's feed ended.
+enum End {
+    /// It closed or its connection broke.
+    Gone,
+    /// It fell too far behind (`lag` or `overflow`).
+    Slow(&'static str),
+    /// It answered no ping.
+    Unresponsive,
+    /// The server is shutting down.
+    Shutdown,
+}
+
+async fn serve_client(socket: WebSocket, state: ApiState, filter: Filter, _slot: FeedSlot) {
+    let config = state.config().clone();
+    // Subscribe before reading the snapshot, so no change falls between the two; a change
+    // already in the snapshot is then skipped by the queue as not newer.
+    let mut events = state.service().subscribe();
+    let mut closing = state.closing();
+    let (mut sink, mut stream) = socket.split();
+
+    let initial = match state.service().prices().get_all().await {
+        Ok(prices) => filter.apply(prices),
+        Err(error) => {
+            tracing::error!(%error, "cannot read the price cache for a WebSocket client");
+            let _ = sink.send(close(close_code::ERROR, "price cache unavailable")).await;
+            return;
+        }
+    };
+    let mut queue = FeedQueue::new(config.ws_queue);
+    queue.sent_initial(&initial);
+    let Some(first) = encode(&FeedMessage::PriceMeshInitial(initial)) else { return };
+    match tokio::time::timeout(config.ws_max_lag, sink.send(first)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(_)) => return,
+        Err(_) => {
+            state.count_slow_disconnect("lag");
+            return;
+        }
+    }
+
+    let shared =
+        Arc::new(Shared { queue: Mutex::new(queue), wake: Notify::new(), closing: AtomicBool::new(false) });
+    let ping_interval = config.ws_ping_interval.max(MIN_PING_INTERVAL);
+    let mut writer = tokio::spawn(write(sink, shared.clone(), ping_interval));
+    let mut check = tokio::time::interval(check_period(config.ws_max_lag));
+    check.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let silence_limit = ping_interval.saturating_mul(2);
+    let mut last_heard = Instant::now();
+
+    let end = loop {
+        tokio::select! {
+            event = events.recv() => match event {
+                Ok(event) => {
+                    if shared.push(event, &filter).is_err() {
+                        break End::Slow("overflow");
+                    }
+                }
+                Err(RecvError::Lagged(missed)) => {
+                    state.count_resync();
+                    tracing::debug!(missed, "a WebSocket client missed node events; sending it the current state");
+                    if resync(&state, &shared, &filter).await.is_err() {
+                        break End::Slow("overflow");
+                    }
+                }
+                Err(RecvError::Closed) => break End::Shutdown,
+            },
+            frame = stream.next() => match frame {
+                Some(Ok(Message::Close(_)) | Err(_)) | None => break End::Gone,
+                Some(Ok(_)) => last_heard = Instant::now(),
+            },
+            _ = check.tick() => {
+                let now = Instant::now();
+                if shared.queue().lag(now) > config.ws_max_lag {
+                    break End::Slow("lag");
+                }
+                if now.saturating_duration_since(last_heard) > silence_limit {
+                    break End::Unresponsive;
+                }
+            },
+            () = until_closing(&mut closing) => break End::Shutdown,
+            _ = &mut writer => break End::Gone,
+        }
+    };
+
+    match end {
+        End::Shutdown => {
+            shared.closing.store(true, Ordering::Release);
+            shared.wake.notify_one();
+            if tokio::time::timeout(CLOSE_GRACE, &mut writer).await.is_err() {
+                writer.abort();
+            }
+        }
+        End::Slow(reason) => {
+            writer.abort();
+            state.count_slow_disconnect(reason);
+            tracing::info!(reason, "disconnected a WebSocket client that fell behind");
+        }
+        End::Unresponsive => {
+            writer.abort();
+            tracing::debug!("disconnected a WebSocket client that answered no ping");
+        }
+        End::Gone => writer.abort(),
+    }
+}
+
+/// Queues the current state for a client that missed events: every price newer than what it
+/// holds, and the network status.
+async fn resync(state: &ApiState, shared: &Shared, filter: &Filter) -> Result<(), Overflow> {
+    let prices = match state.service().prices().get_all().await {
+        Ok(prices) => filter.apply(prices),
+        Err(error) => {
+            tracing::warn!(%error, "cannot read the price cache to resynchronize a WebSocket client");
+            PriceMap::new()
+        }
+    };
+    let status = NetworkStatusSummary::from(&state.service().network_status());
+    {
+        let now = Instant::now();
+        let mut queue = shared.queue();
+        for price in prices.into_values() {
+            queue.push_price(price, now)?;
+        }
+        queue.push_status(status, now);
+    }
+    shared.wake.notify_one();
+    Ok(())
+}
+
+/// The writer: sends whatever is pending whenever woken, and a ping every `ping_interval`.
+/// Ends on a socket error, or after the close frame when the server shuts down.
+async fn write(
+    mut sink: SplitSink<WebSocket, Message>,
+    shared: Arc<Shared>,
+    ping_interval: Duration,
+) -> Result<(), axum::Error> {
+    let mut ping = tokio::time::interval_at(Instant::now() + ping_interval, ping_interval);
+    ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = shared.wake.notified() => {}
+            _ = ping.tick() => sink.send(Message::Ping(axum::body::Bytes::from_static(b"pricemesh"))).await?,
+        }
+        loop {
+            let batch: Batch = shared.queue().take_batch();
+            if batch.is_empty() {
+                break;
+            }
+            for message in batch.into_messages() {
+                if let Some(frame) = encode(&message) {
+                    sink.feed(frame).await?;
+                }
+            }
+            sink.flush().await?;
+            shared.queue().delivered();
+        }
+        if shared.closing.load(Ordering::Acquire) {
+            sink.send(close(close_code::AWAY, "server shutting down")).await?;
+            return Ok(());
+        }
+    }
+}
+
+fn encode(message: &FeedMessage) -> Option<Message> {
+    match serde_json::to_string(message) {
+        Ok(json) => Some(Message::Text(Utf8Bytes::from(json))),
+        Err(error) => {
+            tracing::error!(%error, "cannot serialize a feed message");
+            None
+        }
+    }
+}
+
+fn close(code: u16, reason: &'static str) -> Message {
+    Message::Close(Some(CloseFrame { code, reason: Utf8Bytes::from_static(reason) }))
+}
+
+/// Completes when the server starts shutting down.
+async fn until_closing(closing: &mut watch::Receiver<bool>) {
+    // An error means the state is gone, which also ends the feed.
+    let _ = closing.wait_for(|closing| *closing).await;
+}
+
+/// How often a client's lag is checked: a quarter of the limit, between 10 ms and 1 s.
+fn check_period(max_lag: Duration) -> Duration {
+    (max_lag / 4).clamp(Duration::from_millis(10), Duration::from_secs(1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filters_parse_case_insensitively_and_refuse_bad_symbols() {
+        let filter = Filter::parse(Some("sol, ETH,,")).unwrap();
+        assert!(filter.allows(&Asset::new("SOL").unwrap()));
+        assert!(filter.allows(&Asset::new("eth").unwrap()));
+        assert!(!filter.allows(&Asset::new("BTC").unwrap()));
+        assert!(Filter::parse(None).unwrap().allows(&Asset::new("BTC").unwrap()));
+        assert!(Filter::parse(Some("")).unwrap().allows(&Asset::new("BTC").unwrap()));
+        assert!(Filter::parse(Some("SOL,B TC")).is_err());
+        let discrepancy = MeshWarning::price_discrepancy(Asset::new("BTC").unwrap(), 6.5);
+        assert!(!filter.allows_warning(&discrepancy));
+        assert!(filter.allows_warning(&MeshWarning::no_providers()));
+    }
+
+    #[test]
+    fn the_lag_check_runs_often_enough_but_not_too_often() {
+        assert_eq!(check_period(Duration::from_secs(10)), Duration::from_secs(1));
+        assert_eq!(check_period(Duration::from_millis(400)), Duration::from_millis(100));
+        assert_eq!(check_period(Duration::from_millis(1)), Duration::from_millis(10));
+    }
+}

@@ -1,0 +1,381 @@
+//! [`NodeSettings`]: every setting of a node, resolved (the binary layers flags, environment,
+//! a TOML file and these defaults), validated with one clear line naming the setting at fault,
+//! and turned into the libraries' configurations.
+//!
+//! The defaults are those of the reference documents.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use mesh_dedup::TrackerConfig;
+use mesh_gossip::{GossipConfig, ScoringConfig, TrustPolicy};
+use mesh_transport::{LanDiscovery, ManagerConfig};
+use mesh_types::{Asset, NetworkId, ProviderConfig, ValidationPolicy};
+use thiserror::Error;
+
+use crate::{ServiceConfig, StatusConfig};
+
+/// Where a provider node gets its prices (`MESH_PRICE_SOURCE`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PriceSourceKind {
+    /// A deterministic random walk: no key, no internet.
+    Simulated,
+    /// The Birdeye API (needs `BIRDEYE_API_KEY`).
+    Birdeye,
+    /// None: the node relays and serves, and can be made a provider through the API.
+    None,
+}
+
+impl std::str::FromStr for PriceSourceKind {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "simulated" => Ok(Self::Simulated),
+            "birdeye" => Ok(Self::Birdeye),
+            "none" | "" => Ok(Self::None),
+            other => Err(format!("{other:?} is not one of simulated, birdeye, none")),
+        }
+    }
+}
+
+/// Every setting of a node, resolved.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NodeSettings {
+    /// `MESH_NETWORK` (default `mainnet`).
+    pub network: NetworkId,
+    /// `MESH_LISTEN_ADDR`: where peers connect (default `0.0.0.0:9470`).
+    pub listen_addr: SocketAddr,
+    /// `MESH_ADVERTISED_ADDR`: the address to tell peers, when it differs.
+    pub advertised_addr: Option<SocketAddr>,
+    /// `MESH_API_ADDR`: the HTTP API (default `127.0.0.1:8080`).
+    pub api_addr: SocketAddr,
+    /// `MESH_BOOTSTRAP_PEERS`: `host:port` entries.
+    pub bootstrap_peers: Vec<String>,
+    /// `MESH_DATA_DIR`: the key file and the peer file (default `data`).
+    pub data_dir: PathBuf,
+    /// `MESH_PRICE_SOURCE` (default `none`).
+    pub price_source: PriceSourceKind,
+    /// `MESH_ASSETS`: what a provider fetches.
+    pub assets: Vec<Asset>,
+    /// `MESH_BIRDEYE_BASE_URL` (default `https://public-api.birdeye.so`).
+    pub birdeye_base_url: String,
+    /// `BIRDEYE_API_KEY`; never logged.
+    pub birdeye_api_key: Option<String>,
+    /// `REDIS_URL`: Redis-backed dedup, price cache and coordination.
+    pub redis_url: Option<String>,
+    /// `REDIS_POOL_SIZE` (default 10).
+    pub redis_pool_size: usize,
+    /// `MESH_REDIS_PREFIX` (default `mesh:`).
+    pub redis_prefix: String,
+    /// `MESH_REDIS_PRICE_TTL_SECS` (default 3,600).
+    pub redis_price_ttl: Duration,
+    /// `DATABASE_URL`: PostgreSQL persistence (migrations run on start).
+    pub database_url: Option<String>,
+    /// `MESH_ADMIN_TOKEN`: required for provider enable/disable when the API is not on
+    /// loopback; never logged.
+    pub admin_token: Option<String>,
+    /// `MESH_PROVIDER_FETCH_INTERVAL_SECS` (default 30).
+    pub fetch_interval: Duration,
+    /// `MESH_COORDINATION_WINDOW_SECS` (default 5).
+    pub coordination_window: Duration,
+    /// `MESH_MESSAGE_TTL` (default 10).
+    pub message_ttl: u8,
+    /// `MESH_SEEN_MESSAGES_CACHE_SIZE` (default 10,000).
+    pub seen_cache_size: usize,
+    /// `MESH_SEEN_MESSAGES_EXPIRATION_SECS` (default 300).
+    pub seen_expiration: Duration,
+    /// `MESH_STALENESS_THRESHOLD_SECS` (default 3,600).
+    pub staleness_threshold: Duration,
+    /// `MESH_MAX_PEER_CONNECTIONS` (default 10).
+    pub max_peers: usize,
+    /// `MESH_MIN_PEER_CONNECTIONS` (default 3).
+    pub min_peers: usize,
+    /// `MESH_OFFLINE_INDICATOR_THRESHOLD_SECS` (default 600).
+    pub offline_threshold: Duration,
+    /// `MESH_PRICE_DISCREPANCY_THRESHOLD_PERCENT` (default 5.0).
+    pub discrepancy_threshold_percent: f64,
+    /// `MESH_SYNC_INTERVAL_SECS` (default 30).
+    pub sync_interval: Duration,
+    /// `MESH_TRUSTED_PROVIDERS`: node ids or public keys; empty accepts any signed source.
+    pub trusted_providers: Vec<String>,
+    /// `MESH_LAN_DISCOVERY` (default false).
+    pub lan_discovery: bool,
+    /// `MESH_HEARTBEAT_INTERVAL_SECS` (default 5).
+    pub heartbeat_interval: Duration,
+    /// `MESH_HEARTBEAT_TIMEOUT_SECS` (default 30).
+    pub heartbeat_timeout: Duration,
+    /// `MESH_PEER_RATE_LIMIT`: updates per second a peer may send (default 200).
+    pub peer_rate_limit: f64,
+    /// `MESH_BAN_DURATION_SECS`: how long a misbehaving peer stays banned (default 3,600).
+    pub ban_duration: Duration,
+}
+
+impl Default for NodeSettings {
+    fn default() -> Self {
+        Self {
+            network: NetworkId::mainnet(),
+            listen_addr: SocketAddr::from(([0, 0, 0, 0], 9470)),
+            advertised_addr: None,
+            api_addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            bootstrap_peers: Vec::new(),
+            data_dir: PathBuf::from("data"),
+            price_source: PriceSourceKind::None,
+            assets: ["SOL", "ETH", "BTC", "USDC", "BONK", "JUP"]
+                .into_iter()
+                .filter_map(|symbol| Asset::new(symbol).ok())
+                .collect(),
+            birdeye_base_url: "https://public-api.birdeye.so".to_owned(),
+            birdeye_api_key: None,
+            redis_url: None,
+            redis_pool_size: 10,
+            redis_prefix: "mesh:".to_owned(),
+            redis_price_ttl: Duration::from_secs(3600),
+            database_url: None,
+            admin_token: None,
+            fetch_interval: Duration::from_secs(ProviderConfig::DEFAULT_FETCH_INTERVAL_SECS),
+            coordination_window: Duration::from_secs(ProviderConfig::DEFAULT_COORDINATION_WINDOW_SECS),
+            message_ttl: ProviderConfig::DEFAULT_MESSAGE_TTL,
+            seen_cache_size: TrackerConfig::DEFAULT_CAPACITY,
+            seen_expiration: TrackerConfig::DEFAULT_EXPIRATION,
+            staleness_threshold: Duration::from_secs(3600),
+            max_peers: 10,
+            min_peers: 3,
+            offline_threshold: Duration::from_secs(600),
+            discrepancy_threshold_percent: 5.0,
+            sync_interval: Duration::from_secs(30),
+            trusted_providers: Vec::new(),
+            lan_discovery: false,
+            heartbeat_interval: Duration::from_secs(5),
+            heartbeat_timeout: Duration::from_secs(30),
+            peer_rate_limit: 200.0,
+            ban_duration: Duration::from_secs(3600),
+        }
+    }
+}
+
+/// A setting that cannot work, named as the environment spells it.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("invalid setting {setting}: {problem}")]
+pub struct SettingsError {
+    /// The setting, e.g. `MESH_MIN_PEER_CONNECTIONS`.
+    pub setting: &'static str,
+    /// What is wrong with it.
+    pub problem: String,
+}
+
+impl SettingsError {
+    /// A problem with `setting`.
+    pub fn new(setting: &'static str, problem: impl Into<String>) -> Self {
+        Self { setting, problem: problem.into() }
+    }
+}
+
+impl NodeSettings {
+    /// Checks the settings fit together.
+    ///
+    /// # Errors
+    /// The first setting at fault.
+    pub fn validate(&self) -> Result<(), SettingsError> {
+        if self.max_peers == 0 || self.min_peers > self.max_peers {
+            return Err(SettingsError::new(
+                "MESH_MIN_PEER_CONNECTIONS",
+                format!(
+                    "{} must not exceed MESH_MAX_PEER_CONNECTIONS ({}), which must be at least 1",
+                    self.min_peers, self.max_peers
+                ),
+            ));
+        }
+        self.provider_config().validate().map_err(|err| {
+            let setting = match err {
+                mesh_types::ProviderConfigError::ZeroTtl => "MESH_MESSAGE_TTL",
+                mesh_types::ProviderConfigError::WindowExceedsInterval { .. } => {
+                    "MESH_COORDINATION_WINDOW_SECS"
+                }
+                _ => "MESH_PROVIDER_FETCH_INTERVAL_SECS",
+            };
+            SettingsError::new(setting, err.to_string())
+        })?;
+        if self.message_ttl > ValidationPolicy::DEFAULT_MAX_TTL {
+            return Err(SettingsError::new(
+                "MESH_MESSAGE_TTL",
+                format!(
+                    "{} exceeds the largest TTL peers accept ({})",
+                    self.message_ttl,
+                    ValidationPolicy::DEFAULT_MAX_TTL
+                ),
+            ));
+        }
+        self.tracker_config()
+            .validate()
+            .map_err(|err| SettingsError::new("MESH_SEEN_MESSAGES_CACHE_SIZE", err.to_string()))?;
+        if self.heartbeat_timeout <= self.heartbeat_interval {
+            return Err(SettingsError::new(
+                "MESH_HEARTBEAT_TIMEOUT_SECS",
+                "must be longer than MESH_HEARTBEAT_INTERVAL_SECS",
+            ));
+        }
+        if self.sync_interval.is_zero() {
+            return Err(SettingsError::new("MESH_SYNC_INTERVAL_SECS", "must be at least 1"));
+        }
+        if !(self.discrepancy_threshold_percent.is_finite() && self.discrepancy_threshold_percent > 0.0) {
+            return Err(SettingsError::new(
+                "MESH_PRICE_DISCREPANCY_THRESHOLD_PERCENT",
+                "must be a positive number",
+            ));
+        }
+        if !(self.peer_rate_limit.is_finite() && self.peer_rate_limit > 0.0) {
+            return Err(SettingsError::new("MESH_PEER_RATE_LIMIT", "must be a positive number"));
+        }
+        if self.price_source == PriceSourceKind::Birdeye
+            && self.birdeye_api_key.as_deref().is_none_or(str::is_empty)
+        {
+            return Err(SettingsError::new("BIRDEYE_API_KEY", "MESH_PRICE_SOURCE=birdeye needs an API key"));
+        }
+        if !self.api_addr.ip().is_loopback() && self.admin_token.as_deref().is_none_or(str::is_empty) {
+            return Err(SettingsError::new(
+                "MESH_ADMIN_TOKEN",
+                format!(
+                    "the API listens on {} (not loopback), so provider enable/disable need an admin token",
+                    self.api_addr
+                ),
+            ));
+        }
+        self.trust_policy()?;
+        self.manager_config()
+            .validate()
+            .map_err(|err| SettingsError::new("MESH_BOOTSTRAP_PEERS", err.to_string()))?;
+        Ok(())
+    }
+
+    /// The trusted-provider policy.
+    ///
+    /// # Errors
+    /// An entry that is neither a node id nor a public key.
+    pub fn trust_policy(&self) -> Result<TrustPolicy, SettingsError> {
+        TrustPolicy::parse(self.trusted_providers.iter().map(String::as_str))
+            .map_err(|err| SettingsError::new("MESH_TRUSTED_PROVIDERS", err.to_string()))
+    }
+
+    /// The provider loop's configuration.
+    pub fn provider_config(&self) -> ProviderConfig {
+        ProviderConfig {
+            enabled: self.price_source != PriceSourceKind::None,
+            fetch_interval_secs: self.fetch_interval.as_secs(),
+            coordination_window_secs: self.coordination_window.as_secs(),
+            message_ttl: self.message_ttl,
+        }
+    }
+
+    /// The seen-message cache.
+    pub const fn tracker_config(&self) -> TrackerConfig {
+        TrackerConfig { capacity: self.seen_cache_size, expiration: self.seen_expiration }
+    }
+
+    /// The network layer's configuration.
+    pub fn manager_config(&self) -> ManagerConfig {
+        let mut manager = ManagerConfig::new(self.network.clone());
+        manager.listen_addr = Some(self.listen_addr);
+        manager.advertised_addr = self.advertised_addr;
+        manager.bootstrap = self.bootstrap_peers.clone();
+        manager.min_peers = self.min_peers;
+        manager.max_peers = self.max_peers;
+        manager.max_inbound = self.max_peers;
+        manager.heartbeat_interval = self.heartbeat_interval;
+        manager.heartbeat_timeout = self.heartbeat_timeout;
+        manager.ban_duration = self.ban_duration;
+        manager.lan_discovery = self.lan_discovery.then(LanDiscovery::default);
+        manager
+    }
+
+    /// The service's configuration.
+    ///
+    /// # Errors
+    /// A bad `MESH_TRUSTED_PROVIDERS` entry.
+    pub fn service_config(&self) -> Result<ServiceConfig, SettingsError> {
+        let mut service = ServiceConfig::new(self.manager_config());
+        service.gossip = GossipConfig {
+            validation: ValidationPolicy::default(),
+            trust: self.trust_policy()?,
+            scoring: ScoringConfig {
+                rate_per_second: self.peer_rate_limit,
+                burst: self.peer_rate_limit * 2.0,
+                ban_duration: self.ban_duration,
+                ..ScoringConfig::default()
+            },
+        };
+        service.status = StatusConfig {
+            offline_threshold: self.offline_threshold,
+            staleness_threshold: self.staleness_threshold,
+            discrepancy_percent: self.discrepancy_threshold_percent,
+        };
+        service.tracker = self.tracker_config();
+        service.sync_interval = self.sync_interval;
+        service.message_ttl = self.message_ttl;
+        Ok(service)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_match_the_reference() {
+        let settings = NodeSettings::default();
+        assert_eq!(settings.validate(), Ok(()));
+        assert_eq!(settings.api_addr.to_string(), "127.0.0.1:8080");
+        assert_eq!(settings.listen_addr.to_string(), "0.0.0.0:9470");
+        let service = settings.service_config().unwrap();
+        assert_eq!(service.network.min_peers, 3);
+        assert_eq!(service.network.max_peers, 10);
+        assert_eq!(service.tracker.capacity, 10_000);
+        assert_eq!(service.sync_interval, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn each_invalid_setting_is_named() {
+        let cases: Vec<(NodeSettings, &str)> = vec![
+            (NodeSettings { min_peers: 11, ..NodeSettings::default() }, "MESH_MIN_PEER_CONNECTIONS"),
+            (NodeSettings { message_ttl: 0, ..NodeSettings::default() }, "MESH_MESSAGE_TTL"),
+            (NodeSettings { message_ttl: 40, ..NodeSettings::default() }, "MESH_MESSAGE_TTL"),
+            (
+                NodeSettings { coordination_window: Duration::from_secs(60), ..NodeSettings::default() },
+                "MESH_COORDINATION_WINDOW_SECS",
+            ),
+            (
+                NodeSettings { price_source: PriceSourceKind::Birdeye, ..NodeSettings::default() },
+                "BIRDEYE_API_KEY",
+            ),
+            (
+                NodeSettings { api_addr: "0.0.0.0:8080".parse().unwrap(), ..NodeSettings::default() },
+                "MESH_ADMIN_TOKEN",
+            ),
+            (
+                NodeSettings { trusted_providers: vec!["nope".into()], ..NodeSettings::default() },
+                "MESH_TRUSTED_PROVIDERS",
+            ),
+            (
+                NodeSettings { bootstrap_peers: vec!["no-port".into()], ..NodeSettings::default() },
+                "MESH_BOOTSTRAP_PEERS",
+            ),
+            (
+                NodeSettings { discrepancy_threshold_percent: -1.0, ..NodeSettings::default() },
+                "MESH_PRICE_DISCREPANCY_THRESHOLD_PERCENT",
+            ),
+        ];
+        for (settings, setting) in cases {
+            let err = settings.validate().unwrap_err();
+            assert_eq!(err.setting, setting, "{err}");
+            assert!(err.to_string().starts_with(&format!("invalid setting {setting}: ")), "{err}");
+        }
+    }
+
+    #[test]
+    fn price_sources_parse() {
+        assert_eq!("Simulated".parse::<PriceSourceKind>(), Ok(PriceSourceKind::Simulated));
+        assert_eq!("birdeye".parse::<PriceSourceKind>(), Ok(PriceSourceKind::Birdeye));
+        assert!("coingecko".parse::<PriceSourceKind>().is_err());
+    }
+}
