@@ -124,6 +124,77 @@ async fn prices_cross_three_processes_to_the_api_and_websocket() {
         }
     }
     assert_eq!(kinds, ["PriceMeshInitial", "PriceMeshUpdate"]);
+
+    dashboard_shows_prices(&consumer);
+    metrics_pass_promtool(&client, &provider).await;
+}
+
+/// The provider process's `/metrics` (fetch, broadcast, gossip and network metrics all live)
+/// passes `promtool check metrics`.
+async fn metrics_pass_promtool(client: &reqwest::Client, node: &Node) {
+    let text = client.get(format!("http://{}/metrics", node.api)).send().await.unwrap().text().await.unwrap();
+    assert!(text.contains("mesh_provider_fetch_success_total"), "{text}");
+    assert!(text.contains("mesh_network_connected_peers"), "{text}");
+    let child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn();
+    let mut child = match child {
+        Ok(child) => child,
+        Err(error) if std::env::var("MESH_REQUIRE_BACKENDS").is_ok_and(|v| v == "1") => {
+            panic!("promtool is required (MESH_REQUIRE_BACKENDS=1) but cannot run: {error}")
+        }
+        Err(error) => {
+            eprintln!("skipping promtool: {error}");
+            return;
+        }
+    };
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), text.as_bytes()).unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "promtool check metrics: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// Loads the node's dashboard in headless Chromium and checks that price rows appear.
+fn dashboard_shows_prices(node: &Node) {
+    let profile = tempfile::tempdir().unwrap();
+    let output = Command::new("chromium")
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--virtual-time-budget=5000",
+            "--dump-dom",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .arg(format!("http://{}/", node.api))
+        .stderr(Stdio::null())
+        .output();
+    let output = match output {
+        Ok(output) => output,
+        Err(error) if std::env::var("MESH_REQUIRE_BACKENDS").is_ok_and(|v| v == "1") => {
+            panic!("headless Chromium is required (MESH_REQUIRE_BACKENDS=1) but cannot run: {error}")
+        }
+        Err(error) => {
+            eprintln!("skipping the dashboard check: chromium not available ({error})");
+            return;
+        }
+    };
+    let dom = String::from_utf8_lossy(&output.stdout);
+    let rows = dom.matches("data-timestamp=").count();
+    assert!(rows >= 1, "the dashboard shows no price rows; DOM:\n{dom}");
+    assert!(dom.contains("<td>SOL</td>") || dom.contains("<td>ETH</td>"), "known assets appear in the table");
 }
 
 #[test]

@@ -48,6 +48,10 @@ impl LayeredTracker {
 
     /// Memory sized by `config` in front of `durable`.
     pub fn new(config: TrackerConfig, durable: Arc<dyn MessageTracker>) -> Self {
+        metrics::describe_counter!(
+            "mesh_storage_degraded_total",
+            "Times a durable store became unreachable and its layered store fell back to memory, by store"
+        );
         Self {
             memory: MemoryTracker::new(config),
             durable,

@@ -144,6 +144,10 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 impl GossipEngine {
     /// An engine deduplicating with `tracker` and storing into `prices`.
     pub fn new(tracker: Arc<dyn MessageTracker>, prices: Arc<dyn PriceStore>, config: GossipConfig) -> Self {
+        metrics::describe_counter!(
+            "mesh_gossip_updates_total",
+            "Price updates received, by outcome (accepted, duplicate, invalid, untrusted, rate_limited)"
+        );
         if config.trust.accepts_anyone() {
             tracing::info!("no trusted providers configured: accepting every correctly signed provider");
         }

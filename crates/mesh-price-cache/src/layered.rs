@@ -47,6 +47,10 @@ impl LayeredPriceStore {
     /// An empty memory store in front of `durable`; call
     /// [`LayeredPriceStore::load_from_storage`] to restore what `durable` holds.
     pub fn new(durable: Arc<dyn PriceStore>) -> Self {
+        metrics::describe_counter!(
+            "mesh_storage_degraded_total",
+            "Times a durable store became unreachable and its layered store fell back to memory, by store"
+        );
         Self {
             memory: MemoryPriceStore::new(),
             durable,

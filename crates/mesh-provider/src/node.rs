@@ -150,6 +150,7 @@ impl ProviderNode {
         updates: mpsc::Sender<PriceUpdate>,
     ) -> Result<Self, ProviderConfigError> {
         config.validate()?;
+        describe_metrics();
         let mut unique = Vec::with_capacity(assets.len());
         for asset in assets {
             if !unique.contains(&asset) {
@@ -288,6 +289,28 @@ impl Drop for Running<'_> {
 /// The interval scaled by a random factor in `[1 - JITTER, 1 + JITTER]`.
 fn jittered(interval: Duration) -> Duration {
     interval.mul_f64(rand::rng().random_range(1.0 - JITTER..=1.0 + JITTER))
+}
+
+/// HELP lines for the provider's metrics.
+fn describe_metrics() {
+    metrics::describe_counter!("mesh_provider_fetch_attempts_total", "Price fetches attempted, by source");
+    metrics::describe_counter!(
+        "mesh_provider_fetch_success_total",
+        "Price fetches that succeeded, by source"
+    );
+    metrics::describe_counter!(
+        "mesh_provider_fetch_failures_total",
+        "Price fetches that failed, by source and reason"
+    );
+    metrics::describe_histogram!(
+        "mesh_provider_api_latency_seconds",
+        metrics::Unit::Seconds,
+        "Duration of a whole fetch from the price API, retries included"
+    );
+    metrics::describe_counter!(
+        "mesh_provider_updates_published_total",
+        "Signed updates handed to the node, by result (queued, dropped, closed)"
+    );
 }
 
 /// A random delay in `[0, window)`.

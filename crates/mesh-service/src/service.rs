@@ -186,6 +186,7 @@ impl ServiceBuilder {
         let tracker = self.tracker.unwrap_or_else(|| Arc::new(MemoryTracker::new(config.tracker)));
         let prices = self.prices.unwrap_or_else(|| Arc::new(MemoryPriceStore::new()));
         let coordinator = self.coordinator.unwrap_or_else(|| Arc::new(ObservedCoordinator::new()));
+        describe_metrics();
         let (manager, transport_events) =
             ConnectionManager::start(config.network.clone(), self.identity.clone(), transport, peer_store)
                 .await?;
@@ -244,6 +245,30 @@ struct Inner {
     /// The provider loop's task, stopped at shutdown.
     provider: Mutex<Option<ProviderTask>>,
     shutdown: CancellationToken,
+}
+
+/// HELP lines for the node's metrics.
+fn describe_metrics() {
+    metrics::describe_gauge!(
+        "mesh_network_active_providers",
+        "Providers heard from within the offline threshold"
+    );
+    metrics::describe_gauge!("mesh_network_size", "Distinct live nodes known, this one included");
+    metrics::describe_counter!(
+        "mesh_provider_broadcast_attempts_total",
+        "Updates this node published to its peers"
+    );
+    metrics::describe_counter!(
+        "mesh_provider_broadcast_success_total",
+        "Updates this node published that at least one peer took"
+    );
+    metrics::describe_histogram!(
+        "mesh_message_propagation_latency_seconds",
+        metrics::Unit::Seconds,
+        "Time from a provider signing an update to this node accepting it"
+    );
+    metrics::describe_gauge!("mesh_cache_data_age_seconds", "Age of the newest price held, in seconds");
+    metrics::describe_gauge!("mesh_seen_messages_cache_size", "Message ids remembered for deduplication");
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -509,6 +534,12 @@ impl Inner {
                 {
                     tracing::debug!(error = %err, "cannot report a fetch to the coordinator");
                 }
+                if accepted.source != self.me()
+                    && let Ok(latency) = (now() - accepted.timestamp).to_std()
+                {
+                    metrics::histogram!("mesh_message_propagation_latency_seconds")
+                        .record(latency.as_secs_f64());
+                }
                 // Each relay counts its hop before sending, so the hop count is the distance.
                 self.record(accepted.source, accepted.hop_count, &accepted.changed);
             }
@@ -579,12 +610,19 @@ impl Inner {
         let mut announce = tokio::time::interval(self.config.announce_interval);
         let mut sync = tokio::time::interval(self.config.sync_interval);
         let mut status = tokio::time::interval(self.config.status_interval);
+        // `len` can be a scan of the durable store: sample it rarely.
+        let mut seen_size = tokio::time::interval(Duration::from_secs(15));
         sync.tick().await;
         let mut last_summary: Option<NetworkStatusSummary> = None;
         loop {
             tokio::select! {
                 () = self.shutdown.cancelled() => break,
                 _ = announce.tick() => self.announce().await,
+                _ = seen_size.tick() => {
+                    if let Ok(len) = self.tracker.len().await {
+                        metrics::gauge!("mesh_seen_messages_cache_size").set(len as f64);
+                    }
+                }
                 _ = sync.tick() => {
                     match self.engine.digest().await {
                         Ok(digest) => {
@@ -594,12 +632,15 @@ impl Inner {
                     }
                 }
                 _ = status.tick() => {
-                    let (summary, warnings) = {
+                    let (summary, warnings, newest) = {
                         let mut tracker = lock(&self.status);
                         tracker.set_connected_peers(u32::try_from(self.manager.peer_count()).unwrap_or(u32::MAX));
                         let at = now();
-                        (NetworkStatusSummary::from(&tracker.status(at)), tracker.check_warnings(at))
+                        (NetworkStatusSummary::from(&tracker.status(at)), tracker.check_warnings(at), tracker.newest_price())
                     };
+                    if let Some(age) = newest.and_then(|newest| (now() - newest).to_std().ok()) {
+                        metrics::gauge!("mesh_cache_data_age_seconds").set(age.as_secs_f64());
+                    }
                     metrics::gauge!("mesh_network_active_providers").set(f64::from(summary.active_providers));
                     metrics::gauge!("mesh_network_size").set(f64::from(summary.total_network_size));
                     for warning in warnings {

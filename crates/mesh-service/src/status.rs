@@ -182,6 +182,11 @@ impl NetworkStatusTracker {
         }
     }
 
+    /// The timestamp of the newest price received.
+    pub const fn newest_price(&self) -> Option<Timestamp> {
+        self.newest_price
+    }
+
     /// How fresh the newest price is (stale before the first).
     pub fn freshness(&self, now: Timestamp) -> DataFreshness {
         self.newest_price.map_or(DataFreshness::Stale, |newest| {

@@ -147,6 +147,7 @@ impl ConnectionManager {
         peer_store: Arc<dyn PeerStore>,
     ) -> Result<(Self, mpsc::Receiver<TransportEvent>), StartError> {
         config.validate()?;
+        metrics::describe_gauge!("mesh_network_connected_peers", "Peers connected right now");
         let listener = match config.listen_addr {
             Some(addr) => Some(transport.listen(addr).await?),
             None => None,
