@@ -145,6 +145,8 @@ pub async fn serve(
 
 /// Describes the API's metrics to the installed recorder (HELP lines in `/metrics`).
 fn describe_metrics() {
+    metrics::describe_counter!("mesh_cache_hits_total", "Price lookups of one asset that found it");
+    metrics::describe_counter!("mesh_cache_misses_total", "Price lookups of one asset that did not find it");
     metrics::describe_counter!("mesh_api_requests_total", "HTTP requests answered, by route and status");
     metrics::describe_gauge!("mesh_api_ws_clients", "WebSocket feed clients connected");
     metrics::describe_counter!(

@@ -123,8 +123,14 @@ pub(crate) async fn one_price(
         return Err(not_in_cache(&shown));
     };
     match state.service().prices().get(asset).await {
-        Ok(Some(price)) => ok(price),
-        Ok(None) => Err(not_in_cache(asset.as_str())),
+        Ok(Some(price)) => {
+            metrics::counter!("mesh_cache_hits_total").increment(1);
+            ok(price)
+        }
+        Ok(None) => {
+            metrics::counter!("mesh_cache_misses_total").increment(1);
+            Err(not_in_cache(asset.as_str()))
+        }
         Err(error) => {
             tracing::error!(%error, %asset, "cannot read the price cache");
             Err(ApiError::internal("Failed to read the price cache"))

@@ -113,13 +113,21 @@ async fn birdeye_answers_decide_through_a_real_client() {
         .await;
     Mock::given(path("/defi/price")).respond_with(ResponseTemplate::new(401)).mount(&birdeye).await;
     Mock::given(path("/defi/multi_price"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"data": {}, "success": true})))
+        .and(header("X-API-KEY", GOOD_KEY))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "data": { "So11111111111111111111111111111111111111112": {
+                "value": 150.1, "updateUnixTime": 1_692_181_644, "priceChange24h": -1.5
+            } },
+            "success": true
+        })))
         .mount(&birdeye)
         .await;
 
     let service = node().await;
-    let provider =
-        service.start_provider(ProviderConfig::default(), vec![Asset::new("SOL").unwrap()]).unwrap();
+    // A short window, so the first fetch after enabling comes within a second.
+    let quick =
+        ProviderConfig { fetch_interval_secs: 2, coordination_window_secs: 1, ..ProviderConfig::default() };
+    let provider = service.start_provider(quick, vec![Asset::new("SOL").unwrap()]).unwrap();
     let config = BirdeyeConfig {
         base_url: birdeye.uri(),
         timeout: Duration::from_secs(2),
@@ -138,6 +146,22 @@ async fn birdeye_answers_decide_through_a_real_client() {
     let (status, body, _) = enable(&server, GOOD_KEY).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(data(&body)["enabled"], true);
+
+    // Fetches start: the stand-in is asked for prices with the key, and the node holds them.
+    let mut fetched = false;
+    for _ in 0..50 {
+        let asked = birdeye.received_requests().await.unwrap_or_default();
+        if asked.iter().any(|request| request.url.path() == "/defi/multi_price")
+            && service.prices().get(Asset::new("SOL").unwrap()).await.unwrap().is_some()
+        {
+            fetched = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(fetched, "provider mode fetched from the stand-in and stored the price");
+    let (_, status_body) = get(&server.url("/api/mesh/provider/status")).await;
+    assert!(data(&status_body)["fetch_count"].as_u64().unwrap_or(0) >= 1, "{status_body}");
 
     // A base URL that cannot work is a server-side problem: 500 with the reason.
     let broken = BirdeyeConfig { base_url: "not a url".into(), ..BirdeyeConfig::default() };
