@@ -2,6 +2,8 @@
 //! (a simulated provider, a relay, a consumer); the consumer's REST API serves the provider's
 //! prices in the reference shapes, its network status lists the provider two hops away, and
 //! its WebSocket sends `PriceMeshInitial` then `PriceMeshUpdate`.
+//!
+//! The nodes log warnings to the test's stderr; `E2E_LOG=info` (any `RUST_LOG` filter) shows more.
 
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
@@ -37,7 +39,7 @@ fn start(bootstrap: Option<SocketAddr>, simulated: bool) -> Node {
         .arg("run")
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("RUST_LOG", "warn")
+        .env("RUST_LOG", std::env::var("E2E_LOG").unwrap_or("warn".into()))
         .env("MESH_NETWORK", "devnet")
         .env("MESH_API_ADDR", api.to_string())
         .env("MESH_LISTEN_ADDR", peers.to_string())
@@ -51,7 +53,9 @@ fn start(bootstrap: Option<SocketAddr>, simulated: bool) -> Node {
         command.env("MESH_BOOTSTRAP_PEERS", bootstrap.to_string());
     }
     if simulated {
-        command.env("MESH_PRICE_SOURCE", "simulated");
+        // One peer slot keeps the line a line: the provider, which would otherwise dial the
+        // consumer it hears of, stays two hops from it.
+        command.env("MESH_PRICE_SOURCE", "simulated").env("MESH_MAX_PEER_CONNECTIONS", "1");
     }
     Node { child: command.spawn().expect("start mesh-node"), api, peers, _data: data }
 }
@@ -105,7 +109,9 @@ async fn prices_cross_three_processes_to_the_api_and_websocket() {
     .await;
     let listed =
         status["data"]["active_providers"].as_array().unwrap().iter().find(|p| p["node_id"] == provider_id);
-    let hops = listed.expect("the provider is listed")["hop_count"].as_u64().unwrap();
+    let hops = listed.unwrap_or_else(|| panic!("{provider_id} is not listed in {status}"))["hop_count"]
+        .as_u64()
+        .unwrap();
     assert!(hops >= 1, "the provider is {hops} hops away");
     assert!(status["data"]["connected_peers"].as_u64().unwrap() >= 1);
 

@@ -204,7 +204,7 @@ impl GossipEngine {
             // Another copy (or another process sharing the tracker) got there first.
             return Ok(Outcome::Duplicate);
         }
-        let changed = self.store(&update).await?;
+        let changed = self.store(&update, from.is_some()).await?;
         metrics::counter!("mesh_gossip_updates_total", "outcome" => "accepted").increment(1);
         Ok(Outcome::Accepted(Accepted {
             source: update.source_node_id,
@@ -320,8 +320,10 @@ impl GossipEngine {
     }
 
     /// Stores every price newest-wins and remembers the signed update behind each one that
-    /// changed. Returns the changed prices.
-    async fn store(&self, update: &PriceUpdate) -> Result<Vec<CachedPriceData>, Error> {
+    /// changed, as this node would pass it on: one hop more than it arrived with when it came
+    /// from a peer, so a node synced from here learns its true distance from the source.
+    /// Returns the changed prices.
+    async fn store(&self, update: &PriceUpdate, from_peer: bool) -> Result<Vec<CachedPriceData>, Error> {
         let mut changed = Vec::new();
         for price in update.cached_prices() {
             if self.prices.store(price.clone()).await?.changed() {
@@ -329,7 +331,8 @@ impl GossipEngine {
             }
         }
         if !changed.is_empty() {
-            let signed = Arc::new(PriceUpdate { ttl: 0, hop_count: 0, ..update.clone() });
+            let hop_count = update.hop_count.saturating_add(u8::from(from_peer));
+            let signed = Arc::new(PriceUpdate { ttl: 0, hop_count, ..update.clone() });
             let mut log = lock(&self.log);
             for price in &changed {
                 log.insert(price.asset, signed.clone());
@@ -367,7 +370,7 @@ impl GossipEngine {
     }
 
     /// The original signed updates behind the requested assets (each once, with `ttl` 0 so
-    /// they are not gossiped again). Assets restored from storage after a restart have no
+    /// they are not gossiped again, and the hop count they would have if relayed from here). Assets restored from storage after a restart have no
     /// signed update until a fresh one arrives, and are left out.
     pub fn on_request(&self, request: &Request) -> Vec<PriceUpdate> {
         let log = lock(&self.log);
@@ -400,7 +403,7 @@ impl GossipEngine {
             return Ok(rejected);
         }
         self.tracker.mark_seen(update.message_id).await?;
-        let changed = self.store(&update).await?;
+        let changed = self.store(&update, true).await?;
         Ok(Outcome::Accepted(Accepted {
             source: update.source_node_id,
             hop_count: update.hop_count,
@@ -634,5 +637,26 @@ mod tests {
         }
         assert_eq!(late.on_digest(&early.digest().await.unwrap()).await.unwrap(), None, "now up to date");
         assert_eq!(early.prices.get_all().await.unwrap(), late.prices.get_all().await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn a_synced_update_carries_the_hops_it_took_to_reach_the_answering_node() {
+        let (provider_node, relay, consumer) = (
+            engine(GossipConfig::default()),
+            engine(GossipConfig::default()),
+            engine(GossipConfig::default()),
+        );
+        let provider = NodeIdentity::generate();
+        let original = update(&provider, "SOL", 100, 10);
+        provider_node.publish(original.clone(), now()).await.unwrap();
+        let sol = Request { assets: vec![Asset::new("SOL").unwrap()] };
+        assert_eq!(provider_node.on_request(&sol)[0].hop_count, 0, "from the source itself");
+
+        // The relay got the update straight from the provider; the consumer syncs from the relay.
+        accepted(relay.process_update(peer(1), original, now()).await.unwrap());
+        let answer = relay.on_request(&sol).remove(0);
+        assert_eq!((answer.ttl, answer.hop_count), (0, 1), "one relay between source and consumer");
+        let synced = accepted(consumer.process_synced(peer(2), answer, now()).await.unwrap());
+        assert_eq!(synced.hop_count, 1);
     }
 }

@@ -1,9 +1,10 @@
 //! [`ConnectionManager`]: keeps a node connected to the mesh.
 //!
-//! - **Peers between min and max.** Below `min_peers` it dials candidates — bootstrap
-//!   addresses (resolved by DNS on every attempt) and peers from the [`PeerStore`] — never a
-//!   banned one, never its own address, never more than `max_peers` in total or `max_inbound`
-//!   inbound (counting handshakes in progress, so a burst of dials cannot overshoot).
+//! - **Peers between min and max.** Below `min_peers` — or with no connection it opened
+//!   itself, however many peers dialled in — it dials candidates: bootstrap addresses
+//!   (resolved by DNS on every attempt) and peers from the [`PeerStore`], never a banned one,
+//!   never its own address, never more than `max_peers` in total or `max_inbound` inbound
+//!   (counting handshakes in progress, so a burst of dials cannot overshoot).
 //! - **Backoff.** A failed address waits 1 s, 2 s, 4 s, … up to a minute (with jitter) before
 //!   the next dial; failures that retrying will not fix (handshake refused, banned) wait the
 //!   maximum. A dial counts as a success only once the peer sends something other than a
@@ -386,7 +387,13 @@ impl Inner {
                 let state = self.lock();
                 let have = state.peers.len() + state.pending_outbound + state.pending_inbound;
                 let room = self.config.max_peers.saturating_sub(have);
-                self.config.min_peers.saturating_sub(have).min(room)
+                let outbound = state.pending_outbound
+                    + state.peers.values().filter(|peer| peer.direction == Direction::Outbound).count();
+                // Inbound connections alone never satisfy the minimum: a node others happened
+                // to reach first would otherwise never dial its bootstrap peers, and whoever
+                // fills its slots would decide what it hears.
+                let own_choice = usize::from(self.config.min_peers > 0 && outbound == 0);
+                self.config.min_peers.saturating_sub(have).max(own_choice).min(room)
             };
             if wanted == 0 {
                 continue;

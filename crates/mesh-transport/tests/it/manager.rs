@@ -192,6 +192,31 @@ async fn nodes_dialling_each_other_keep_exactly_one_connection() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_reached_by_others_first_still_dials_its_bootstrap_peer() {
+    // B's bootstrap peer C is not up yet when A dials B, which fills B's minimum of one peer.
+    let (b_addr, c_addr) = free_ports();
+    let mut b_config = config("devnet", vec![c_addr.to_string()]);
+    b_config.listen_addr = Some(b_addr);
+    b_config.min_peers = 1;
+    let b = start(b_config, Arc::new(NodeIdentity::generate())).await;
+    let mut a_config = config("devnet", vec![b_addr.to_string()]);
+    a_config.min_peers = 1;
+    let a = start(a_config, Arc::new(NodeIdentity::generate())).await;
+    assert!(eventually(Duration::from_secs(5), || b.manager.peer_count() == 1).await);
+
+    let mut c_config = config("devnet", vec![]);
+    c_config.listen_addr = Some(c_addr);
+    c_config.min_peers = 0;
+    let c = start(c_config, Arc::new(NodeIdentity::generate())).await;
+    let reached = eventually(Duration::from_secs(10), || {
+        b.manager.connected_peers().iter().any(|peer| peer.info.node_id == c.manager.node_id())
+    })
+    .await;
+    assert!(reached, "B dials its bootstrap peer although A's connection met its minimum");
+    assert!(a.manager.peer_count() >= 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_on_another_network_is_banned_and_never_redialled() {
     let a = node("devnet", vec![]).await;
     let x = node("othernet", vec![a.addr().to_string()]).await;
