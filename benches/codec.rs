@@ -23,7 +23,7 @@ fn one_price_update() -> PriceUpdate {
 
 fn codec(c: &mut Criterion) {
     let codec = Codec::default();
-    let message = MeshMessage::PriceUpdate(one_price_update());
+    let message = MeshMessage::from(one_price_update());
     let payload = codec.encode(&message).expect("encodes");
     let json = serde_json::to_vec(&message).expect("encodes");
 

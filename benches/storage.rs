@@ -50,6 +50,8 @@ fn memory(c: &mut Criterion) {
     }
     let probe = assets.nth(4_242);
     group.bench_function("get_of_10k_assets", |b| b.to_async(&runtime).iter(|| store.get(black_box(probe))));
+    let reader = store.reader();
+    group.bench_function("reader_get_of_10k_assets", |b| b.iter(|| reader.get(black_box(probe))));
     let mut second = 1;
     group.bench_function("store_newer_price", |b| {
         b.to_async(&runtime).iter(|| {
@@ -106,6 +108,7 @@ fn servers(c: &mut Criterion) {
                 store.store(p).await.expect("redis");
             }
         });
+        redis_get(c, &runtime, &namespace);
         runtime.block_on(namespace.cleanup());
     } else {
         eprintln!("skipping the redis benches: set {REDIS_URL_VAR}");
@@ -133,6 +136,28 @@ fn servers(c: &mut Criterion) {
     } else {
         eprintln!("skipping the postgres benches: set {DATABASE_URL_VAR}");
     }
+}
+
+/// One Redis `GET` of a price-sized value at a time, the round trip a node would pay per
+/// lookup if it kept prices only in Redis: the comparison for `reader_get_of_10k_assets`.
+fn redis_get(c: &mut Criterion, runtime: &Runtime, namespace: &RedisNamespace) {
+    use deadpool_redis::redis::AsyncCommands;
+    let key = format!("{}bench:price", namespace.prefix());
+    let value = serde_json::to_string(&price(Assets::fresh().nth(0), 1, 0, 1, Decimal::ONE)).expect("json");
+    runtime.block_on(async {
+        let mut connection = namespace.pool().get().await.expect("redis");
+        let () = connection.set(&key, value).await.expect("redis SET");
+    });
+    let mut group = c.benchmark_group("redis");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("get_one_at_a_time", |b| {
+        b.to_async(runtime).iter(|| async {
+            let mut connection = namespace.pool().get().await.expect("redis");
+            let found: Option<String> = connection.get(black_box(&key)).await.expect("redis GET");
+            found
+        });
+    });
+    group.finish();
 }
 
 criterion_group!(benches, memory, servers);

@@ -7,13 +7,16 @@
 //!    after the first costs one lookup.
 //! 3. **Validation**: prices, timestamp, TTL, id/key consistency ([`PriceUpdate::validate`]).
 //! 4. **Trust**: the source must be allowed by the [`TrustPolicy`].
-//! 5. **Signature**: verified once per node.
+//! 5. **Signature**: verified once per node, with the provider's key decompressed once and
+//!    cached ([`AuthorKey`]); updates that arrive together are verified as one batch
+//!    ([`GossipEngine::process_batch`]), which costs about half as much per update.
 //! 6. **Mark seen**: only now, atomically ([`MessageTracker::check_and_mark`]), so a forged copy
 //!    that carries a real message's id and arrives first cannot suppress the real one; and if
 //!    another process sharing the tracker won the race, this copy is a duplicate after all.
 //! 7. **Store** each price newest-wins; the prices that changed are delivered locally.
 //! 8. **Relay**: if `ttl > 0`, the copy with `ttl - 1` and `hop_count + 1` (everything else
-//!    unchanged) goes to every connected peer except the sender.
+//!    unchanged) goes to every connected peer except the sender. The update is shared, not
+//!    copied: the relay copy is the received one with those two fields changed in place.
 //!
 //! Invalid updates and bad signatures raise the sender's misbehaviour score; past the threshold
 //! the outcome asks for a ban. The engine does no I/O of its own beyond the stores it is given:
@@ -27,9 +30,10 @@ use mesh_dedup::MessageTracker;
 use mesh_peer_store::BanReason;
 use mesh_price_cache::PriceStore;
 use mesh_types::{
-    Asset, CachedPriceData, Digest, DigestEntry, NodeId, PriceUpdate, Request, SignedMessage, Timestamp,
-    ValidationError, ValidationPolicy,
+    Asset, AuthorKey, CachedPriceData, Digest, DigestEntry, MessageId, NodeId, PriceUpdate, PublicKey,
+    Request, Timestamp, ValidationError, ValidationPolicy,
 };
+use quick_cache::sync::Cache;
 use thiserror::Error;
 
 use crate::scoring::{Scores, ScoringConfig};
@@ -82,7 +86,7 @@ pub struct Accepted {
     /// subscribers.
     pub changed: Vec<CachedPriceData>,
     /// The copy to relay (`ttl - 1`, `hop_count + 1`), or `None` when the TTL is spent.
-    pub relay: Option<PriceUpdate>,
+    pub relay: Option<Arc<PriceUpdate>>,
     /// The peer not to relay to: the one it came from.
     pub except: Option<NodeId>,
 }
@@ -118,6 +122,22 @@ pub struct Ban {
     pub duration: Duration,
 }
 
+/// Most provider keys the engine keeps decompressed. Providers are few; the bound only stops a
+/// stream of made-up keys from growing memory.
+const AUTHOR_KEY_CACHE: usize = 1024;
+
+/// An update as it arrived, for [`GossipEngine::process_batch`].
+#[derive(Debug, Clone)]
+pub struct Received {
+    /// The peer that sent it.
+    pub from: NodeId,
+    /// The update.
+    pub update: Arc<PriceUpdate>,
+    /// It answers this node's anti-entropy request: stored even if its id was seen (this node
+    /// may have lost the price), and never relayed.
+    pub synced: bool,
+}
+
 /// The protocol engine of one node.
 pub struct GossipEngine {
     tracker: Arc<dyn MessageTracker>,
@@ -128,6 +148,40 @@ pub struct GossipEngine {
     /// The signed update behind each held price, to answer anti-entropy requests with the
     /// original signatures.
     log: Mutex<HashMap<Asset, Arc<PriceUpdate>>>,
+    /// Provider keys already checked and decompressed.
+    authors: Cache<PublicKey, Arc<AuthorKey>>,
+    counters: Counters,
+}
+
+/// `mesh_gossip_updates_total` by outcome, registered once so counting costs an atomic add.
+struct Counters {
+    accepted: metrics::Counter,
+    duplicate: metrics::Counter,
+    invalid: metrics::Counter,
+    untrusted: metrics::Counter,
+    rate_limited: metrics::Counter,
+}
+
+impl Counters {
+    fn new() -> Self {
+        let counter =
+            |outcome: &'static str| metrics::counter!("mesh_gossip_updates_total", "outcome" => outcome);
+        Self {
+            accepted: counter("accepted"),
+            duplicate: counter("duplicate"),
+            invalid: counter("invalid"),
+            untrusted: counter("untrusted"),
+            rate_limited: counter("rate_limited"),
+        }
+    }
+}
+
+/// Where an update stands after the checks that need no signature work.
+enum Screened {
+    /// Decided already.
+    Done(Outcome),
+    /// Its signature is to be verified with this key.
+    Verify(Arc<AuthorKey>),
 }
 
 impl std::fmt::Debug for GossipEngine {
@@ -157,6 +211,8 @@ impl GossipEngine {
             scores: Mutex::new(Scores::new(config.scoring)),
             config,
             log: Mutex::new(HashMap::new()),
+            authors: Cache::new(AUTHOR_KEY_CACHE),
+            counters: Counters::new(),
         }
     }
 
@@ -169,13 +225,25 @@ impl GossipEngine {
     pub async fn process_update(
         &self,
         from: NodeId,
-        update: PriceUpdate,
+        update: impl Into<Arc<PriceUpdate>>,
         now: Timestamp,
     ) -> Result<Outcome, Error> {
-        if let Some(limited) = self.rate_limit(from, &update, now) {
-            return Ok(limited);
-        }
-        self.process(Some(from), update, now).await
+        self.process_one(Some(from), update.into(), false, now).await
+    }
+
+    /// Processes an update received in answer to a request: like a gossiped one, except that
+    /// an id already seen is still stored (this node may have seen it and lost the price, e.g.
+    /// in a restart), and nothing is relayed.
+    ///
+    /// # Errors
+    /// When a store fails.
+    pub async fn process_synced(
+        &self,
+        from: NodeId,
+        update: impl Into<Arc<PriceUpdate>>,
+        now: Timestamp,
+    ) -> Result<Outcome, Error> {
+        self.process_one(Some(from), update.into(), true, now).await
     }
 
     /// Processes an update this node publishes itself (as a provider): validated and stored
@@ -183,37 +251,67 @@ impl GossipEngine {
     ///
     /// # Errors
     /// When a store fails.
-    pub async fn publish(&self, update: PriceUpdate, now: Timestamp) -> Result<Outcome, Error> {
-        self.process(None, update, now).await
-    }
-
-    async fn process(
+    pub async fn publish(
         &self,
-        from: Option<NodeId>,
-        update: PriceUpdate,
+        update: impl Into<Arc<PriceUpdate>>,
         now: Timestamp,
     ) -> Result<Outcome, Error> {
-        if self.tracker.has_seen(update.message_id).await? {
-            metrics::counter!("mesh_gossip_updates_total", "outcome" => "duplicate").increment(1);
-            return Ok(Outcome::Duplicate);
+        self.process_one(None, update.into(), false, now).await
+    }
+
+    /// Processes updates that arrived together, in order, with one outcome each — the one
+    /// [`GossipEngine::process_update`] (or, for `synced` ones,
+    /// [`GossipEngine::process_synced`]) would have given. Their signatures are verified as
+    /// one batch; copies of one update within the batch are verified once.
+    ///
+    /// # Errors
+    /// When a store fails; the updates before the failing one have been processed.
+    pub async fn process_batch(&self, batch: Vec<Received>, now: Timestamp) -> Result<Vec<Outcome>, Error> {
+        let mut screened = Vec::with_capacity(batch.len());
+        for received in &batch {
+            let rate_limited = self.rate_limit(received.from, &received.update, now);
+            screened.push(match rate_limited {
+                Some(outcome) => Screened::Done(outcome),
+                None => self.screen(Some(received.from), &received.update, received.synced, now).await?,
+            });
         }
-        if let Some(rejected) = self.check(from, &update, now) {
-            return Ok(rejected);
+        let verdicts = self.verify_screened(&batch, &screened);
+        let mut outcomes = Vec::with_capacity(batch.len());
+        for ((received, screened), verdict) in batch.into_iter().zip(screened).zip(verdicts) {
+            let outcome = match (screened, verdict) {
+                (Screened::Done(outcome), _) => outcome,
+                (Screened::Verify(_), Some(Err(error))) => {
+                    self.reject_bad_signature(Some(received.from), &received.update, error, now)
+                }
+                (Screened::Verify(_), _) => {
+                    self.accept(Some(received.from), received.update, received.synced).await?
+                }
+            };
+            outcomes.push(outcome);
         }
-        if !self.tracker.check_and_mark(update.message_id).await? {
-            // Another copy (or another process sharing the tracker) got there first.
-            return Ok(Outcome::Duplicate);
+        Ok(outcomes)
+    }
+
+    async fn process_one(
+        &self,
+        from: Option<NodeId>,
+        update: Arc<PriceUpdate>,
+        synced: bool,
+        now: Timestamp,
+    ) -> Result<Outcome, Error> {
+        if let Some(peer) = from
+            && let Some(limited) = self.rate_limit(peer, &update, now)
+        {
+            return Ok(limited);
         }
-        let changed = self.store(&update, from.is_some()).await?;
-        metrics::counter!("mesh_gossip_updates_total", "outcome" => "accepted").increment(1);
-        Ok(Outcome::Accepted(Accepted {
-            source: update.source_node_id,
-            hop_count: update.hop_count,
-            timestamp: update.timestamp,
-            changed,
-            relay: update.relayed(),
-            except: from,
-        }))
+        let key = match self.screen(from, &update, synced, now).await? {
+            Screened::Done(outcome) => return Ok(outcome),
+            Screened::Verify(key) => key,
+        };
+        if let Err(error) = key.verify(update.as_ref()) {
+            return Ok(self.reject_bad_signature(from, &update, error, now));
+        }
+        self.accept(from, update, synced).await
     }
 
     /// Takes one update from `from`'s budget; `Some` is the rejection of a flooding peer.
@@ -225,37 +323,141 @@ impl GossipEngine {
         Some(self.reject(from, update, RejectReason::RateLimited, points, now))
     }
 
-    /// Validation, trust and signature; `Some` is the rejection.
-    fn check(&self, from: Option<NodeId>, update: &PriceUpdate, now: Timestamp) -> Option<Outcome> {
+    /// Everything before the signature: the seen-check (skipped for synced updates),
+    /// validation, trust, and the provider's key.
+    async fn screen(
+        &self,
+        from: Option<NodeId>,
+        update: &PriceUpdate,
+        synced: bool,
+        now: Timestamp,
+    ) -> Result<Screened, Error> {
+        if !synced && self.tracker.has_seen(update.message_id).await? {
+            self.counters.duplicate.increment(1);
+            return Ok(Screened::Done(Outcome::Duplicate));
+        }
         let scoring = &self.config.scoring;
         if let Err(error) = update.validate(&self.config.validation, now) {
-            return Some(self.reject_from(
-                from,
-                update,
-                RejectReason::Invalid(error),
-                scoring.invalid_update,
-                now,
-            ));
+            let reason = RejectReason::Invalid(error);
+            return Ok(Screened::Done(self.reject_from(from, update, reason, scoring.invalid_update, now)));
         }
         if !self.config.trust.allows(update.source_node_id) {
-            return Some(self.reject_from(
-                from,
-                update,
-                RejectReason::Untrusted(update.source_node_id),
-                scoring.untrusted,
-                now,
-            ));
+            let reason = RejectReason::Untrusted(update.source_node_id);
+            return Ok(Screened::Done(self.reject_from(from, update, reason, scoring.untrusted, now)));
         }
-        if let Err(error) = update.verify_signature() {
-            return Some(self.reject_from(
-                from,
-                update,
-                RejectReason::Invalid(error),
-                scoring.bad_signature,
-                now,
-            ));
+        match self.author_key(update) {
+            Ok(key) => Ok(Screened::Verify(key)),
+            Err(error) => Ok(Screened::Done(self.reject_bad_signature(from, update, error, now))),
         }
-        None
+    }
+
+    /// The checked key of `update`'s source, from the cache or checked now.
+    fn author_key(&self, update: &PriceUpdate) -> Result<Arc<AuthorKey>, ValidationError> {
+        let key = match self.authors.get(&update.source_key) {
+            Some(key) => key,
+            None => {
+                let key = Arc::new(AuthorKey::new(update.source_node_id, &update.source_key)?);
+                self.authors.insert(update.source_key, key.clone());
+                key
+            }
+        };
+        // A cached key came with the id it derives; another claimed id is a mismatch.
+        if key.node_id() == update.source_node_id {
+            Ok(key)
+        } else {
+            Err(ValidationError::SourceKeyMismatch { claimed: update.source_node_id, derived: key.node_id() })
+        }
+    }
+
+    /// The signature verdict of every screened update (`None` for those decided already):
+    /// all at once in one batch, and each alone only if the batch fails. A copy of an update
+    /// earlier in the batch — same id, same signed content — shares its verdict.
+    fn verify_screened(
+        &self,
+        batch: &[Received],
+        screened: &[Screened],
+    ) -> Vec<Option<Result<(), ValidationError>>> {
+        let mut verdicts: Vec<Option<Result<(), ValidationError>>> = vec![None; batch.len()];
+        let mut first_of: HashMap<MessageId, usize> = HashMap::new();
+        let mut copy_of: Vec<Option<usize>> = vec![None; batch.len()];
+        let mut to_verify: Vec<(usize, &AuthorKey)> = Vec::new();
+        for (index, (received, screened)) in batch.iter().zip(screened).enumerate() {
+            let Screened::Verify(key) = screened else { continue };
+            let update = &received.update;
+            match first_of.get(&update.message_id) {
+                Some(&first) if batch[first].update.same_signed_content(update) => {
+                    copy_of[index] = Some(first)
+                }
+                _ => {
+                    first_of.entry(update.message_id).or_insert(index);
+                    to_verify.push((index, key));
+                }
+            }
+        }
+        let items: Vec<(&AuthorKey, &PriceUpdate)> =
+            to_verify.iter().map(|(index, key)| (*key, batch[*index].update.as_ref())).collect();
+        let all_valid = items.len() > 1 && mesh_types::verify_batch(&items);
+        for (index, key) in &to_verify {
+            verdicts[*index] =
+                Some(if all_valid { Ok(()) } else { key.verify(batch[*index].update.as_ref()) });
+        }
+        for (index, first) in copy_of.iter().enumerate() {
+            if let Some(first) = first {
+                verdicts[index] = verdicts[*first].clone();
+            }
+        }
+        verdicts
+    }
+
+    fn reject_bad_signature(
+        &self,
+        from: Option<NodeId>,
+        update: &PriceUpdate,
+        error: ValidationError,
+        now: Timestamp,
+    ) -> Outcome {
+        let points = self.config.scoring.bad_signature;
+        self.reject_from(from, update, RejectReason::Invalid(error), points, now)
+    }
+
+    /// Marks a verified update seen, stores its prices, and turns it into the relay copy.
+    async fn accept(
+        &self,
+        from: Option<NodeId>,
+        mut update: Arc<PriceUpdate>,
+        synced: bool,
+    ) -> Result<Outcome, Error> {
+        if synced {
+            self.tracker.mark_seen(update.message_id).await?;
+        } else if !self.tracker.check_and_mark(update.message_id).await? {
+            // Another copy (or another process sharing the tracker) got there first.
+            self.counters.duplicate.increment(1);
+            return Ok(Outcome::Duplicate);
+        }
+        let changed = self.store(&update).await?;
+        self.counters.accepted.increment(1);
+        let (source, hop_count, timestamp) = (update.source_node_id, update.hop_count, update.timestamp);
+        // The copy this node passes on: one hop further, one hop less to go. Done in place (the
+        // caller handed over the update); the log keeps the same copy, so a node synced from
+        // here learns the distance the gossip would have told it.
+        let relayed = Arc::make_mut(&mut update);
+        relayed.hop_count = relayed.hop_count.saturating_add(1);
+        let relay_allowed = relayed.ttl > 0 && !synced;
+        relayed.ttl = relayed.ttl.saturating_sub(1);
+        if !changed.is_empty() {
+            let mut log = lock(&self.log);
+            for price in &changed {
+                log.insert(price.asset, update.clone());
+            }
+        }
+        Ok(Outcome::Accepted(Accepted {
+            source,
+            hop_count,
+            timestamp,
+            changed,
+            relay: relay_allowed.then_some(update),
+            except: from,
+        }))
     }
 
     fn reject_from(
@@ -295,12 +497,11 @@ impl GossipEngine {
             }
             RejectReason::RateLimited => tracing::debug!(%peer, "peer exceeds its update rate; dropping"),
         }
-        let label = match reason {
-            RejectReason::Invalid(_) => "invalid",
-            RejectReason::Untrusted(_) => "untrusted",
-            RejectReason::RateLimited => "rate_limited",
-        };
-        metrics::counter!("mesh_gossip_updates_total", "outcome" => label).increment(1);
+        match reason {
+            RejectReason::Invalid(_) => self.counters.invalid.increment(1),
+            RejectReason::Untrusted(_) => self.counters.untrusted.increment(1),
+            RejectReason::RateLimited => self.counters.rate_limited.increment(1),
+        }
         let ban = if points > 0.0 {
             let mut scores = lock(&self.scores);
             let banned = scores.penalise(peer, points, now).map(|score| Ban {
@@ -319,23 +520,12 @@ impl GossipEngine {
         Outcome::Rejected(Rejected { reason, ban })
     }
 
-    /// Stores every price newest-wins and remembers the signed update behind each one that
-    /// changed, as this node would pass it on: one hop more than it arrived with when it came
-    /// from a peer, so a node synced from here learns its true distance from the source.
-    /// Returns the changed prices.
-    async fn store(&self, update: &PriceUpdate, from_peer: bool) -> Result<Vec<CachedPriceData>, Error> {
+    /// Stores every price newest-wins; returns the ones that changed.
+    async fn store(&self, update: &PriceUpdate) -> Result<Vec<CachedPriceData>, Error> {
         let mut changed = Vec::new();
         for price in update.cached_prices() {
             if self.prices.store(price.clone()).await?.changed() {
                 changed.push(price);
-            }
-        }
-        if !changed.is_empty() {
-            let hop_count = update.hop_count.saturating_add(u8::from(from_peer));
-            let signed = Arc::new(PriceUpdate { ttl: 0, hop_count, ..update.clone() });
-            let mut log = lock(&self.log);
-            for price in &changed {
-                log.insert(price.asset, signed.clone());
             }
         }
         Ok(changed)
@@ -369,10 +559,11 @@ impl GossipEngine {
         Ok((!assets.is_empty()).then_some(Request { assets }))
     }
 
-    /// The original signed updates behind the requested assets (each once, with `ttl` 0 so
-    /// they are not gossiped again, and the hop count they would have if relayed from here). Assets restored from storage after a restart have no
-    /// signed update until a fresh one arrives, and are left out.
-    pub fn on_request(&self, request: &Request) -> Vec<PriceUpdate> {
+    /// The original signed updates behind the requested assets, each once, with `ttl` 0 so
+    /// they are not gossiped again and the hop count they would have if relayed from here.
+    /// Assets restored from storage after a restart have no signed update until a fresh one
+    /// arrives, and are left out.
+    pub fn on_request(&self, request: &Request) -> Vec<Arc<PriceUpdate>> {
         let log = lock(&self.log);
         let mut seen = std::collections::HashSet::new();
         request
@@ -380,38 +571,14 @@ impl GossipEngine {
             .iter()
             .filter_map(|asset| log.get(asset))
             .filter(|update| seen.insert(update.message_id))
-            .map(|update| PriceUpdate::clone(update))
+            .map(|update| {
+                if update.ttl == 0 {
+                    update.clone()
+                } else {
+                    Arc::new(PriceUpdate { ttl: 0, ..PriceUpdate::clone(update) })
+                }
+            })
             .collect()
-    }
-
-    /// Processes an update received in answer to a request: like a gossiped one, except that
-    /// an id already seen is still stored (this node may have seen it and lost the price, e.g.
-    /// in a restart), and nothing is relayed.
-    ///
-    /// # Errors
-    /// When a store fails.
-    pub async fn process_synced(
-        &self,
-        from: NodeId,
-        update: PriceUpdate,
-        now: Timestamp,
-    ) -> Result<Outcome, Error> {
-        if let Some(limited) = self.rate_limit(from, &update, now) {
-            return Ok(limited);
-        }
-        if let Some(rejected) = self.check(Some(from), &update, now) {
-            return Ok(rejected);
-        }
-        self.tracker.mark_seen(update.message_id).await?;
-        let changed = self.store(&update, true).await?;
-        Ok(Outcome::Accepted(Accepted {
-            source: update.source_node_id,
-            hop_count: update.hop_count,
-            timestamp: update.timestamp,
-            changed,
-            relay: None,
-            except: Some(from),
-        }))
     }
 }
 
@@ -420,7 +587,7 @@ mod tests {
     use mesh_dedup::{MemoryTracker, TrackerConfig};
     use mesh_price_cache::MemoryPriceStore;
     use mesh_types::rust_decimal::Decimal;
-    use mesh_types::{Asset, NodeIdentity, PriceData, Signature};
+    use mesh_types::{Asset, NodeIdentity, PriceData, Signature, SignedMessage};
 
     use super::*;
 
@@ -475,7 +642,7 @@ mod tests {
         let relay = outcome.relay.expect("ttl 10 is relayed");
         assert_eq!((relay.ttl, relay.hop_count), (9, 1));
         assert_eq!(
-            PriceUpdate { ttl: 10, hop_count: 0, ..relay.clone() },
+            PriceUpdate { ttl: 10, hop_count: 0, ..PriceUpdate::clone(&relay) },
             original,
             "everything else unchanged"
         );
@@ -640,23 +807,86 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_synced_update_carries_the_hops_it_took_to_reach_the_answering_node() {
+    async fn a_synced_update_carries_the_hops_gossip_would_have_told() {
         let (provider_node, relay, consumer) = (
             engine(GossipConfig::default()),
             engine(GossipConfig::default()),
             engine(GossipConfig::default()),
         );
         let provider = NodeIdentity::generate();
-        let original = update(&provider, "SOL", 100, 10);
-        provider_node.publish(original.clone(), now()).await.unwrap();
+        let published =
+            accepted(provider_node.publish(update(&provider, "SOL", 100, 10), now()).await.unwrap());
         let sol = Request { assets: vec![Asset::new("SOL").unwrap()] };
-        assert_eq!(provider_node.on_request(&sol)[0].hop_count, 0, "from the source itself");
+        let first_hop = published.relay.expect("relayed");
+        assert_eq!(
+            provider_node.on_request(&sol)[0].hop_count,
+            first_hop.hop_count,
+            "as its neighbours hear it"
+        );
 
         // The relay got the update straight from the provider; the consumer syncs from the relay.
-        accepted(relay.process_update(peer(1), original, now()).await.unwrap());
+        let relayed = accepted(relay.process_update(peer(1), first_hop, now()).await.unwrap());
+        let gossiped_hops = relayed.relay.expect("relayed again").hop_count;
         let answer = relay.on_request(&sol).remove(0);
-        assert_eq!((answer.ttl, answer.hop_count), (0, 1), "one relay between source and consumer");
+        assert_eq!((answer.ttl, answer.hop_count), (0, gossiped_hops), "not gossiped again");
         let synced = accepted(consumer.process_synced(peer(2), answer, now()).await.unwrap());
-        assert_eq!(synced.hop_count, 1);
+        assert_eq!(synced.hop_count, gossiped_hops);
+        assert_eq!(synced.relay, None, "a synced update is never relayed");
+    }
+
+    fn received(from: u8, update: PriceUpdate) -> Received {
+        Received { from: peer(from), update: Arc::new(update), synced: false }
+    }
+
+    #[tokio::test]
+    async fn a_batch_gives_the_outcomes_of_one_by_one_processing() {
+        let (batched, single) = (engine(GossipConfig::default()), engine(GossipConfig::default()));
+        let providers: Vec<NodeIdentity> = (0..3).map(|_| NodeIdentity::generate()).collect();
+        let updates: Vec<PriceUpdate> = ["SOL", "ETH", "BTC", "JUP", "BONK"]
+            .iter()
+            .enumerate()
+            .map(|(i, symbol)| update(&providers[i % 3], symbol, 100 + i64::try_from(i).unwrap(), 10))
+            .collect();
+        let batch =
+            updates.iter().cloned().enumerate().map(|(i, u)| received(u8::try_from(i).unwrap(), u)).collect();
+        let outcomes = batched.process_batch(batch, now()).await.unwrap();
+        for (i, (outcome, update)) in outcomes.into_iter().zip(updates).enumerate() {
+            let one = single.process_update(peer(u8::try_from(i).unwrap()), update, now()).await.unwrap();
+            assert_eq!(outcome, one);
+        }
+        assert_eq!(batched.prices.get_all().await.unwrap(), single.prices.get_all().await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn a_forged_update_in_a_batch_is_found_and_the_rest_accepted() {
+        let engine = engine(GossipConfig::default());
+        let provider = NodeIdentity::generate();
+        let mut forged = update(&provider, "ETH", 200, 10);
+        forged.prices.values_mut().for_each(|price| price.price = Decimal::new(1, 2));
+        let batch = vec![
+            received(1, update(&provider, "SOL", 100, 10)),
+            received(2, forged),
+            received(3, update(&provider, "BTC", 300, 10)),
+        ];
+        let outcomes = engine.process_batch(batch, now()).await.unwrap();
+        accepted(outcomes[0].clone());
+        let refused = rejected(outcomes[1].clone());
+        assert!(matches!(refused.reason, RejectReason::Invalid(ValidationError::BadSignature { .. })));
+        accepted(outcomes[2].clone());
+        assert_eq!(engine.prices.len().await.unwrap(), 2);
+    }
+
+    #[tokio::test]
+    async fn copies_within_a_batch_are_duplicates_but_a_forged_twin_cannot_suppress_the_real_one() {
+        let engine = engine(GossipConfig::default());
+        let real = update(&NodeIdentity::generate(), "SOL", 100, 10);
+        let mut forged = real.clone();
+        forged.prices.values_mut().for_each(|price| price.price = Decimal::new(1, 2));
+        let relayed_copy = PriceUpdate { ttl: 7, hop_count: 3, ..real.clone() };
+        let batch = vec![received(1, forged), received(2, real), received(3, relayed_copy)];
+        let outcomes = engine.process_batch(batch, now()).await.unwrap();
+        rejected(outcomes[0].clone());
+        accepted(outcomes[1].clone());
+        assert_eq!(outcomes[2], Outcome::Duplicate);
     }
 }

@@ -16,6 +16,8 @@ mod engine;
 mod scoring;
 mod trust;
 
-pub use engine::{Accepted, Ban, Error, GossipConfig, GossipEngine, Outcome, RejectReason, Rejected};
+pub use engine::{
+    Accepted, Ban, Error, GossipConfig, GossipEngine, Outcome, Received, RejectReason, Rejected,
+};
 pub use scoring::ScoringConfig;
 pub use trust::{TrustEntryError, TrustPolicy};

@@ -110,7 +110,7 @@ async fn run(scenario: Scenario) {
     };
 
     // Publish, collecting the first hops; remember each message's starting TTL.
-    let mut queue: Vec<(usize, usize, PriceUpdate)> = Vec::new();
+    let mut queue: Vec<(usize, usize, Arc<PriceUpdate>)> = Vec::new();
     let mut initial_ttl: HashMap<MessageId, u8> = HashMap::new();
     let mut published: Vec<CachedPriceData> = Vec::new();
     for publication in &scenario.publications {

@@ -49,7 +49,7 @@ pub fn price(asset: Asset, seconds: i64, nanos: u32, source_number: u8, value: D
         price: value,
         timestamp: Timestamp::from_timestamp(1_704_067_200 + seconds, nanos).expect("in range"),
         source_node_id: source(source_number),
-        blockchain: "Solana".to_owned(),
+        blockchain: "Solana".into(),
         change_24h: if seconds % 2 == 0 { Some(Decimal::new(-21, 1)) } else { None },
     }
 }
@@ -64,6 +64,7 @@ pub async fn run_all(store: Arc<dyn PriceStore>) {
     equivocation_converges(store.as_ref()).await;
     values_round_trip_exactly(store.as_ref()).await;
     listing_and_digest_agree(store.as_ref()).await;
+    a_reader_sees_what_get_sees(store.as_ref()).await;
     concurrent_stores_keep_the_newest(store.clone()).await;
     converges_whatever_the_order(store.as_ref(), &Assets::fresh(), 2_000, 0x5eed, 7).await;
 }
@@ -125,7 +126,7 @@ pub async fn values_round_trip_exactly(store: &dyn PriceStore) {
     let assets = Assets::fresh();
     let mut exact = price(assets.nth(0), 3, 123_456_789, 7, "124.50".parse().unwrap());
     exact.change_24h = Some("-0.000001".parse().unwrap());
-    exact.blockchain = "Ethereum Mainnet".to_owned();
+    exact.blockchain = "Ethereum Mainnet".into();
     store.store(exact.clone()).await.unwrap();
     let back = store.get(exact.asset).await.unwrap().expect("stored");
     assert_eq!(back, exact);
@@ -156,6 +157,23 @@ pub async fn listing_and_digest_agree(store: &dyn PriceStore) {
     }
     let freshness = store.freshness(prices[4].timestamp, std::time::Duration::from_secs(3600)).await.unwrap();
     assert!(freshness.is_some());
+}
+
+/// A store that offers a [`PriceStore::reader`] answers through it exactly as through `get`,
+/// including changes made after the reader was taken.
+pub async fn a_reader_sees_what_get_sees(store: &dyn PriceStore) {
+    let Some(reader) = store.reader() else { return };
+    let assets = Assets::fresh();
+    let first = price(assets.nth(0), 1, 0, 1, Decimal::ONE);
+    assert_eq!(reader.get(first.asset), None);
+    store.store(first.clone()).await.unwrap();
+    assert_eq!(reader.get(first.asset), Some(first.clone()));
+    let newer = price(first.asset, 2, 0, 1, Decimal::TWO);
+    store.store(newer.clone()).await.unwrap();
+    assert_eq!(reader.get(first.asset), store.get(first.asset).await.unwrap());
+    assert_eq!(reader.get(first.asset), Some(newer));
+    assert_eq!(reader.get_all(), store.get_all().await.unwrap());
+    assert_eq!(reader.len(), store.len().await.unwrap());
 }
 
 /// Many tasks storing prices of one asset concurrently leave the newest one.

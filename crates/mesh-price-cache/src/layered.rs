@@ -20,7 +20,7 @@ use async_trait::async_trait;
 use mesh_types::{Asset, BackendHealth, CachedPriceData, PriceMap, Timestamp};
 use tokio::time::{Duration, Instant};
 
-use crate::{Error, MemoryPriceStore, PriceStore, Result, StoreOutcome};
+use crate::{Error, MemoryPriceStore, PriceReader, PriceStore, Result, StoreOutcome};
 
 /// Memory in front of a durable price store, degrading to memory when the durable one fails.
 pub struct LayeredPriceStore {
@@ -185,6 +185,10 @@ impl PriceStore for LayeredPriceStore {
 
     async fn len(&self) -> Result<usize> {
         self.memory.len().await
+    }
+
+    fn reader(&self) -> Option<PriceReader> {
+        Some(self.memory.reader())
     }
 }
 

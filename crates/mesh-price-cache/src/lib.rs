@@ -32,7 +32,7 @@ mod redis;
 pub mod conformance;
 
 pub use layered::LayeredPriceStore;
-pub use memory::MemoryPriceStore;
+pub use memory::{MemoryPriceStore, PriceReader};
 #[cfg(feature = "postgres")]
 pub use postgres::PostgresPriceStore;
 #[cfg(feature = "redis")]
@@ -118,6 +118,14 @@ pub trait PriceStore: Send + Sync {
 
     /// How many assets are held.
     async fn len(&self) -> Result<usize>;
+
+    /// A synchronous read-only view of the prices, when this store keeps them in process
+    /// memory (the memory and layered stores; not Redis or PostgreSQL alone). Readers that
+    /// poll — an API, a trading loop — use it to read in nanoseconds; writes still go through
+    /// [`PriceStore::store`].
+    fn reader(&self) -> Option<PriceReader> {
+        None
+    }
 
     /// Whether nothing is held.
     async fn is_empty(&self) -> Result<bool> {

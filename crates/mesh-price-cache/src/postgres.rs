@@ -58,7 +58,7 @@ impl Row {
             price,
             timestamp,
             source_node_id: NodeId::from_uuid(self.source_node_id),
-            blockchain: self.blockchain.clone(),
+            blockchain: self.blockchain.as_str().into(),
             change_24h,
         })
     }

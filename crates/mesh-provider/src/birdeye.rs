@@ -349,7 +349,7 @@ fn to_price_data(asset: Asset, entry: &SymbolEntry, found: Option<&serde_json::V
     };
     let change_24h = token.price_change_24h.and_then(to_decimal);
     tracing::debug!(%asset, %price, updated = ?token.update_unix_time, "Birdeye price");
-    Some(PriceData { asset, price, blockchain: entry.blockchain.clone(), change_24h })
+    Some(PriceData { asset, price, blockchain: entry.blockchain.as_str().into(), change_24h })
 }
 
 #[async_trait]

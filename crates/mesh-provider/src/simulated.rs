@@ -100,7 +100,7 @@ impl Walk {
         }
         let change = (self.current - self.base) / self.base * 100.0;
         let change_24h = Decimal::try_from(change).ok().map(|change| change.round_dp(4));
-        Some(PriceData { asset, price, blockchain: self.blockchain.to_owned(), change_24h })
+        Some(PriceData { asset, price, blockchain: self.blockchain.into(), change_24h })
     }
 }
 
@@ -243,7 +243,7 @@ mod tests {
         let price = as_f64(first[0].price);
         let base = derived_base("NEWCOIN");
         assert!((price / base - 1.0).abs() < 0.05, "{price} near {base}");
-        assert_eq!(first[0].blockchain, "Simulated");
+        assert_eq!(&*first[0].blockchain, "Simulated");
     }
 
     #[tokio::test]

@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use mesh_coordination::{FetchCoordinator, ObservedCoordinator};
 use mesh_dedup::{LayeredTracker, MemoryTracker, MessageTracker, TrackerConfig};
-use mesh_gossip::{GossipConfig, GossipEngine, Outcome};
+use mesh_gossip::{Accepted, GossipConfig, GossipEngine, Outcome, Received};
 use mesh_peer_store::{MemoryPeerStore, PeerStore};
 use mesh_price_cache::{LayeredPriceStore, MemoryPriceStore, PriceStore};
 use mesh_provider::{ProviderNode, ProviderTask};
@@ -41,6 +41,10 @@ use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use crate::status::{NetworkStatusTracker, StatusConfig};
+
+/// Most price updates taken off the queue at once to verify as one batch: enough to halve the
+/// signature cost under load, few enough that the first waits little for the last.
+const MAX_UPDATE_BATCH: usize = 64;
 
 /// How the node behaves beyond the network layer's settings.
 #[derive(Debug, Clone, PartialEq)]
@@ -205,6 +209,7 @@ impl ServiceBuilder {
             requested: Mutex::new(HashMap::new()),
             is_provider: AtomicBool::new(false),
             provider: Mutex::new(None),
+            propagation_latency: metrics::histogram!("mesh_message_propagation_latency_seconds"),
             shutdown: CancellationToken::new(),
             config,
         });
@@ -244,6 +249,8 @@ struct Inner {
     is_provider: AtomicBool,
     /// The provider loop's task, stopped at shutdown.
     provider: Mutex<Option<ProviderTask>>,
+    /// `mesh_message_propagation_latency_seconds`, registered once: recording is per update.
+    propagation_latency: metrics::Histogram,
     shutdown: CancellationToken,
 }
 
@@ -435,7 +442,7 @@ impl Inner {
         if let Outcome::Accepted(accepted) = &outcome {
             if let Some(relay) = &accepted.relay {
                 metrics::counter!("mesh_provider_broadcast_attempts_total").increment(1);
-                let sent = self.manager.broadcast(&MeshMessage::PriceUpdate(relay.clone()), None);
+                let sent = self.manager.broadcast(&MeshMessage::PriceUpdate(Arc::clone(relay)), None);
                 tracing::info!(assets = accepted.changed.len(), peers = sent, "provider broadcast complete");
                 if sent > 0 {
                     metrics::counter!("mesh_provider_broadcast_success_total").increment(1);
@@ -459,13 +466,45 @@ impl Inner {
     }
 
     async fn event_loop(self: Arc<Self>, mut events: mpsc::Receiver<TransportEvent>) {
+        // An event taken off the queue while gathering a batch of updates, handled next.
+        let mut next: Option<TransportEvent> = None;
         loop {
-            let event = tokio::select! {
-                () = self.shutdown.cancelled() => break,
-                event = events.recv() => event,
+            let event = match next.take() {
+                Some(event) => event,
+                None => {
+                    let event = tokio::select! {
+                        () = self.shutdown.cancelled() => break,
+                        event = events.recv() => event,
+                    };
+                    let Some(event) = event else { break };
+                    event
+                }
             };
-            let Some(event) = event else { break };
-            if let Err(err) = self.handle(event).await {
+            let result = match event {
+                TransportEvent::Message { from, message: MeshMessage::PriceUpdate(update) } => {
+                    // Updates already waiting join this one, so their signatures are verified
+                    // as a batch; anything else waits its turn, so order is kept.
+                    let mut batch = vec![(from, update)];
+                    while batch.len() < MAX_UPDATE_BATCH {
+                        match events.try_recv() {
+                            Ok(TransportEvent::Message {
+                                from,
+                                message: MeshMessage::PriceUpdate(update),
+                            }) => {
+                                batch.push((from, update));
+                            }
+                            Ok(other) => {
+                                next = Some(other);
+                                break;
+                            }
+                            Err(_) => break,
+                        }
+                    }
+                    self.on_updates(batch).await
+                }
+                event => self.handle(event).await,
+            };
+            if let Err(err) = result {
                 tracing::warn!(error = %err, "cannot process a message");
             }
         }
@@ -488,7 +527,7 @@ impl Inner {
 
     async fn on_message(&self, from: NodeId, message: MeshMessage) -> Result<(), mesh_gossip::Error> {
         match message {
-            MeshMessage::PriceUpdate(update) => self.on_update(from, update).await?,
+            MeshMessage::PriceUpdate(update) => self.on_updates(vec![(from, update)]).await?,
             MeshMessage::Digest(digest) => {
                 if let Some(request) = self.engine.on_digest(&digest).await? {
                     lock(&self.requested).entry(from).or_default().extend(request.assets.iter().copied());
@@ -508,49 +547,51 @@ impl Inner {
         Ok(())
     }
 
-    async fn on_update(&self, from: NodeId, update: PriceUpdate) -> Result<(), mesh_gossip::Error> {
-        let answers_request = {
+    async fn on_updates(&self, batch: Vec<(NodeId, Arc<PriceUpdate>)>) -> Result<(), mesh_gossip::Error> {
+        let batch: Vec<Received> = {
             let mut requested = lock(&self.requested);
-            requested.get_mut(&from).is_some_and(|assets| {
-                let asked = update.prices.keys().any(|asset| assets.contains(asset));
-                for asset in update.prices.keys() {
-                    assets.remove(asset);
-                }
-                asked
-            })
+            batch
+                .into_iter()
+                .map(|(from, update)| {
+                    let synced = requested.get_mut(&from).is_some_and(|assets| {
+                        let asked = update.prices.keys().any(|asset| assets.contains(asset));
+                        for asset in update.prices.keys() {
+                            assets.remove(asset);
+                        }
+                        asked
+                    });
+                    Received { from, update, synced }
+                })
+                .collect()
         };
-        let outcome = if answers_request {
-            self.engine.process_synced(from, update, now()).await?
-        } else {
-            self.engine.process_update(from, update, now()).await?
-        };
-        match outcome {
-            Outcome::Accepted(accepted) => {
-                if let Some(relay) = &accepted.relay {
-                    self.manager.broadcast(&MeshMessage::PriceUpdate(relay.clone()), accepted.except);
+        for outcome in self.engine.process_batch(batch, now()).await? {
+            match outcome {
+                Outcome::Accepted(accepted) => self.on_accepted(accepted).await,
+                Outcome::Rejected(rejected) => {
+                    if let Some(ban) = rejected.ban {
+                        self.manager.ban_for(ban.peer, ban.reason, ban.duration).await;
+                    }
                 }
-                if accepted.source != self.me()
-                    && let Err(err) = self.coordinator.observe(accepted.source, accepted.timestamp).await
-                {
-                    tracing::debug!(error = %err, "cannot report a fetch to the coordinator");
-                }
-                if accepted.source != self.me()
-                    && let Ok(latency) = (now() - accepted.timestamp).to_std()
-                {
-                    metrics::histogram!("mesh_message_propagation_latency_seconds")
-                        .record(latency.as_secs_f64());
-                }
-                // Each relay counts its hop before sending, so the hop count is the distance.
-                self.record(accepted.source, accepted.hop_count, &accepted.changed);
+                Outcome::Duplicate => {}
             }
-            Outcome::Rejected(rejected) => {
-                if let Some(ban) = rejected.ban {
-                    self.manager.ban_for(ban.peer, ban.reason, ban.duration).await;
-                }
-            }
-            Outcome::Duplicate => {}
         }
         Ok(())
+    }
+
+    async fn on_accepted(&self, accepted: Accepted) {
+        if let Some(relay) = accepted.relay {
+            self.manager.broadcast(&MeshMessage::PriceUpdate(relay), accepted.except);
+        }
+        if accepted.source != self.me() {
+            if let Err(err) = self.coordinator.observe(accepted.source, accepted.timestamp).await {
+                tracing::debug!(error = %err, "cannot report a fetch to the coordinator");
+            }
+            if let Ok(latency) = (now() - accepted.timestamp).to_std() {
+                self.propagation_latency.record(latency.as_secs_f64());
+            }
+        }
+        // Each relay counts its hop before sending, so the hop count is the distance.
+        self.record(accepted.source, accepted.hop_count, &accepted.changed);
     }
 
     /// Verifies, deduplicates and relays a signed message of the mesh-wide kinds; `true` if it

@@ -9,7 +9,7 @@ use mesh_types::MeshMessage;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::TransportError;
+use crate::{Outbound, TransportError};
 
 /// A link to another node.
 #[derive(Debug)]
@@ -27,7 +27,7 @@ pub struct Connection {
 #[derive(Debug)]
 pub struct ConnectionIo {
     /// Messages queued by the connection's users, to be written out.
-    pub outgoing: mpsc::Receiver<MeshMessage>,
+    pub outgoing: mpsc::Receiver<Outbound>,
     /// Where to deliver arriving messages, or the error that ends the connection.
     pub incoming: mpsc::Sender<Result<MeshMessage, TransportError>>,
     /// Cancelled when either side closes the connection.
@@ -58,7 +58,7 @@ impl Connection {
 /// Queues messages for one connection. Cloning is cheap; all clones feed the same link.
 #[derive(Debug, Clone)]
 pub struct MessageSender {
-    queue: mpsc::Sender<MeshMessage>,
+    queue: mpsc::Sender<Outbound>,
     remote_addr: SocketAddr,
     closed: CancellationToken,
 }
@@ -68,11 +68,11 @@ impl MessageSender {
     ///
     /// # Errors
     /// [`TransportError::Closed`] when the connection is closed.
-    pub async fn send(&self, message: MeshMessage) -> Result<(), TransportError> {
+    pub async fn send(&self, message: impl Into<Outbound>) -> Result<(), TransportError> {
         if self.closed.is_cancelled() {
             return Err(TransportError::Closed { addr: self.remote_addr });
         }
-        self.queue.send(message).await.map_err(|_| TransportError::Closed { addr: self.remote_addr })
+        self.queue.send(message.into()).await.map_err(|_| TransportError::Closed { addr: self.remote_addr })
     }
 
     /// Queues `message` if there is room now. `Ok(false)` means the queue is full: the peer is
@@ -80,11 +80,11 @@ impl MessageSender {
     ///
     /// # Errors
     /// [`TransportError::Closed`] when the connection is closed.
-    pub fn try_send(&self, message: MeshMessage) -> Result<bool, TransportError> {
+    pub fn try_send(&self, message: impl Into<Outbound>) -> Result<bool, TransportError> {
         if self.closed.is_cancelled() {
             return Err(TransportError::Closed { addr: self.remote_addr });
         }
-        match self.queue.try_send(message) {
+        match self.queue.try_send(message.into()) {
             Ok(()) => Ok(true),
             Err(mpsc::error::TrySendError::Full(_)) => Ok(false),
             Err(mpsc::error::TrySendError::Closed(_)) => {

@@ -29,6 +29,7 @@ mod events;
 pub mod handshake;
 mod manager;
 mod memory;
+mod outbound;
 mod tcp;
 
 pub use config::{ConfigError, ManagerConfig};
@@ -38,6 +39,7 @@ pub use error::TransportError;
 pub use events::{ConnectedPeer, Direction, TransportEvent};
 pub use manager::{ConnectionManager, StartError};
 pub use memory::{LinkFaults, MemoryNetwork, MemoryTransport};
+pub use outbound::Outbound;
 pub use tcp::TcpTransport;
 
 /// Listens for and dials connections.

@@ -51,7 +51,7 @@ use crate::discovery::{self, Beacon, LanDiscovery};
 use crate::events::{ConnectedPeer, Direction, TransportEvent};
 use crate::handshake::{HandshakeConfig, HandshakeFailure, PeerInfo, handshake};
 use crate::{
-    ConfigError, Connection, Listener, ManagerConfig, MessageReceiver, MessageSender, Transport,
+    ConfigError, Connection, Listener, ManagerConfig, MessageReceiver, MessageSender, Outbound, Transport,
     TransportError,
 };
 
@@ -265,7 +265,9 @@ impl ConnectionManager {
             .filter(|(node, _)| Some(**node) != except)
             .map(|(_, peer)| peer.sender.clone())
             .collect();
-        senders.iter().filter(|sender| matches!(sender.try_send(message.clone()), Ok(true))).count()
+        // One shared message for every peer: encoded once, however many connections send it.
+        let outbound = Outbound::new(message.clone());
+        senders.iter().filter(|sender| matches!(sender.try_send(outbound.clone()), Ok(true))).count()
     }
 
     /// Bans `node` for `reason` for `duration` and disconnects it.

@@ -2,7 +2,10 @@
 //! tests. Connections are pairs of bounded channels, so a hundred nodes cost no sockets.
 //!
 //! Messages travel as [`MeshMessage`] values: nothing is encoded, so frame limits, the codec and
-//! read and write timeouts do not apply. What the network does apply, per pair of addresses and
+//! read and write timeouts do not apply — unless the network is made with
+//! [`MemoryNetwork::with_wire_codec`], when every message crosses as its wire payload (encoded
+//! once per broadcast, decoded by each receiver, frame limit applied, bytes counted), so a
+//! simulation pays what TCP nodes pay for the codec. What the network does apply, per pair of addresses and
 //! changeable at any time, is [`LinkFaults`] (latency and random loss) and partitions (loss
 //! between two groups of nodes, and refused dials across them). Order is preserved on every
 //! connection whatever the latency does, as on a TCP stream.
@@ -14,14 +17,15 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use mesh_types::MeshMessage;
+use mesh_types::{Codec, MeshMessage};
 use rand::RngExt;
 use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep_until, timeout};
 use tokio_util::sync::CancellationToken;
 use tracing::trace;
 
-use crate::{Connection, ConnectionIo, LinkConfig, Listener, Transport, TransportError};
+use crate::tcp::LENGTH_FIELD_LEN;
+use crate::{Connection, ConnectionIo, LinkConfig, Listener, Outbound, Transport, TransportError};
 
 /// The first port handed out to a listen address with port 0, as an operating system would
 /// pick from its ephemeral range.
@@ -59,7 +63,10 @@ pub struct MemoryNetwork {
     /// How long a dial waits for a listener whose backlog is full.
     connect_timeout: Duration,
     state: Mutex<State>,
+    /// Set by [`MemoryNetwork::with_wire_codec`]: messages cross as payloads of this codec.
+    codec: Option<Codec>,
     delivered: AtomicU64,
+    bytes_delivered: AtomicU64,
     dropped: AtomicU64,
 }
 
@@ -114,13 +121,27 @@ impl MemoryNetwork {
     /// A network whose queues hold `config.send_queue` messages and whose dials wait at most
     /// `config.connect_timeout` for a busy listener. The other limits do not apply in memory.
     pub fn with_config(config: LinkConfig) -> Arc<Self> {
-        Arc::new(Self {
+        Arc::new(Self::build(config, None))
+    }
+
+    /// Like [`MemoryNetwork::with_config`], but messages cross as wire payloads: encoded once
+    /// per message (however many links it is sent on), decoded by every receiver, refused
+    /// above `config.max_frame_size` as a TCP link refuses them, and counted in
+    /// [`MemoryNetwork::bytes_delivered`].
+    pub fn with_wire_codec(config: LinkConfig) -> Arc<Self> {
+        Arc::new(Self::build(config, Some(Codec::new(config.max_frame_size))))
+    }
+
+    fn build(config: LinkConfig, codec: Option<Codec>) -> Self {
+        Self {
             capacity: config.send_queue.max(1),
             connect_timeout: config.connect_timeout,
             state: Mutex::new(State::default()),
+            codec,
             delivered: AtomicU64::new(0),
+            bytes_delivered: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
-        })
+        }
     }
 
     /// A node's handle on the network: its dials come from `local_addr`, which is the
@@ -157,10 +178,34 @@ impl MemoryNetwork {
         self.delivered.load(Ordering::Relaxed)
     }
 
+    /// Bytes handed to receiving connections so far, length prefixes included, as a TCP link
+    /// would carry them; 0 unless made with [`MemoryNetwork::with_wire_codec`].
+    pub fn bytes_delivered(&self) -> u64 {
+        self.bytes_delivered.load(Ordering::Relaxed)
+    }
+
     /// Messages lost to [`LinkFaults::drop_probability`] or a partition so far. Messages
     /// discarded because their connection closed are not counted.
     pub fn dropped(&self) -> u64 {
         self.dropped.load(Ordering::Relaxed)
+    }
+
+    /// The message the receiver at `to` gets: the shared value, or with a wire codec, the
+    /// payload decoded as the receiver's transport would decode it (`None`, after a trace,
+    /// for a message too large to send).
+    fn unpack(&self, outbound: &Outbound, to: SocketAddr) -> Option<MeshMessage> {
+        let Some(codec) = &self.codec else { return Some(outbound.to_message()) };
+        let decoded = outbound.payload(codec.max_message_size()).and_then(|payload| {
+            self.bytes_delivered.fetch_add((payload.len() + LENGTH_FIELD_LEN) as u64, Ordering::Relaxed);
+            codec.decode(&payload)
+        });
+        match decoded {
+            Ok(message) => Some(message),
+            Err(err) => {
+                trace!(%to, kind = outbound.message().kind(), error = %err, "message cannot cross the link");
+                None
+            }
+        }
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
@@ -284,7 +329,7 @@ struct Direction<'a> {
 }
 
 /// A message on its way, due at an instant.
-type InFlight = (Instant, MeshMessage);
+type InFlight = (Instant, Outbound);
 
 /// Carries one direction. When the sending end closes, what it queued before still arrives
 /// (as TCP writes out its buffer before the FIN) and then the receiving end closes; when the
@@ -292,7 +337,7 @@ type InFlight = (Instant, MeshMessage);
 async fn pump(
     network: &MemoryNetwork,
     direction: Direction<'_>,
-    outgoing: mpsc::Receiver<MeshMessage>,
+    outgoing: mpsc::Receiver<Outbound>,
     incoming: mpsc::Sender<Result<MeshMessage, TransportError>>,
 ) {
     let (in_flight_tx, in_flight_rx) = mpsc::channel(network.capacity);
@@ -313,7 +358,7 @@ async fn pump(
 async fn carry(
     network: &MemoryNetwork,
     direction: Direction<'_>,
-    mut outgoing: mpsc::Receiver<MeshMessage>,
+    mut outgoing: mpsc::Receiver<Outbound>,
     in_flight: mpsc::Sender<InFlight>,
 ) {
     let mut closing = false;
@@ -360,7 +405,7 @@ async fn deliver(
             () = direction.to_closed.cancelled() => return,
             next = in_flight.recv() => next,
         };
-        let Some((due, message)) = next else { return };
+        let Some((due, outbound)) = next else { return };
         if due > Instant::now() {
             tokio::select! {
                 biased;
@@ -373,6 +418,7 @@ async fn deliver(
             network.dropped.fetch_add(1, Ordering::Relaxed);
             continue;
         }
+        let Some(message) = network.unpack(&outbound, direction.to) else { continue };
         tokio::select! {
             biased;
             () = direction.to_closed.cancelled() => return,
@@ -485,6 +531,24 @@ mod tests {
         assert_eq!(recv(&mut dialled).await.unwrap().unwrap(), goodbye);
         assert_eq!(network.delivered(), 2);
         assert_eq!(network.dropped(), 0);
+    }
+
+    #[tokio::test]
+    async fn with_the_wire_codec_messages_cross_as_counted_payloads_within_the_frame_limit() {
+        let config = LinkConfig { max_frame_size: 256, ..LinkConfig::default() };
+        let network = MemoryNetwork::with_wire_codec(config);
+        let Linked { dialled, mut accepted, _listener } = link(&network, addr(1), addr(2)).await;
+        dialled.sender.send(ping(9)).await.unwrap();
+        assert_eq!(recv(&mut accepted).await.unwrap().unwrap(), ping(9));
+        let payload = Codec::default().encode(&ping(9)).unwrap();
+        assert_eq!(network.bytes_delivered(), (payload.len() + LENGTH_FIELD_LEN) as u64);
+
+        // Too large for the link: dropped like a TCP writer drops it; the link carries on.
+        let big = MeshMessage::Goodbye(Goodbye { reason: GoodbyeReason::Other("x".repeat(300)) });
+        dialled.sender.send(big).await.unwrap();
+        dialled.sender.send(ping(10)).await.unwrap();
+        assert_eq!(recv(&mut accepted).await.unwrap().unwrap(), ping(10));
+        assert_eq!(network.delivered(), 2);
     }
 
     #[tokio::test(start_paused = true)]

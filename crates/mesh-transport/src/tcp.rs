@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use futures::{SinkExt, StreamExt};
 use mesh_types::{Codec, MeshMessage};
 use tokio::io::AsyncWriteExt;
@@ -31,10 +31,10 @@ use tokio_util::codec::{Decoder, FramedRead, FramedWrite, LengthDelimitedCodec, 
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, trace, warn};
 
-use crate::{Connection, ConnectionIo, LinkConfig, Listener, Transport, TransportError};
+use crate::{Connection, ConnectionIo, LinkConfig, Listener, Outbound, Transport, TransportError};
 
 /// Bytes in the length prefix of a frame.
-const LENGTH_FIELD_LEN: usize = 4;
+pub(crate) const LENGTH_FIELD_LEN: usize = 4;
 
 /// At most this many messages go out in one flush, so one busy connection cannot hold a huge
 /// buffer.
@@ -330,15 +330,14 @@ type FrameWriter = FramedWrite<OwnedWriteHalf, LengthDelimitedCodec>;
 
 async fn write_loop(
     write_half: OwnedWriteHalf,
-    mut outgoing: mpsc::Receiver<MeshMessage>,
+    mut outgoing: mpsc::Receiver<Outbound>,
     link: Arc<Link>,
     config: LinkConfig,
 ) {
     let addr = link.remote_addr;
-    let codec = Codec::new(config.max_frame_size);
+    let max_size = config.max_frame_size;
     let mut frames = FramedWrite::new(write_half, frame_codec(config.max_frame_size));
     frames.set_backpressure_boundary(MAX_BATCH_BYTES);
-    let mut scratch = Vec::with_capacity(1024);
     loop {
         let first = tokio::select! {
             biased;
@@ -352,10 +351,8 @@ async fn write_loop(
             break;
         };
         let result = {
-            let batch = timeout(
-                config.write_timeout,
-                write_batch(&mut frames, first, &mut outgoing, &codec, &mut scratch, addr),
-            );
+            let batch =
+                timeout(config.write_timeout, write_batch(&mut frames, first, &mut outgoing, max_size, addr));
             tokio::pin!(batch);
             tokio::select! {
                 biased;
@@ -383,7 +380,7 @@ async fn write_loop(
     outgoing.close();
     let farewell = async {
         while let Some(message) = outgoing.recv().await {
-            feed(&mut frames, &message, &codec, &mut scratch, addr).await?;
+            feed(&mut frames, &message, max_size, addr).await?;
         }
         flush(&mut frames).await?;
         frames.get_mut().shutdown().await
@@ -399,17 +396,16 @@ async fn write_loop(
 /// Writes `first` and whatever else is already queued, up to the batch bounds, with one flush.
 async fn write_batch(
     frames: &mut FrameWriter,
-    first: MeshMessage,
-    outgoing: &mut mpsc::Receiver<MeshMessage>,
-    codec: &Codec,
-    scratch: &mut Vec<u8>,
+    first: Outbound,
+    outgoing: &mut mpsc::Receiver<Outbound>,
+    max_size: usize,
     addr: SocketAddr,
 ) -> io::Result<()> {
     let mut count = 1;
-    let mut bytes = feed(frames, &first, codec, scratch, addr).await?;
+    let mut bytes = feed(frames, &first, max_size, addr).await?;
     while count < MAX_BATCH_MESSAGES && bytes < MAX_BATCH_BYTES {
         let Ok(message) = outgoing.try_recv() else { break };
-        bytes += feed(frames, &message, codec, scratch, addr).await?;
+        bytes += feed(frames, &message, max_size, addr).await?;
         count += 1;
     }
     flush(frames).await?;
@@ -420,26 +416,29 @@ async fn write_batch(
 /// Writes out the write buffer. (The codec takes both `Bytes` and slices, so the sink's item
 /// type must be named.)
 async fn flush(frames: &mut FrameWriter) -> io::Result<()> {
-    SinkExt::<&[u8]>::flush(frames).await
+    SinkExt::<Bytes>::flush(frames).await
 }
 
-/// Queues one frame in the write buffer and returns its payload size. A message that cannot
-/// be encoded (too large) is skipped: the peer would refuse it anyway, and the connection is
-/// still good for everything else.
+/// Queues one frame in the write buffer and returns its payload size. The payload is encoded
+/// once for every connection the message goes to. A message that cannot be encoded (too
+/// large) is skipped: the peer would refuse it anyway, and the connection is still good for
+/// everything else.
 async fn feed(
     frames: &mut FrameWriter,
-    message: &MeshMessage,
-    codec: &Codec,
-    scratch: &mut Vec<u8>,
+    message: &Outbound,
+    max_size: usize,
     addr: SocketAddr,
 ) -> io::Result<usize> {
-    scratch.clear();
-    if let Err(err) = codec.encode_into(message, scratch) {
-        warn!(%addr, kind = message.kind(), error = %err, "dropping a message that cannot be sent");
-        return Ok(0);
-    }
-    frames.feed(scratch.as_slice()).await?;
-    Ok(scratch.len())
+    let payload = match message.payload(max_size) {
+        Ok(payload) => payload,
+        Err(err) => {
+            warn!(%addr, kind = message.message().kind(), error = %err, "dropping a message that cannot be sent");
+            return Ok(0);
+        }
+    };
+    let size = payload.len();
+    frames.feed(payload).await?;
+    Ok(size)
 }
 
 #[cfg(test)]
@@ -498,7 +497,7 @@ mod tests {
             MeshMessage::HelloAck(HelloAck::prove(&identity, &network, &nonce)),
             ping(1),
             MeshMessage::Pong(Heartbeat { nonce: 1, is_provider: true, peer_count: 8 }),
-            MeshMessage::PriceUpdate(price_update(&identity, now)),
+            MeshMessage::from(price_update(&identity, now)),
             MeshMessage::Digest(Digest {
                 entries: vec![DigestEntry {
                     asset: sol,

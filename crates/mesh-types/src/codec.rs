@@ -283,7 +283,7 @@ mod size_tests {
             10,
             chrono::Utc::now(),
         );
-        let size = Codec::default().encode(&MeshMessage::PriceUpdate(update)).unwrap().len();
+        let size = Codec::default().encode(&MeshMessage::from(update)).unwrap().len();
         eprintln!("one-price update: {size} bytes");
         assert!(size <= 170, "a one-price update takes {size} bytes");
     }

@@ -29,15 +29,16 @@
 //! let update = PriceUpdate::new_signed(&provider, [sol], 10, chrono::Utc::now());
 //!
 //! let codec = Codec::default();
-//! let payload = codec.encode(&MeshMessage::PriceUpdate(update.clone()))?;
+//! let payload = codec.encode(&MeshMessage::from(update.clone()))?;
 //! let MeshMessage::PriceUpdate(received) = codec.decode(&payload)? else { unreachable!() };
 //! received.validate_and_verify(&ValidationPolicy::default(), chrono::Utc::now())?;
-//! assert_eq!(received, update);
+//! assert_eq!(*received, update);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
 mod api;
 mod asset;
+mod author_key;
 mod canonical;
 pub mod codec;
 mod freshness;
@@ -58,6 +59,7 @@ mod warning;
 
 pub use api::{ApiResponse, FeedMessage, ProviderState, ProviderStatus};
 pub use asset::{Asset, AssetError, MAX_ASSET_LEN};
+pub use author_key::{AuthorKey, verify_batch};
 pub use codec::{Codec, CodecError};
 pub use freshness::DataFreshness;
 pub use health::BackendHealth;

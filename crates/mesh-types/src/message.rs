@@ -6,6 +6,7 @@
 //! [`crate::codec::WIRE_FORMAT_VERSION`] or [`PROTOCOL_VERSION`].
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -34,8 +35,9 @@ pub enum MeshMessage {
     Ping(Heartbeat),
     /// Heartbeat answer, echoing the ping's nonce.
     Pong(Heartbeat),
-    /// Signed prices being gossiped.
-    PriceUpdate(PriceUpdate),
+    /// Signed prices being gossiped. Shared: a node passes one received update to its store's
+    /// log and to every peer it relays to without copying it.
+    PriceUpdate(Arc<PriceUpdate>),
     /// Anti-entropy: the newest timestamp I hold per asset.
     Digest(Digest),
     /// Anti-entropy: send me your updates for these assets.
@@ -48,6 +50,18 @@ pub enum MeshMessage {
     Alert(Alert),
     /// I am closing this connection, and why.
     Goodbye(Goodbye),
+}
+
+impl From<PriceUpdate> for MeshMessage {
+    fn from(update: PriceUpdate) -> Self {
+        Self::PriceUpdate(Arc::new(update))
+    }
+}
+
+impl From<Arc<PriceUpdate>> for MeshMessage {
+    fn from(update: Arc<PriceUpdate>) -> Self {
+        Self::PriceUpdate(update)
+    }
 }
 
 impl MeshMessage {

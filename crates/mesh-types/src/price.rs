@@ -7,6 +7,7 @@
 //! compactly (see `serde_util`).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use rust_decimal::Decimal;
 use serde::ser::SerializeStruct;
@@ -26,8 +27,9 @@ pub struct PriceData {
     /// Price in US dollars; always positive in a valid update.
     #[serde(deserialize_with = "decimal::deserialize")]
     pub price: Decimal,
-    /// The chain the asset trades on, e.g. `"Solana"`.
-    pub blockchain: String,
+    /// The chain the asset trades on, e.g. `"Solana"`. Shared, so copying a price into the
+    /// cache and out to readers never copies the name.
+    pub blockchain: Arc<str>,
     /// Change over the last 24 hours in percent, when the source reports it.
     #[serde(default, deserialize_with = "opt_decimal::deserialize")]
     pub change_24h: Option<Decimal>,
@@ -48,7 +50,7 @@ pub struct CachedPriceData {
     /// The provider that published it.
     pub source_node_id: NodeId,
     /// The chain the asset trades on.
-    pub blockchain: String,
+    pub blockchain: Arc<str>,
     /// Change over the last 24 hours in percent, when known.
     #[serde(default, deserialize_with = "opt_decimal::deserialize")]
     pub change_24h: Option<Decimal>,

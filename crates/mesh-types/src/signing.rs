@@ -1,11 +1,11 @@
 //! Signed messages: the [`SignedMessage`] trait shared by every message that carries its
 //! author's key and signature ([`crate::PriceUpdate`], [`crate::Announce`], [`crate::Alert`]).
 //!
-//! Verification is strict Ed25519 (`verify_strict`: no small-order keys, canonical
-//! signatures only) and first checks that the claimed node id is the one derived from the
+//! Verification is strict Ed25519 (the rules of `verify_strict`: no small-order keys or
+//! `R`, canonical signatures only; see [`AuthorKey`]) and first checks that the claimed node id is the one derived from the
 //! carried key, so a valid signature by some other key cannot pass as the claimed node.
 
-use crate::{NodeId, PublicKey, Signature, ValidationError};
+use crate::{AuthorKey, NodeId, PublicKey, Signature, ValidationError};
 
 /// A message signed by the node that wrote it.
 pub trait SignedMessage {
@@ -26,16 +26,6 @@ pub trait SignedMessage {
     /// [`ValidationError::BadSignature`].
     fn verify_signature(&self) -> Result<(), ValidationError> {
         let (claimed, key) = self.signer();
-        if !claimed.is_derived_from(key) {
-            return Err(ValidationError::SourceKeyMismatch {
-                claimed,
-                derived: NodeId::from_public_key(key),
-            });
-        }
-        let verifying_key =
-            key.verifying_key().map_err(|_| ValidationError::InvalidPublicKey { node: claimed })?;
-        verifying_key
-            .verify_strict(&self.signing_bytes(), &self.signature().to_dalek())
-            .map_err(|_| ValidationError::BadSignature { node: claimed })
+        AuthorKey::new(claimed, key)?.verify(self)
     }
 }

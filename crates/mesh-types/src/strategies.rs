@@ -86,14 +86,26 @@ fn blockchain() -> impl Strategy<Value = String> {
 
 /// A price that passes validation.
 pub fn valid_price_data() -> impl Strategy<Value = PriceData> {
-    (asset(), valid_price(), blockchain(), option::of(valid_change()))
-        .prop_map(|(asset, price, blockchain, change_24h)| PriceData { asset, price, blockchain, change_24h })
+    (asset(), valid_price(), blockchain(), option::of(valid_change())).prop_map(
+        |(asset, price, blockchain, change_24h)| PriceData {
+            asset,
+            price,
+            blockchain: blockchain.into(),
+            change_24h,
+        },
+    )
 }
 
 /// Any price, valid or not.
 pub fn price_data() -> impl Strategy<Value = PriceData> {
-    (asset(), decimal(), ".{0,60}", option::of(decimal()))
-        .prop_map(|(asset, price, blockchain, change_24h)| PriceData { asset, price, blockchain, change_24h })
+    (asset(), decimal(), ".{0,60}", option::of(decimal())).prop_map(
+        |(asset, price, blockchain, change_24h)| PriceData {
+            asset,
+            price,
+            blockchain: blockchain.into(),
+            change_24h,
+        },
+    )
 }
 
 /// Any cached price.
@@ -290,7 +302,7 @@ pub fn mesh_message() -> impl Strategy<Value = MeshMessage> {
         signature().prop_map(|proof| MeshMessage::HelloAck(HelloAck { proof })),
         heartbeat().prop_map(MeshMessage::Ping),
         heartbeat().prop_map(MeshMessage::Pong),
-        update().prop_map(MeshMessage::PriceUpdate),
+        update().prop_map(MeshMessage::from),
         vec((asset(), timestamp(), node_id(), any::<[u8; 32]>()), 0..8).prop_map(|entries| {
             MeshMessage::Digest(Digest {
                 entries: entries

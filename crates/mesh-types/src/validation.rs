@@ -336,11 +336,11 @@ mod tests {
             (signed(vec![price("SOL", Decimal::from(2_000_000_000_000u64))]), ErrorCode::InvalidPriceUpdate),
             (signed(vec![]), ErrorCode::MissingRequiredField),
             (
-                signed(vec![PriceData { blockchain: String::new(), ..price("SOL", Decimal::ONE) }]),
+                signed(vec![PriceData { blockchain: "".into(), ..price("SOL", Decimal::ONE) }]),
                 ErrorCode::MissingRequiredField,
             ),
             (
-                signed(vec![PriceData { blockchain: "x".repeat(51), ..price("SOL", Decimal::ONE) }]),
+                signed(vec![PriceData { blockchain: "x".repeat(51).into(), ..price("SOL", Decimal::ONE) }]),
                 ErrorCode::InvalidPriceUpdate,
             ),
             (

@@ -128,7 +128,7 @@ async fn one_request_per_chain_with_comma_separated_addresses() {
 
     let summary: Vec<_> = prices
         .iter()
-        .map(|price| (price.asset.as_str(), price.price, price.blockchain.as_str(), price.change_24h))
+        .map(|price| (price.asset.as_str(), price.price, &*price.blockchain, price.change_24h))
         .collect();
     assert_eq!(
         summary,
