@@ -1,5 +1,5 @@
 //! Micro-benchmarks of the per-hop work on one price update: wire encode and decode (with JSON
-//! measured in the same run for comparison), validation, and signature verification.
+//! measured in the same run for comparison) and validation. Signatures: `benches/verify.rs`.
 //!
 //! Run: `cargo bench --bench codec`; `-- --quick` for a fast pass.
 
@@ -8,7 +8,7 @@ use std::hint::black_box;
 use criterion::{Criterion, criterion_group, criterion_main};
 use pricemesh::types::rust_decimal::Decimal;
 use pricemesh::types::{
-    Asset, Codec, MeshMessage, NodeIdentity, PriceData, PriceUpdate, SignedMessage, ValidationPolicy, chrono,
+    Asset, Codec, MeshMessage, NodeIdentity, PriceData, PriceUpdate, ValidationPolicy, chrono,
 };
 
 fn one_price_update() -> PriceUpdate {
@@ -52,9 +52,6 @@ fn trust(c: &mut Criterion) {
     let mut group = c.benchmark_group("one_price_update");
     group
         .bench_function("validate", |b| b.iter(|| black_box(&update).validate(&policy, now).expect("valid")));
-    group.bench_function("verify_signature", |b| {
-        b.iter(|| black_box(&update).verify_signature().expect("verifies"))
-    });
     group.finish();
 }
 

@@ -23,6 +23,7 @@
 //! it returns decisions, and the node acts on them.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -153,14 +154,39 @@ pub struct GossipEngine {
     counters: Counters,
 }
 
-/// `mesh_gossip_updates_total` by outcome, registered once so counting costs an atomic add.
+/// How many updates this engine has processed, by outcome.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct GossipStats {
+    /// New and valid: stored and relayed.
+    pub accepted: u64,
+    /// Copies of updates already seen.
+    pub duplicate: u64,
+    /// Refused: invalid, bad signature, untrusted source or over the sender's rate.
+    pub rejected: u64,
+}
+
+impl GossipStats {
+    /// Every update received or published, whatever became of it.
+    pub const fn total(&self) -> u64 {
+        self.accepted + self.duplicate + self.rejected
+    }
+}
+
+/// `mesh_gossip_updates_total` by outcome, registered once so counting costs an atomic add,
+/// and the same counts for [`GossipEngine::stats`].
 struct Counters {
     accepted: metrics::Counter,
     duplicate: metrics::Counter,
     invalid: metrics::Counter,
     untrusted: metrics::Counter,
     rate_limited: metrics::Counter,
+    stats: [AtomicU64; 3],
 }
+
+/// Indexes into [`Counters::stats`].
+const ACCEPTED: usize = 0;
+const DUPLICATE: usize = 1;
+const REJECTED: usize = 2;
 
 impl Counters {
     fn new() -> Self {
@@ -172,7 +198,32 @@ impl Counters {
             invalid: counter("invalid"),
             untrusted: counter("untrusted"),
             rate_limited: counter("rate_limited"),
+            stats: Default::default(),
         }
+    }
+
+    fn accepted(&self) {
+        self.accepted.increment(1);
+        self.stats[ACCEPTED].fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn duplicate(&self) {
+        self.duplicate.increment(1);
+        self.stats[DUPLICATE].fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn rejected(&self, reason: &RejectReason) {
+        match reason {
+            RejectReason::Invalid(_) => self.invalid.increment(1),
+            RejectReason::Untrusted(_) => self.untrusted.increment(1),
+            RejectReason::RateLimited => self.rate_limited.increment(1),
+        }
+        self.stats[REJECTED].fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn snapshot(&self) -> GossipStats {
+        let load = |index: usize| self.stats[index].load(Ordering::Relaxed);
+        GossipStats { accepted: load(ACCEPTED), duplicate: load(DUPLICATE), rejected: load(REJECTED) }
     }
 }
 
@@ -214,6 +265,11 @@ impl GossipEngine {
             authors: Cache::new(AUTHOR_KEY_CACHE),
             counters: Counters::new(),
         }
+    }
+
+    /// How many updates this engine has processed, by outcome.
+    pub fn stats(&self) -> GossipStats {
+        self.counters.snapshot()
     }
 
     /// Processes an update that arrived from `from` at `now`.
@@ -333,7 +389,7 @@ impl GossipEngine {
         now: Timestamp,
     ) -> Result<Screened, Error> {
         if !synced && self.tracker.has_seen(update.message_id).await? {
-            self.counters.duplicate.increment(1);
+            self.counters.duplicate();
             return Ok(Screened::Done(Outcome::Duplicate));
         }
         let scoring = &self.config.scoring;
@@ -431,11 +487,11 @@ impl GossipEngine {
             self.tracker.mark_seen(update.message_id).await?;
         } else if !self.tracker.check_and_mark(update.message_id).await? {
             // Another copy (or another process sharing the tracker) got there first.
-            self.counters.duplicate.increment(1);
+            self.counters.duplicate();
             return Ok(Outcome::Duplicate);
         }
         let changed = self.store(&update).await?;
-        self.counters.accepted.increment(1);
+        self.counters.accepted();
         let (source, hop_count, timestamp) = (update.source_node_id, update.hop_count, update.timestamp);
         // The copy this node passes on: one hop further, one hop less to go. Done in place (the
         // caller handed over the update); the log keeps the same copy, so a node synced from
@@ -497,11 +553,7 @@ impl GossipEngine {
             }
             RejectReason::RateLimited => tracing::debug!(%peer, "peer exceeds its update rate; dropping"),
         }
-        match reason {
-            RejectReason::Invalid(_) => self.counters.invalid.increment(1),
-            RejectReason::Untrusted(_) => self.counters.untrusted.increment(1),
-            RejectReason::RateLimited => self.counters.rate_limited.increment(1),
-        }
+        self.counters.rejected(&reason);
         let ban = if points > 0.0 {
             let mut scores = lock(&self.scores);
             let banned = scores.penalise(peer, points, now).map(|score| Ban {

@@ -17,7 +17,7 @@ mod scoring;
 mod trust;
 
 pub use engine::{
-    Accepted, Ban, Error, GossipConfig, GossipEngine, Outcome, Received, RejectReason, Rejected,
+    Accepted, Ban, Error, GossipConfig, GossipEngine, GossipStats, Outcome, Received, RejectReason, Rejected,
 };
 pub use scoring::ScoringConfig;
 pub use trust::{TrustEntryError, TrustPolicy};

@@ -323,6 +323,12 @@ impl MeshPriceService {
         &self.inner.manager
     }
 
+    /// How many price updates this node has processed, by outcome: accepted, duplicate
+    /// copies, rejected.
+    pub fn gossip_stats(&self) -> mesh_gossip::GossipStats {
+        self.inner.engine.stats()
+    }
+
     /// The prices this node holds.
     pub fn prices(&self) -> Arc<dyn PriceStore> {
         self.inner.prices.clone()

@@ -18,5 +18,5 @@
 mod sim;
 mod topology;
 
-pub use sim::{Report, SimConfig, SimError, SimPartition, Spread, run};
+pub use sim::{Report, SimConfig, SimError, SimPartition, SimTransport, Spread, run};
 pub use topology::{Topology, edges, is_connected};

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use mesh_service::{MeshPriceService, ServiceConfig, ServiceError, ServiceEvent};
-use mesh_transport::{LinkFaults, ManagerConfig, MemoryNetwork};
+use mesh_transport::{LinkConfig, LinkFaults, ManagerConfig, MemoryNetwork, TcpTransport, Transport};
 use mesh_types::rust_decimal::Decimal;
 use mesh_types::{Asset, CachedPriceData, NetworkId, NodeIdentity, PriceData, PriceUpdate, Timestamp};
 use thiserror::Error;
@@ -26,7 +26,9 @@ pub struct SimConfig {
     pub topology: Topology,
     /// Updates to publish, taking turns among the providers.
     pub updates: usize,
-    /// Time between updates.
+    /// Time between updates. The schedule is open loop: update `i` is published at
+    /// `i × interval` from the start whether or not the earlier ones have spread, and its times
+    /// are measured from then, so a mesh that falls behind shows it.
     pub interval: Duration,
     /// Latency added to every link.
     pub latency: Duration,
@@ -43,6 +45,22 @@ pub struct SimConfig {
     /// Time between anti-entropy rounds (default one hour: gossip alone is measured unless a
     /// partition needs repairing).
     pub sync_interval: Duration,
+    /// What carries the messages.
+    pub transport: SimTransport,
+}
+
+/// What carries the simulated nodes' messages.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum SimTransport {
+    /// In-memory links passing message values (no codec): the mesh's logic alone.
+    #[default]
+    Memory,
+    /// In-memory links passing wire payloads: encoded once per broadcast, decoded by every
+    /// receiver, bytes counted — what the codec costs, without sockets.
+    MemoryWire,
+    /// Real TCP connections on 127.0.0.1, one listener per node. Latency, loss and
+    /// partitions do not apply.
+    Tcp,
 }
 
 /// A temporary split of the mesh: nodes below `split_at` on one side, the rest on the other,
@@ -83,6 +101,7 @@ impl Default for SimConfig {
             seed: 1,
             partition: None,
             sync_interval: Duration::from_secs(3600),
+            transport: SimTransport::Memory,
         }
     }
 }
@@ -145,6 +164,14 @@ pub struct Report {
     pub duplicates_per_node_per_update: f64,
     /// Whether every node ended with identical prices.
     pub agreement: bool,
+    /// Price update messages the network delivered while updates were spreading: the copies
+    /// of every update over all links.
+    pub update_copies: u64,
+    /// Bytes the links carried while updates were spreading, framing included (with
+    /// [`SimTransport::MemoryWire`] only; 0 otherwise).
+    pub bytes: u64,
+    /// CPU time the whole process used while updates were spreading (Linux; `None` elsewhere).
+    pub cpu: Option<Duration>,
 }
 
 impl Report {
@@ -181,11 +208,17 @@ type Arrivals = Arc<Mutex<HashMap<(Asset, Timestamp), Vec<Instant>>>>;
 /// When a node does not start, the mesh does not form within 30 s, or a provider cannot
 /// publish.
 pub async fn run(config: &SimConfig) -> Result<Report, SimError> {
-    let network = MemoryNetwork::new();
-    network.set_default_faults(LinkFaults {
-        latency: config.latency,
-        drop_probability: config.drop_probability,
-    });
+    let network = match config.transport {
+        SimTransport::Memory => Some(MemoryNetwork::new()),
+        SimTransport::MemoryWire => Some(MemoryNetwork::with_wire_codec(LinkConfig::default())),
+        SimTransport::Tcp => None,
+    };
+    if let Some(network) = &network {
+        network.set_default_faults(LinkFaults {
+            latency: config.latency,
+            drop_probability: config.drop_probability,
+        });
+    }
     let edges = topology::edges(config.topology, config.nodes, config.providers, config.seed);
     let mut neighbours = vec![Vec::new(); config.nodes];
     for &(a, b) in &edges {
@@ -193,31 +226,27 @@ pub async fn run(config: &SimConfig) -> Result<Report, SimError> {
         neighbours[b].push(a);
     }
 
+    // Started from the last node down: each node dials its higher-numbered neighbours, which
+    // are listening by then (over TCP, at the port the system gave them).
     let arrivals: Arrivals = Arc::new(Mutex::new(HashMap::new()));
-    let mut nodes = Vec::with_capacity(config.nodes);
-    for (index, links) in neighbours.iter().enumerate() {
-        let mut manager = ManagerConfig::new(NetworkId::new("sim").expect("a valid network name"));
-        manager.listen_addr = Some(address(index));
-        // The lower index dials, so each link is opened once.
-        manager.bootstrap =
-            links.iter().filter(|peer| **peer > index).map(|peer| address(*peer).to_string()).collect();
-        manager.min_peers = links.len();
-        manager.max_peers = links.len() + 2;
-        manager.max_inbound = links.len() + 2;
-        manager.maintenance_interval = Duration::from_millis(100);
-        manager.heartbeat_interval = Duration::from_secs(10);
-        manager.heartbeat_timeout = Duration::from_secs(60);
-        // The topology is imposed: no learning of other addresses.
-        manager.peer_exchange = false;
-        let mut service = ServiceConfig::new(manager);
-        service.sync_interval = config.sync_interval;
-        service.announce_interval = Duration::from_secs(3600);
-        service.message_ttl = config.message_ttl;
-        let node = MeshPriceService::builder(Arc::new(NodeIdentity::generate()), service)
-            .transport(Arc::new(network.transport(address(index))))
-            .start()
+    let mut started: Vec<Option<(MeshPriceService, SocketAddr)>> = (0..config.nodes).map(|_| None).collect();
+    for index in (0..config.nodes).rev() {
+        let links = &neighbours[index];
+        let bootstrap = links
+            .iter()
+            .filter(|peer| **peer > index)
+            .filter_map(|peer| started[*peer].as_ref().map(|(_, addr)| addr.to_string()))
+            .collect();
+        let (transport, listen): (Arc<dyn Transport>, SocketAddr) = match &network {
+            Some(network) => (Arc::new(network.transport(address(index))), address(index)),
+            None => {
+                (Arc::new(TcpTransport::new(LinkConfig::default())), SocketAddr::from(([127, 0, 0, 1], 0)))
+            }
+        };
+        let node = start_node(config, links.len(), listen, bootstrap, transport)
             .await
             .map_err(|source| SimError::Start { node: index, source })?;
+        let addr = node.network().local_addr().unwrap_or(listen);
         let mut events = node.subscribe();
         let arrivals = arrivals.clone();
         tokio::spawn(async move {
@@ -231,39 +260,45 @@ pub async fn run(config: &SimConfig) -> Result<Report, SimError> {
                 }
             }
         });
-        nodes.push(node);
+        started[index] = Some((node, addr));
     }
+    let (nodes, addrs): (Vec<MeshPriceService>, Vec<SocketAddr>) = started.into_iter().flatten().unzip();
 
     // Wait until every node is connected to exactly its neighbours.
     let expected: usize = edges.len();
-    let started = Instant::now();
+    let formed_at = Instant::now();
     loop {
         let formed = nodes.iter().zip(&neighbours).all(|(node, links)| {
             let peers: std::collections::HashSet<SocketAddr> =
                 node.network().connected_peers().iter().filter_map(|peer| peer.info.listen_addr).collect();
-            links.iter().all(|link| peers.contains(&address(*link)))
+            links.iter().all(|link| peers.contains(&addrs[*link]))
         });
         if formed {
             break;
         }
         let connected = nodes.iter().map(|node| node.network().peer_count()).sum::<usize>() / 2;
-        if started.elapsed() > Duration::from_secs(30) {
-            return Err(SimError::NotFormed { connected, expected, waited: started.elapsed() });
+        if formed_at.elapsed() > Duration::from_secs(30) {
+            return Err(SimError::NotFormed { connected, expected, waited: formed_at.elapsed() });
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
-    // Publish, remembering when each update left its provider.
-    let asset = Asset::new("SIM").expect("a valid symbol");
-    let delivered_before = network.delivered();
+    // Publish on an open-loop schedule, remembering when each update was due.
+    let asset = Asset::new("SOL").expect("a valid symbol");
+    let copies_before: u64 = nodes.iter().map(|node| node.gossip_stats().total()).sum();
+    let bytes_before = network.as_ref().map_or(0, |network| network.bytes_delivered());
+    let cpu_before = process_cpu_time();
     let mut published: Vec<(Timestamp, Instant)> = Vec::new();
     let sides = config.partition.map(|partition| {
         let split = partition.split_at.min(config.nodes);
-        let side = |range: std::ops::Range<usize>| range.map(address).collect::<Vec<_>>();
-        (side(0..split), side(split..config.nodes))
+        (addrs[..split].to_vec(), addrs[split..].to_vec())
     });
+    let start = Instant::now();
     for round in 0..config.updates {
-        if let (Some(partition), Some((first, second))) = (config.partition, &sides) {
+        let due = start + config.interval * u32::try_from(round).unwrap_or(u32::MAX);
+        tokio::time::sleep_until(due).await;
+        if let (Some(network), Some(partition), Some((first, second))) = (&network, config.partition, &sides)
+        {
             if round == partition.from_update {
                 network.partition(first, second);
             }
@@ -272,21 +307,14 @@ pub async fn run(config: &SimConfig) -> Result<Report, SimError> {
             }
         }
         let provider = &nodes[round % config.providers.clamp(1, config.nodes)];
-        let price = PriceData {
-            asset,
-            price: Decimal::new(10_000 + i64::try_from(round).unwrap_or(0), 2),
-            blockchain: "Simulated".into(),
-            change_24h: None,
-        };
         let update = PriceUpdate::new_signed(
             &provider.identity(),
-            [price],
+            [price(asset, round)],
             config.message_ttl,
             mesh_types::chrono::Utc::now(),
         );
-        published.push((update.timestamp, Instant::now()));
+        published.push((update.timestamp, due));
         provider.publish(update).await?;
-        tokio::time::sleep(config.interval).await;
     }
 
     // Let the last updates spread.
@@ -303,8 +331,14 @@ pub async fn run(config: &SimConfig) -> Result<Report, SimError> {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    network.heal();
-    let delivered = network.delivered().saturating_sub(delivered_before);
+    let cpu = cpu_before.zip(process_cpu_time()).map(|(before, after)| after.saturating_sub(before));
+    if let Some(network) = &network {
+        network.heal();
+    }
+    // Each publish counts once at its provider too; the rest crossed links.
+    let processed: u64 = nodes.iter().map(|node| node.gossip_stats().total()).sum::<u64>() - copies_before;
+    let update_copies = processed.saturating_sub(published.len() as u64);
+    let bytes = network.as_ref().map_or(0, |network| network.bytes_delivered()) - bytes_before;
 
     let spreads = {
         let arrivals = lock(&arrivals);
@@ -339,8 +373,61 @@ pub async fn run(config: &SimConfig) -> Result<Report, SimError> {
         nodes: config.nodes,
         links: edges.len(),
         spreads,
-        messages_per_node_per_update: per_node_per_update(delivered),
-        duplicates_per_node_per_update: (per_node_per_update(delivered) - 1.0).max(0.0),
+        messages_per_node_per_update: per_node_per_update(update_copies),
+        duplicates_per_node_per_update: (per_node_per_update(update_copies) - 1.0).max(0.0),
         agreement,
+        update_copies,
+        bytes,
+        cpu,
     })
+}
+
+/// One simulated node: connected to exactly its `degree` neighbours, with the gossip rate
+/// limit lifted (the simulator measures the mesh, not flood protection).
+async fn start_node(
+    config: &SimConfig,
+    degree: usize,
+    listen: SocketAddr,
+    bootstrap: Vec<String>,
+    transport: Arc<dyn Transport>,
+) -> Result<MeshPriceService, ServiceError> {
+    let mut manager = ManagerConfig::new(NetworkId::new("sim").expect("a valid network name"));
+    manager.listen_addr = Some(listen);
+    manager.bootstrap = bootstrap;
+    manager.min_peers = degree;
+    manager.max_peers = degree + 2;
+    manager.max_inbound = degree + 2;
+    manager.maintenance_interval = Duration::from_millis(100);
+    manager.heartbeat_interval = Duration::from_secs(10);
+    manager.heartbeat_timeout = Duration::from_secs(60);
+    // The topology is imposed: no learning of other addresses.
+    manager.peer_exchange = false;
+    let mut service = ServiceConfig::new(manager);
+    service.sync_interval = config.sync_interval;
+    service.announce_interval = Duration::from_secs(3600);
+    service.message_ttl = config.message_ttl;
+    service.gossip.scoring.rate_per_second = f64::MAX;
+    service.gossip.scoring.burst = f64::MAX;
+    MeshPriceService::builder(Arc::new(NodeIdentity::generate()), service).transport(transport).start().await
+}
+
+/// The price of update `round`: `round + 1` hundredths, so each one is distinct and newer.
+fn price(asset: Asset, round: usize) -> PriceData {
+    PriceData {
+        asset,
+        price: Decimal::new(i64::try_from(round).unwrap_or(i64::MAX - 1) + 1, 2),
+        blockchain: "Solana".into(),
+        change_24h: Some(Decimal::new(52, 1)),
+    }
+}
+
+/// CPU time this process has used (user + system), from `/proc/self/stat`; `None` where that
+/// does not exist.
+fn process_cpu_time() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // The fields after the command name; utime and stime are the 12th and 13th of them, in
+    // clock ticks of 1/100 s on Linux.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks = |index: usize| fields.get(index)?.parse::<u64>().ok();
+    Some(Duration::from_millis((ticks(11)? + ticks(12)?) * 10))
 }

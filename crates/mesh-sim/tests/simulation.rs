@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use mesh_sim::{SimConfig, Topology, run};
+use mesh_sim::{SimConfig, SimTransport, Topology, run};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn thirty_nodes_deliver_every_update_everywhere() {
@@ -54,5 +54,27 @@ async fn a_partitioned_mesh_agrees_again_after_the_heal() {
     // newer ones before anti-entropy would carry them; the others reach everyone.
     for (index, spread) in report.spreads.iter().enumerate().filter(|(index, _)| !(2..4).contains(index)) {
         assert_eq!(spread.reached, 12, "update {index}: {spread:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_tcp_and_over_wire_payloads_every_update_reaches_every_node() {
+    for transport in [SimTransport::Tcp, SimTransport::MemoryWire] {
+        let config = SimConfig {
+            nodes: 10,
+            topology: Topology::RandomRegular { degree: 4 },
+            updates: 5,
+            interval: Duration::from_millis(20),
+            transport,
+            ..SimConfig::default()
+        };
+        let report = run(&config).await.expect("the simulation runs");
+        assert_eq!(report.complete(), 5, "{transport:?}: {:?}", report.spreads);
+        assert!(report.agreement, "{transport:?}");
+        // Every node but the provider needs one copy of each update; flooding sends more.
+        assert!(report.update_copies >= 5 * 9, "{transport:?}: {} copies", report.update_copies);
+        let has_bytes = transport == SimTransport::MemoryWire;
+        assert_eq!(report.bytes > 0, has_bytes, "{transport:?}: {} bytes", report.bytes);
+        assert!(report.cpu.is_some());
     }
 }
