@@ -58,7 +58,10 @@ pub(crate) async fn run(args: RunArgs) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(settings.api_addr)
         .await
         .with_context(|| format!("cannot bind the API to {} (MESH_API_ADDR)", settings.api_addr))?;
-    tracing::info!(api = %settings.api_addr, peers = %settings.listen_addr, "node ready");
+    // The bound addresses, so a node started on port 0 says where it really listens.
+    let api_addr = listener.local_addr().unwrap_or(settings.api_addr);
+    let peers_addr = service.network().local_addr().unwrap_or(settings.listen_addr);
+    tracing::info!(api = %api_addr, peers = %peers_addr, "node ready");
     let served = crate::api::serve(
         listener,
         service.clone(),

@@ -5,6 +5,7 @@
 //!
 //! The nodes log warnings to the test's stderr; `E2E_LOG=info` (any `RUST_LOG` filter) shows more.
 
+use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -27,28 +28,26 @@ impl Drop for Node {
     }
 }
 
-fn free_addr() -> SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
-}
-
+/// Starts a node on ports the system picks, and learns them from its "node ready" log line.
 fn start(bootstrap: Option<SocketAddr>, simulated: bool) -> Node {
-    let (api, peers) = (free_addr(), free_addr());
     let data = tempfile::tempdir().unwrap();
     let mut command = Command::new(env!("CARGO_BIN_EXE_mesh-node"));
+    let filter = std::env::var("E2E_LOG").unwrap_or_else(|_| "warn".into());
     command
         .arg("run")
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("RUST_LOG", std::env::var("E2E_LOG").unwrap_or("warn".into()))
+        .env("RUST_LOG", format!("{filter},mesh_node::run=info"))
+        .env("MESH_LOG_FORMAT", "json")
         .env("MESH_NETWORK", "devnet")
-        .env("MESH_API_ADDR", api.to_string())
-        .env("MESH_LISTEN_ADDR", peers.to_string())
+        .env("MESH_API_ADDR", "127.0.0.1:0")
+        .env("MESH_LISTEN_ADDR", "127.0.0.1:0")
         .env("MESH_DATA_DIR", data.path())
         .env("MESH_MIN_PEER_CONNECTIONS", "1")
         .env("MESH_PROVIDER_FETCH_INTERVAL_SECS", "1")
         .env("MESH_COORDINATION_WINDOW_SECS", "1")
         .stdout(Stdio::null())
-        .stderr(Stdio::inherit());
+        .stderr(Stdio::piped());
     if let Some(bootstrap) = bootstrap {
         command.env("MESH_BOOTSTRAP_PEERS", bootstrap.to_string());
     }
@@ -57,7 +56,26 @@ fn start(bootstrap: Option<SocketAddr>, simulated: bool) -> Node {
         // consumer it hears of, stays two hops from it.
         command.env("MESH_PRICE_SOURCE", "simulated").env("MESH_MAX_PEER_CONNECTIONS", "1");
     }
-    Node { child: command.spawn().expect("start mesh-node"), api, peers, _data: data }
+    let mut child = command.spawn().expect("start mesh-node");
+    let stderr = child.stderr.take().expect("piped stderr");
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    // Passes the log on to the test's stderr, and the bound addresses back once ready.
+    std::thread::spawn(move || {
+        let mut ready = Some(ready_tx);
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let entry: Value = serde_json::from_str(&line).unwrap_or_default();
+            let fields = &entry["fields"];
+            if fields["message"] == "node ready"
+                && let (Some(api), Some(peers)) = (fields["api"].as_str(), fields["peers"].as_str())
+                && let Some(sender) = ready.take()
+            {
+                let _ = sender.send((api.parse().unwrap(), peers.parse().unwrap()));
+            }
+            eprintln!("{line}");
+        }
+    });
+    let (api, peers) = ready_rx.recv_timeout(Duration::from_secs(30)).expect("the node reports ready");
+    Node { child, api, peers, _data: data }
 }
 
 async fn get(client: &reqwest::Client, node: &Node, path: &str) -> Option<Value> {

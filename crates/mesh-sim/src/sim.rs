@@ -145,6 +145,8 @@ pub struct Spread {
     pub p99: Option<Duration>,
     /// Time until every node held it.
     pub all: Option<Duration>,
+    /// When each node that received it held it, from when it was due, in ascending order.
+    pub arrivals: Vec<Duration>,
 }
 
 /// The outcome of a simulation.
@@ -354,7 +356,13 @@ pub async fn run(config: &SimConfig) -> Result<Report, SimError> {
                     let needed = ((config.nodes as f64) * fraction).ceil() as usize;
                     needed.checked_sub(1).and_then(|index| times.get(index)).copied()
                 };
-                Spread { reached: times.len(), half: reach(0.5), p99: reach(0.99), all: reach(1.0) }
+                Spread {
+                    reached: times.len(),
+                    half: reach(0.5),
+                    p99: reach(0.99),
+                    all: reach(1.0),
+                    arrivals: times,
+                }
             })
             .collect()
     };
