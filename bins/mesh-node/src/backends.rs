@@ -2,8 +2,9 @@
 //! set. `REDIS_URL` → Redis-backed dedup, price cache and fetch coordination; `DATABASE_URL` →
 //! PostgreSQL persistence (prices, seen messages, peers; migrations run first); neither → the
 //! embedded in-memory defaults, with the peer list kept in `DATA_DIR/peers.json`.
-//! Durable stores sit behind memory (the layered stores), so the node keeps serving when a
-//! server goes away and resyncs when it returns.
+//! Durable stores sit behind memory (the layered stores), written behind every
+//! `MESH_STORAGE_FLUSH_INTERVAL_MS`, so the node never waits on a server, keeps serving when
+//! one goes away, and resyncs when it returns.
 
 use std::sync::Arc;
 
@@ -81,13 +82,19 @@ impl Backends {
             None => Arc::new(peer_file(settings).await),
         };
 
-        let tracker = durable_tracker.map(|durable| Arc::new(LayeredTracker::new(tracker_config, durable)));
+        // The layered stores write behind: the gossip hot path decides in memory, and a flusher
+        // per store writes the changes every flush interval (the service flushes at shutdown).
+        let flush_interval = settings.storage_flush_interval;
+        let tracker = durable_tracker.map(|durable| {
+            Arc::new(LayeredTracker::new(tracker_config, durable).with_flush_interval(flush_interval))
+        });
         if let Some(tracker) = &tracker
             && let Err(err) = tracker.load_from_cache().await
         {
             tracing::warn!(error = %err, "cannot load seen messages from the durable store; starting empty");
         }
-        let prices = durable_prices.map(|durable| Arc::new(LayeredPriceStore::new(durable)));
+        let prices = durable_prices
+            .map(|durable| Arc::new(LayeredPriceStore::new(durable).with_flush_interval(flush_interval)));
         if let Some(prices) = &prices {
             match prices.load_from_storage().await {
                 Ok(count) => tracing::info!(count, "restored prices from durable storage"),

@@ -62,6 +62,10 @@ pub(crate) struct SettingArgs {
     /// PostgreSQL URL: persistent prices, seen messages and peers (migrations run on start).
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     pub(crate) database_url: Option<String>,
+    /// Milliseconds between writes of changed prices and seen ids to Redis or PostgreSQL
+    /// [default: 100].
+    #[arg(long, env = "MESH_STORAGE_FLUSH_INTERVAL_MS")]
+    pub(crate) storage_flush_interval_ms: Option<u64>,
     /// Admin token for provider enable/disable; required when the API is not on loopback.
     #[arg(long, env = "MESH_ADMIN_TOKEN", hide_env_values = true)]
     pub(crate) admin_token: Option<String>,
@@ -210,6 +214,8 @@ impl SettingArgs {
                 defaults.redis_price_ttl,
             ),
             database_url: prefer!(self.database_url, file.database_url).filter(|url| !url.is_empty()),
+            storage_flush_interval: prefer!(self.storage_flush_interval_ms, file.storage_flush_interval_ms)
+                .map_or(defaults.storage_flush_interval, Duration::from_millis),
             admin_token,
             fetch_interval: secs(
                 prefer!(self.fetch_interval_secs, file.fetch_interval_secs),
@@ -292,6 +298,9 @@ mod tests {
         assert_eq!(settings.min_peers, 2, "the file fills what flags leave");
         assert_eq!(settings.network, NetworkId::testnet());
         assert_eq!(settings.sync_interval, Duration::from_secs(30), "the default fills the rest");
+        let settings =
+            parse(&["--storage-flush-interval-ms", "250"]).resolve(SettingArgs::default()).unwrap();
+        assert_eq!(settings.storage_flush_interval, Duration::from_millis(250));
     }
 
     #[test]

@@ -23,6 +23,7 @@ pub const EXPIRATION: Duration = Duration::from_millis(1500);
 pub async fn run_all(tracker: Arc<dyn MessageTracker>) {
     first_check_and_mark_wins(tracker.as_ref()).await;
     marks_are_visible(tracker.as_ref()).await;
+    mark_seen_many_marks_every_id(tracker.as_ref()).await;
     len_counts_new_ids(tracker.as_ref()).await;
     recent_lists_marked_ids(tracker.as_ref()).await;
     one_winner_under_concurrency(&[tracker.clone(), tracker.clone()]).await;
@@ -46,6 +47,37 @@ pub async fn marks_are_visible(tracker: &dyn MessageTracker) {
     assert!(!tracker.check_and_mark(id).await.unwrap());
     tracker.mark_seen(id).await.unwrap();
     assert!(tracker.has_seen(id).await.unwrap(), "marking twice is harmless");
+}
+
+/// `mark_seen_many` marks every id it is given, as `mark_seen` one after another would: new
+/// ids, an id given twice in one batch, and an id marked before; an empty batch changes
+/// nothing.
+pub async fn mark_seen_many_marks_every_id(tracker: &dyn MessageTracker) {
+    let before = tracker.len().await.unwrap();
+    tracker.mark_seen_many(&[]).await.unwrap();
+    assert_eq!(tracker.len().await.unwrap(), before, "an empty batch marks nothing");
+
+    let known = MessageId::new();
+    tracker.mark_seen(known).await.unwrap();
+    let fresh: Vec<MessageId> = (0..5).map(|_| MessageId::new()).collect();
+    let mut batch = fresh.clone();
+    batch.push(fresh[2]);
+    batch.push(known);
+    tracker.mark_seen_many(&batch).await.unwrap();
+    for id in &batch {
+        assert!(tracker.has_seen(*id).await.unwrap(), "marked by mark_seen_many");
+        assert!(!tracker.check_and_mark(*id).await.unwrap(), "and no longer new");
+    }
+    assert_eq!(tracker.len().await.unwrap(), before + 6, "each id counts once");
+    assert!(tracker.recent(100_000).await.unwrap().contains(&fresh[4]));
+
+    // More ids than one statement or pipeline carries.
+    let many: Vec<MessageId> = (0..2_500).map(|_| MessageId::new()).collect();
+    tracker.mark_seen_many(&many).await.unwrap();
+    assert_eq!(tracker.len().await.unwrap(), before + 6 + many.len());
+    for id in many.iter().step_by(97) {
+        assert!(tracker.has_seen(*id).await.unwrap());
+    }
 }
 
 /// `len` grows by one per new id and not for repeats.
@@ -89,16 +121,21 @@ pub async fn one_winner_under_concurrency(trackers: &[Arc<dyn MessageTracker>]) 
 /// After [`EXPIRATION`], an id is unseen again and `cleanup_expired` does not fail.
 pub async fn marks_expire(tracker: &dyn MessageTracker) {
     let id = MessageId::new();
+    let batched = MessageId::new();
     assert!(tracker.check_and_mark(id).await.unwrap());
+    tracker.mark_seen_many(&[batched]).await.unwrap();
     tokio::time::sleep(EXPIRATION + Duration::from_millis(600)).await;
     assert!(!tracker.has_seen(id).await.unwrap(), "the mark expired");
+    assert!(!tracker.has_seen(batched).await.unwrap(), "a mark of mark_seen_many expires too");
+    tracker.mark_seen_many(&[batched]).await.unwrap();
+    assert!(tracker.has_seen(batched).await.unwrap(), "mark_seen_many renews an expired mark");
     tracker.cleanup_expired().await.unwrap();
     assert!(!tracker.recent(100_000).await.unwrap().contains(&id), "recent() omits expired ids");
     assert!(tracker.check_and_mark(id).await.unwrap(), "an expired id counts as new");
 }
 
 /// One step of a random workload over a small set of ids (indexes into a per-run id table).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub enum Operation {
     /// `check_and_mark(ids[i])`.
     CheckAndMark(usize),
@@ -106,6 +143,8 @@ pub enum Operation {
     HasSeen(usize),
     /// `mark_seen(ids[i])`.
     MarkSeen(usize),
+    /// `mark_seen_many` of these ids.
+    MarkSeenMany(Vec<usize>),
     /// `len()`, compared as the change since the run started.
     Len,
 }
@@ -119,6 +158,7 @@ pub fn operations() -> impl Strategy<Value = Vec<Operation>> {
         (0..MODEL_IDS).prop_map(Operation::CheckAndMark),
         (0..MODEL_IDS).prop_map(Operation::HasSeen),
         (0..MODEL_IDS).prop_map(Operation::MarkSeen),
+        prop::collection::vec(0..MODEL_IDS, 0..5).prop_map(Operation::MarkSeenMany),
         Just(Operation::Len),
     ];
     prop::collection::vec(op, 1..64)
@@ -135,6 +175,11 @@ pub async fn check_against_model(tracker: &dyn MessageTracker, operations: &[Ope
     let mut model: HashSet<usize> = HashSet::new();
     for (step, op) in operations.iter().enumerate() {
         match *op {
+            Operation::MarkSeenMany(ref batch) => {
+                model.extend(batch.iter().copied());
+                let batch: Vec<MessageId> = batch.iter().map(|&i| ids[i]).collect();
+                tracker.mark_seen_many(&batch).await.unwrap();
+            }
             Operation::CheckAndMark(i) => {
                 let expected = model.insert(i);
                 assert_eq!(tracker.check_and_mark(ids[i]).await.unwrap(), expected, "step {step}: {op:?}");

@@ -1,76 +1,242 @@
-//! [`LayeredTracker`]: a [`MemoryTracker`] in front of a durable, shared tracker (Redis or
-//! PostgreSQL).
+//! [`LayeredTracker`]: a [`MemoryTracker`] that decides every message, in front of a durable,
+//! shared tracker (Redis or PostgreSQL) that remembers the ids across restarts.
 //!
-//! - **Fast path**: an id already in memory is answered without a round trip.
-//! - **Write-through**: a new id is decided by the durable tracker (atomic across processes)
-//!   and then remembered in memory.
-//! - **Warm start**: [`LayeredTracker::load_from_cache`] fills memory from the durable store.
-//! - **Degradation**: when the durable tracker fails, the layered one keeps deciding from
-//!   memory, logs one warning, counts `mesh_storage_degraded_total{store="dedup"}`, and
-//!   remembers what it accepted meanwhile. While degraded it probes the server at most once per
-//!   retry interval instead of waiting on it for every message. On the first success it writes
-//!   the remembered ids back ([`LayeredTracker::persist_to_cache`]), so nothing accepted during
-//!   the outage is lost.
+//! - **Memory decides**: `check_and_mark`, `has_seen` and `mark_seen` answer from memory and
+//!   never wait on the durable tracker, so the gossip engine, which calls them for every
+//!   update it receives, does no I/O. `len` and `recent` describe memory too.
+//! - **Write-behind**: every id memory takes as new is queued; a flusher task writes the queue
+//!   with [`MessageTracker::mark_seen_many`], up to 4,096 ids per call, every flush interval
+//!   (default 100 ms) and as soon as a batch's worth is queued. The queue holds at most the
+//!   memory tracker's capacity; beyond it the oldest ids are dropped (memory would have
+//!   evicted them too) and counted in `mesh_storage_dropped_total{store="dedup"}`.
+//! - **Lag**: [`LayeredTracker::write_lag`] is the age of the oldest id not yet acknowledged by
+//!   the durable tracker (zero when everything is written), published as the gauge
+//!   `mesh_storage_write_lag_seconds{store="dedup"}`; `mesh_storage_written_total
+//!   {store="dedup"}` counts the ids written.
+//! - **The flusher** is a tokio task started by the first queued id, on the runtime that queued
+//!   it; it holds only a weak reference and is stopped when the tracker is dropped.
+//!   [`LayeredTracker::flush`] writes the queue now: await it before dropping the tracker (the
+//!   service does at shutdown).
+//! - **Warm start**: [`LayeredTracker::load_from_cache`] fills memory from the durable tracker.
+//! - **Degradation**: when a write fails (or gets no answer within the write timeout, default
+//!   5 s), one warning is logged, `mesh_storage_degraded_total{store="dedup"}` is counted, and
+//!   the ids stay queued. The flusher then probes the durable tracker once per retry interval;
+//!   the first success writes everything queued meanwhile, so nothing accepted during the
+//!   outage is lost.
+//!
+//! **No cross-process atomicity.** Because memory decides, two processes sharing one Redis or
+//! PostgreSQL no longer agree through the layered tracker on which of them handles a message: a
+//! process learns the other's ids only when it warm-starts ([`LayeredTracker::load_from_cache`]),
+//! so a message reaching both while they run is processed by both. Processing a price update twice is harmless — the price stores keep the
+//! newest price whatever the order — but a service that needs the atomic decision uses the
+//! durable tracker directly (it implements [`MessageTracker`] too), paying one round trip per
+//! message.
 
 use std::collections::VecDeque;
-use std::future::Future;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 
 use async_trait::async_trait;
 use mesh_types::{BackendHealth, MessageId};
-use tokio::time::{Duration, Instant};
+use tokio::sync::Notify;
+use tokio::task::AbortHandle;
+use tokio::time::{Duration, Instant, MissedTickBehavior};
 
 use crate::{Error, MemoryTracker, MessageTracker, Result, TrackerConfig};
 
-/// Memory in front of a durable tracker, degrading to memory alone when the durable one fails.
+/// Memory in front of a durable tracker, written behind and degrading to memory alone when the
+/// durable one fails.
 pub struct LayeredTracker {
+    shared: Arc<Shared>,
+    /// The flusher task, once the first queued id started it; aborted on drop. A std Mutex:
+    /// only locked when the queue stops being empty, never across an await.
+    flusher: Mutex<Option<AbortHandle>>,
+}
+
+/// What the tracker and its flusher share. The flusher holds it weakly.
+struct Shared {
     memory: MemoryTracker,
     durable: Arc<dyn MessageTracker>,
     capacity: usize,
     health: BackendHealth,
-    // Ids accepted while degraded, to write through once the durable tracker is back. A std
-    // Mutex: it is never held across an await.
-    pending: Mutex<VecDeque<MessageId>>,
+    config: Config,
+    // A std Mutex: held to push or take ids, never across an await.
+    queue: Mutex<Queue>,
+    /// Held by whoever writes to the durable tracker (the flusher, `flush`), so a `flush` that
+    /// returns has seen every earlier id written, including a batch the flusher had in flight.
+    writing: tokio::sync::Mutex<()>,
+    /// Wakes the flusher before its interval when a batch's worth is queued. Its own Arc, so
+    /// the flusher waits on it without keeping the tracker alive.
+    wake: Arc<Notify>,
+    written: AtomicU64,
+    batches: AtomicU64,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Config {
+    flush_interval: Duration,
+    batch_size: usize,
+    write_timeout: Duration,
+}
+
+/// Ids memory took as new that the durable tracker may not have yet.
+#[derive(Default)]
+struct Queue {
+    ids: VecDeque<MessageId>,
+    /// When the oldest id in `ids` was queued; `None` while it is empty.
+    since: Option<Instant>,
+    /// When the oldest id of the batch being written was queued; `None` when none is.
+    in_flight_since: Option<Instant>,
+}
+
+fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// What the write-behind has done so far: see [`LayeredTracker::write_stats`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WriteStats {
+    /// Ids the durable tracker acknowledged.
+    pub written: u64,
+    /// `mark_seen_many` calls that succeeded.
+    pub batches: u64,
+    /// Ids queued and not yet handed to the durable tracker.
+    pub pending: usize,
 }
 
 impl std::fmt::Debug for LayeredTracker {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LayeredTracker")
-            .field("memory", &self.memory)
-            .field("degraded", &self.health.is_degraded())
+            .field("memory", &self.shared.memory)
+            .field("degraded", &self.shared.health.is_degraded())
+            .field("pending", &self.shared.lock_queue().ids.len())
             .finish_non_exhaustive()
     }
+}
+
+impl Drop for LayeredTracker {
+    fn drop(&mut self) {
+        if let Some(flusher) = lock(&self.flusher).take() {
+            flusher.abort();
+        }
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Every update leaves the data consistent, even if a holder panicked.
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl LayeredTracker {
     /// Default time between probes of a failed durable tracker.
     pub const DEFAULT_RETRY_INTERVAL: Duration = BackendHealth::DEFAULT_RETRY_INTERVAL;
+    /// Default time between two writes of the queued ids.
+    pub const DEFAULT_FLUSH_INTERVAL: Duration = Duration::from_millis(100);
+    /// Default most ids per `mark_seen_many`; this many queued ids also wake the flusher
+    /// before its interval.
+    pub const DEFAULT_BATCH_SIZE: usize = 4096;
+    /// Default time a write may take before the durable tracker counts as failed.
+    pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 
-    /// Memory sized by `config` in front of `durable`.
+    /// Memory sized by `config` in front of `durable`. Needs no runtime: the flusher starts
+    /// with the first queued id.
     pub fn new(config: TrackerConfig, durable: Arc<dyn MessageTracker>) -> Self {
         metrics::describe_counter!(
             "mesh_storage_degraded_total",
             "Times a durable store became unreachable and its layered store fell back to memory, by store"
         );
+        metrics::describe_gauge!(
+            "mesh_storage_write_lag_seconds",
+            metrics::Unit::Seconds,
+            "Age of the oldest change a layered store has not yet written to its durable store, by store"
+        );
+        metrics::describe_counter!(
+            "mesh_storage_written_total",
+            "Entries a layered store wrote behind to its durable store and the store acknowledged, by store"
+        );
+        metrics::describe_counter!(
+            "mesh_storage_dropped_total",
+            "Entries a layered store dropped unwritten because its write-behind queue was full, by store"
+        );
         Self {
-            memory: MemoryTracker::new(config),
-            durable,
-            capacity: config.capacity,
-            health: BackendHealth::default(),
-            pending: Mutex::new(VecDeque::new()),
+            shared: Arc::new(Shared {
+                memory: MemoryTracker::new(config),
+                durable,
+                capacity: config.capacity.max(1),
+                health: BackendHealth::default(),
+                config: Config {
+                    flush_interval: Self::DEFAULT_FLUSH_INTERVAL,
+                    batch_size: Self::DEFAULT_BATCH_SIZE,
+                    write_timeout: Self::DEFAULT_WRITE_TIMEOUT,
+                },
+                queue: Mutex::new(Queue::default()),
+                writing: tokio::sync::Mutex::new(()),
+                wake: Arc::new(Notify::new()),
+                written: AtomicU64::new(0),
+                batches: AtomicU64::new(0),
+            }),
+            flusher: Mutex::new(None),
         }
     }
 
-    /// Sets how often a failed durable tracker is probed.
-    #[must_use]
-    pub fn with_retry_interval(mut self, interval: Duration) -> Self {
-        self.health = BackendHealth::new(interval);
+    /// Changes the tracker's settings. They are fixed once the flusher runs, so configure a
+    /// tracker before using it; a later call changes nothing and logs a warning.
+    fn configure(mut self, change: impl FnOnce(&mut Shared)) -> Self {
+        match Arc::get_mut(&mut self.shared) {
+            Some(shared) => change(shared),
+            None => tracing::warn!("a layered tracker was configured after its first write; ignored"),
+        }
         self
     }
 
-    /// Whether the durable tracker is failing and memory alone is deciding.
+    /// Sets how often a failed durable tracker is probed. Call before the first use.
+    #[must_use]
+    pub fn with_retry_interval(self, interval: Duration) -> Self {
+        self.configure(|shared| shared.health = BackendHealth::new(interval))
+    }
+
+    /// Sets how often queued ids are written (default 100 ms). Call before the first use.
+    #[must_use]
+    pub fn with_flush_interval(self, interval: Duration) -> Self {
+        let interval = interval.max(Duration::from_millis(1));
+        self.configure(|shared| shared.config.flush_interval = interval)
+    }
+
+    /// Sets the most ids one `mark_seen_many` carries (default 4,096); this many queued ids
+    /// wake the flusher early. Call before the first use.
+    #[must_use]
+    pub fn with_batch_size(self, batch_size: usize) -> Self {
+        self.configure(|shared| shared.config.batch_size = batch_size.max(1))
+    }
+
+    /// Sets how long one write may take before the durable tracker counts as failed (default
+    /// 5 s). Call before the first use.
+    #[must_use]
+    pub fn with_write_timeout(self, timeout: Duration) -> Self {
+        self.configure(|shared| shared.config.write_timeout = timeout)
+    }
+
+    /// Whether the durable tracker is failing and memory alone is remembering.
     pub fn is_degraded(&self) -> bool {
-        self.health.is_degraded()
+        self.shared.health.is_degraded()
+    }
+
+    /// How far the durable tracker is behind memory: the age of the oldest id it has not
+    /// acknowledged yet, zero when it holds everything.
+    pub fn write_lag(&self) -> Duration {
+        self.shared.write_lag()
+    }
+
+    /// Ids written so far and ids waiting.
+    pub fn write_stats(&self) -> WriteStats {
+        WriteStats {
+            written: self.shared.written.load(Ordering::Relaxed),
+            batches: self.shared.batches.load(Ordering::Relaxed),
+            pending: self.shared.lock_queue().ids.len(),
+        }
     }
 
     /// Fills memory with the durable tracker's most recent ids (up to the capacity), so a
@@ -79,78 +245,94 @@ impl LayeredTracker {
     /// # Errors
     /// When the durable tracker cannot be read.
     pub async fn load_from_cache(&self) -> Result<usize> {
-        let ids = self.durable.recent(self.capacity).await?;
+        let ids = self.shared.durable.recent(self.shared.capacity).await?;
         for id in &ids {
-            self.memory.mark_seen_now(*id);
+            self.shared.memory.mark_seen_now(*id);
         }
         Ok(ids.len())
     }
 
-    /// Writes the ids accepted while degraded to the durable tracker. Returns how many were
-    /// written; on failure the rest stay queued.
+    /// Writes every queued id to the durable tracker now, whatever the flush interval or the
+    /// tracker's health, and returns how many it wrote. When it returns `Ok`, every id queued
+    /// before the call is durable. Await it before dropping the tracker (on shutdown).
     ///
     /// # Errors
-    /// When the durable tracker fails.
+    /// When the durable tracker fails; the ids not written stay queued.
+    pub async fn flush(&self) -> Result<usize> {
+        self.shared.write_and_record().await
+    }
+
+    /// The same as [`LayeredTracker::flush`], under the name the write-through tracker had.
+    ///
+    /// # Errors
+    /// When the durable tracker fails; the ids not written stay queued.
     pub async fn persist_to_cache(&self) -> Result<usize> {
-        let mut written = 0;
-        loop {
-            // Take the id in its own statement so the lock is released before the await.
-            let next = self.lock_pending().pop_front();
-            let Some(id) = next else { break };
-            if let Err(err) = self.durable.mark_seen(id).await {
-                self.lock_pending().push_front(id);
-                return Err(err);
+        self.flush().await
+    }
+
+    /// Queues `ids` for the durable tracker, starting the flusher if it is not running and
+    /// waking it when a batch's worth is waiting.
+    fn enqueue(&self, ids: impl IntoIterator<Item = MessageId>) {
+        let (was_empty, full, dropped) = {
+            let mut queue = self.shared.lock_queue();
+            let was_empty = queue.ids.is_empty();
+            let before = queue.ids.len();
+            queue.ids.extend(ids);
+            if queue.ids.len() == before {
+                return;
             }
-            written += 1;
-        }
-        Ok(written)
-    }
-
-    fn lock_pending(&self) -> std::sync::MutexGuard<'_, VecDeque<MessageId>> {
-        // The queue stays consistent even if a holder panicked: every update is one push/pop.
-        self.pending.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    fn remember_pending(&self, id: MessageId) {
-        let mut pending = self.lock_pending();
-        if pending.len() >= self.capacity {
+            if queue.since.is_none() {
+                queue.since = Some(Instant::now());
+            }
+            let dropped = queue.ids.len().saturating_sub(self.shared.capacity);
             // Older ids than the memory tracker holds would be expired or evicted anyway.
-            pending.pop_front();
+            queue.ids.drain(..dropped);
+            let batch = self.shared.config.batch_size;
+            (was_empty, before < batch && queue.ids.len() >= batch, dropped)
+        };
+        if dropped > 0 {
+            metrics::counter!("mesh_storage_dropped_total", "store" => "dedup").increment(dropped as u64);
         }
-        pending.push_back(id);
-    }
-
-    /// Runs `operation` on the durable tracker unless it is degraded and not yet due for a
-    /// probe. `None` means "decide from memory".
-    async fn durable<T>(&self, operation: impl Future<Output = Result<T>>) -> Option<T> {
-        if !self.health.should_try(now()) {
-            return None;
+        if was_empty {
+            self.ensure_flusher();
         }
-        match operation.await {
-            Ok(value) => {
-                if self.health.succeeded() {
-                    tracing::info!("dedup store is reachable again");
-                    match self.persist_to_cache().await {
-                        Ok(count) => {
-                            tracing::info!(count, "dedup store resynced the ids accepted during the outage")
-                        }
-                        Err(err) => self.failed(&err),
-                    }
-                }
-                Some(value)
-            }
-            Err(err) => {
-                self.failed(&err);
-                None
-            }
+        if full {
+            self.shared.wake.notify_one();
         }
     }
 
-    fn failed(&self, err: &Error) {
-        if self.health.failed(now()) {
-            tracing::warn!(error = %err, "dedup store unavailable; deduplicating in memory until it returns");
-            metrics::counter!("mesh_storage_degraded_total", "store" => "dedup").increment(1);
+    /// Starts the flusher on the current tokio runtime unless it runs already. Without a
+    /// runtime (a tracker driven by another executor) nothing is written until `flush`.
+    fn ensure_flusher(&self) {
+        let mut flusher = lock(&self.flusher);
+        if flusher.as_ref().is_some_and(|task| !task.is_finished()) {
+            return;
         }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            tracing::warn!("a layered tracker is used outside a tokio runtime; it writes only on flush()");
+            return;
+        };
+        let task = runtime.spawn(run_flusher(
+            Arc::downgrade(&self.shared),
+            self.shared.wake.clone(),
+            self.shared.config.flush_interval,
+        ));
+        *flusher = Some(task.abort_handle());
+    }
+}
+
+/// The flusher: every `interval`, or when woken, writes what is queued. It holds the tracker
+/// only weakly between rounds and ends when the tracker is gone.
+async fn run_flusher(shared: Weak<Shared>, wake: Arc<Notify>, interval: Duration) {
+    let mut ticks = tokio::time::interval(interval);
+    ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => {}
+            () = wake.notified() => {}
+        }
+        let Some(shared) = shared.upgrade() else { return };
+        shared.background_round().await;
     }
 }
 
@@ -159,65 +341,183 @@ fn now() -> std::time::Instant {
     Instant::now().into_std()
 }
 
+impl Shared {
+    fn lock_queue(&self) -> MutexGuard<'_, Queue> {
+        lock(&self.queue)
+    }
+
+    fn write_lag(&self) -> Duration {
+        let queue = self.lock_queue();
+        earliest(queue.since, queue.in_flight_since).map_or(Duration::ZERO, |oldest| Instant::now() - oldest)
+    }
+
+    fn publish_lag(&self) {
+        metrics::gauge!("mesh_storage_write_lag_seconds", "store" => "dedup")
+            .set(self.write_lag().as_secs_f64());
+    }
+
+    /// One round of the flusher: write what is queued unless the durable tracker is degraded
+    /// and not due for a probe. The lag gauge keeps moving while a write hangs.
+    async fn background_round(&self) {
+        self.publish_lag();
+        if self.lock_queue().ids.is_empty() || !self.health.should_try(now()) {
+            return;
+        }
+        let write = self.write_and_record();
+        tokio::pin!(write);
+        let mut gauge = tokio::time::interval(self.config.flush_interval);
+        gauge.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                // A failure is logged and counted by `write_and_record`; the ids stay queued.
+                _ = &mut write => break,
+                _ = gauge.tick() => self.publish_lag(),
+            }
+        }
+    }
+
+    /// Writes the queued ids, then logs and counts the outcome: a failure degrades the
+    /// tracker, the first success after one resyncs it.
+    async fn write_and_record(&self) -> Result<usize> {
+        let result = self.write_queued().await;
+        match &result {
+            Ok(count) => {
+                if self.health.succeeded() {
+                    tracing::info!(
+                        count,
+                        "dedup store is reachable again; wrote the ids accepted during the outage"
+                    );
+                }
+            }
+            Err(err) => {
+                if self.health.failed(now()) {
+                    tracing::warn!(error = %err, "dedup store unavailable; deduplicating in memory and keeping ids until it returns");
+                    metrics::counter!("mesh_storage_degraded_total", "store" => "dedup").increment(1);
+                }
+            }
+        }
+        self.publish_lag();
+        result
+    }
+
+    /// Takes every queued id and writes them, `batch_size` per `mark_seen_many`. On a failure,
+    /// or if the caller stops waiting, the ids not written are queued again, in front.
+    async fn write_queued(&self) -> Result<usize> {
+        let _writing = self.writing.lock().await;
+        let ids: Vec<MessageId> = {
+            let mut queue = self.lock_queue();
+            queue.in_flight_since = queue.since.take();
+            queue.ids.drain(..).collect()
+        };
+        let mut batch = InFlight { shared: self, ids, done: 0 };
+        while batch.done < batch.ids.len() {
+            let end = (batch.done + self.config.batch_size).min(batch.ids.len());
+            tokio::time::timeout(
+                self.config.write_timeout,
+                self.durable.mark_seen_many(&batch.ids[batch.done..end]),
+            )
+            .await
+            .map_err(|_| Error::Unavailable {
+                backend: "durable tracker",
+                detail: format!("no answer within {:?}", self.config.write_timeout),
+            })??;
+            let count = end - batch.done;
+            batch.done = end;
+            self.written.fetch_add(count as u64, Ordering::Relaxed);
+            self.batches.fetch_add(1, Ordering::Relaxed);
+            metrics::counter!("mesh_storage_written_total", "store" => "dedup").increment(count as u64);
+        }
+        Ok(batch.done)
+    }
+}
+
+/// Ids taken from the queue for one write. Dropping it (done, failed, or abandoned by its
+/// caller) puts the ones not written back in front of the queue, keeping their age.
+struct InFlight<'a> {
+    shared: &'a Shared,
+    ids: Vec<MessageId>,
+    /// How many of `ids`, from the front, the durable tracker acknowledged.
+    done: usize,
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        let mut queue = self.shared.lock_queue();
+        let in_flight_since = queue.in_flight_since.take();
+        let rest = self.ids.get(self.done..).unwrap_or_default();
+        if !rest.is_empty() {
+            for id in rest.iter().rev() {
+                queue.ids.push_front(*id);
+            }
+            queue.since = earliest(queue.since, in_flight_since);
+            let dropped = queue.ids.len().saturating_sub(self.shared.capacity);
+            queue.ids.drain(..dropped);
+            if dropped > 0 {
+                metrics::counter!("mesh_storage_dropped_total", "store" => "dedup").increment(dropped as u64);
+            }
+        }
+    }
+}
+
 #[async_trait]
 impl MessageTracker for LayeredTracker {
     async fn check_and_mark(&self, id: MessageId) -> Result<bool> {
-        if self.memory.has_seen_now(id) {
-            return Ok(false);
+        let first = self.shared.memory.check_and_mark_now(id);
+        if first {
+            self.enqueue([id]);
         }
-        match self.durable(self.durable.check_and_mark(id)).await {
-            Some(first) => {
-                self.memory.mark_seen_now(id);
-                Ok(first)
-            }
-            None => {
-                let first = self.memory.check_and_mark_now(id);
-                if first {
-                    self.remember_pending(id);
-                }
-                Ok(first)
-            }
-        }
+        Ok(first)
     }
 
     async fn has_seen(&self, id: MessageId) -> Result<bool> {
-        if self.memory.has_seen_now(id) {
-            return Ok(true);
-        }
-        Ok(self.durable(self.durable.has_seen(id)).await.unwrap_or(false))
+        Ok(self.shared.memory.has_seen_now(id))
     }
 
     async fn mark_seen(&self, id: MessageId) -> Result<()> {
-        self.memory.mark_seen_now(id);
-        if self.durable(self.durable.mark_seen(id)).await.is_none() {
-            self.remember_pending(id);
+        self.shared.memory.mark_seen_now(id);
+        self.enqueue([id]);
+        Ok(())
+    }
+
+    async fn mark_seen_many(&self, ids: &[MessageId]) -> Result<()> {
+        for id in ids {
+            self.shared.memory.mark_seen_now(*id);
         }
+        self.enqueue(ids.iter().copied());
         Ok(())
     }
 
     async fn cleanup_expired(&self) -> Result<usize> {
-        let local = self.memory.cleanup_expired().await?;
-        Ok(local + self.durable(self.durable.cleanup_expired()).await.unwrap_or(0))
+        let local = self.shared.memory.cleanup_expired().await?;
+        // The durable tracker's own sweep: periodic, off the hot path, and left to the
+        // flusher's probes while degraded.
+        if self.shared.health.is_degraded() {
+            return Ok(local);
+        }
+        match self.shared.durable.cleanup_expired().await {
+            Ok(durable) => Ok(local + durable),
+            Err(err) => {
+                if self.shared.health.failed(now()) {
+                    tracing::warn!(error = %err, "dedup store unavailable; deduplicating in memory and keeping ids until it returns");
+                    metrics::counter!("mesh_storage_degraded_total", "store" => "dedup").increment(1);
+                }
+                Ok(local)
+            }
+        }
     }
 
     async fn len(&self) -> Result<usize> {
-        match self.durable(self.durable.len()).await {
-            Some(len) => Ok(len),
-            None => self.memory.len().await,
-        }
+        self.shared.memory.len().await
     }
 
     async fn recent(&self, limit: usize) -> Result<Vec<MessageId>> {
-        match self.durable(self.durable.recent(limit)).await {
-            Some(ids) => Ok(ids),
-            None => self.memory.recent(limit).await,
-        }
+        self.shared.memory.recent(limit).await
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::atomic::{AtomicBool, AtomicUsize};
 
     use proptest::prelude::*;
 
@@ -230,10 +530,11 @@ mod tests {
     }
 
     /// A durable tracker whose reachability the test controls: a memory tracker behind a
-    /// switch.
+    /// switch, counting write attempts.
     struct Switchable {
         inner: MemoryTracker,
         up: AtomicBool,
+        writes: AtomicUsize,
     }
 
     impl Switchable {
@@ -260,6 +561,11 @@ mod tests {
             self.check()?;
             self.inner.mark_seen(id).await
         }
+        async fn mark_seen_many(&self, ids: &[MessageId]) -> Result<()> {
+            self.writes.fetch_add(1, Ordering::Relaxed);
+            self.check()?;
+            self.inner.mark_seen_many(ids).await
+        }
         async fn cleanup_expired(&self) -> Result<usize> {
             self.check()?;
             self.inner.cleanup_expired().await
@@ -278,35 +584,90 @@ mod tests {
         Arc::new(Switchable {
             inner: MemoryTracker::new(config(Duration::from_secs(300))),
             up: AtomicBool::new(true),
+            writes: AtomicUsize::new(0),
         })
     }
 
     #[tokio::test]
     async fn passes_the_conformance_suite() {
-        let durable = Arc::new(MemoryTracker::new(config(conformance::EXPIRATION)));
-        conformance::run_all(Arc::new(LayeredTracker::new(config(conformance::EXPIRATION), durable))).await;
+        let durable = Arc::new(MemoryTracker::new(config(Duration::from_secs(300))));
+        let layered = Arc::new(LayeredTracker::new(config(conformance::EXPIRATION), durable.clone()));
+        conformance::run_all(layered.clone()).await;
+        let marked = layered.recent(usize::MAX).await.unwrap();
+        layered.flush().await.unwrap();
+        for id in marked {
+            assert!(durable.has_seen_now(id), "written behind, all of it");
+        }
     }
 
     #[tokio::test]
-    async fn a_known_id_is_answered_from_memory_without_a_round_trip() {
+    async fn the_hot_path_never_asks_the_durable_tracker() {
         let id = MessageId::new();
-        let mut durable = MockMessageTracker::new();
-        durable.expect_check_and_mark().times(1).returning(|_| Ok(true));
-        let layered = LayeredTracker::new(config(Duration::from_secs(300)), Arc::new(durable));
+        // The mock expects no call at all: any would fail the test.
+        let layered =
+            LayeredTracker::new(config(Duration::from_secs(300)), Arc::new(MockMessageTracker::new()))
+                .with_flush_interval(Duration::from_secs(3600));
+        assert!(!layered.has_seen(id).await.unwrap());
         assert!(layered.check_and_mark(id).await.unwrap());
-        // The mock allows one call only: these must be answered from memory.
         assert!(!layered.check_and_mark(id).await.unwrap());
         assert!(layered.has_seen(id).await.unwrap());
+        layered.mark_seen(MessageId::new()).await.unwrap();
+        assert_eq!(layered.write_stats().pending, 2, "queued for the flusher");
     }
 
     #[tokio::test]
-    async fn the_durable_tracker_decides_across_processes() {
+    async fn flush_writes_the_queued_ids_in_one_batch() {
+        let ids: Vec<MessageId> = (0..10).map(|_| MessageId::new()).collect();
+        let expected = ids.clone();
+        let mut durable = MockMessageTracker::new();
+        durable
+            .expect_mark_seen_many()
+            .withf(move |written: &[MessageId]| written == expected.as_slice())
+            .times(1)
+            .returning(|_| Ok(()));
+        let layered = LayeredTracker::new(config(Duration::from_secs(300)), Arc::new(durable))
+            .with_flush_interval(Duration::from_secs(3600));
+        for id in &ids {
+            assert!(layered.check_and_mark(*id).await.unwrap());
+            assert!(!layered.check_and_mark(*id).await.unwrap(), "a duplicate is not queued again");
+        }
+        assert_eq!(layered.flush().await.unwrap(), 10);
+        assert_eq!(layered.write_stats(), WriteStats { written: 10, batches: 1, pending: 0 });
+        assert_eq!(layered.flush().await.unwrap(), 0, "an empty queue asks nobody");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_flusher_writes_within_the_flush_interval() {
+        let durable = switchable();
+        let layered = LayeredTracker::new(config(Duration::from_secs(300)), durable.clone());
+        let id = MessageId::new();
+        layered.check_and_mark(id).await.unwrap();
+        tokio::time::advance(Duration::from_millis(30)).await;
+        assert_eq!(layered.write_lag(), Duration::from_millis(30));
+        tokio::time::sleep(LayeredTracker::DEFAULT_FLUSH_INTERVAL).await;
+        assert!(durable.inner.has_seen_now(id), "written behind without a flush call");
+        assert_eq!(layered.write_lag(), Duration::ZERO);
+    }
+
+    #[tokio::test]
+    async fn processes_sharing_a_server_no_longer_decide_atomically() {
         let shared = switchable();
         let node_a = LayeredTracker::new(config(Duration::from_secs(300)), shared.clone());
-        let node_b = LayeredTracker::new(config(Duration::from_secs(300)), shared);
+        let node_b = LayeredTracker::new(config(Duration::from_secs(300)), shared.clone());
         let id = MessageId::new();
         assert!(node_a.check_and_mark(id).await.unwrap());
-        assert!(!node_b.check_and_mark(id).await.unwrap(), "another process already took it");
+        assert!(
+            node_b.check_and_mark(id).await.unwrap(),
+            "memory decides: both processes take a message that reaches them both"
+        );
+        node_a.flush().await.unwrap();
+        let node_c = LayeredTracker::new(config(Duration::from_secs(300)), shared.clone());
+        node_c.load_from_cache().await.unwrap();
+        assert!(!node_c.check_and_mark(id).await.unwrap(), "a warm start knows what was flushed");
+        // The durable tracker still decides atomically for whoever asks it directly.
+        let other = MessageId::new();
+        assert!(shared.check_and_mark(other).await.unwrap());
+        assert!(!shared.check_and_mark(other).await.unwrap());
     }
 
     #[tokio::test]
@@ -322,6 +683,7 @@ mod tests {
         for id in ids {
             assert!(!layered.check_and_mark(id).await.unwrap(), "known from the warm start");
         }
+        assert_eq!(layered.write_stats().pending, 0, "loaded ids are not written back");
     }
 
     #[tokio::test(start_paused = true)]
@@ -330,6 +692,7 @@ mod tests {
         let layered = LayeredTracker::new(config(Duration::from_secs(300)), durable.clone());
         let before = MessageId::new();
         assert!(layered.check_and_mark(before).await.unwrap());
+        layered.flush().await.unwrap();
 
         durable.up.store(false, Ordering::Release);
         let during: Vec<MessageId> = (0..5).map(|_| MessageId::new()).collect();
@@ -337,34 +700,139 @@ mod tests {
             assert!(layered.check_and_mark(*id).await.unwrap(), "memory keeps deciding");
             assert!(!layered.check_and_mark(*id).await.unwrap(), "and still deduplicates");
         }
-        assert!(layered.is_degraded());
-        assert!(!durable.inner.has_seen(during[0]).await.unwrap(), "nothing reached the server yet");
+        tokio::time::sleep(LayeredTracker::DEFAULT_FLUSH_INTERVAL * 2).await;
+        assert!(layered.is_degraded(), "the flusher's write failed");
+        assert!(!durable.inner.has_seen_now(during[0]), "nothing reached the server yet");
+        assert_eq!(layered.write_stats().pending, 5, "still queued");
 
         durable.up.store(true, Ordering::Release);
-        tokio::time::advance(LayeredTracker::DEFAULT_RETRY_INTERVAL).await;
-        // The next operation probes the server, succeeds, and writes back the outage's ids.
-        assert!(layered.check_and_mark(MessageId::new()).await.unwrap());
+        tokio::time::sleep(LayeredTracker::DEFAULT_RETRY_INTERVAL + LayeredTracker::DEFAULT_FLUSH_INTERVAL)
+            .await;
         assert!(!layered.is_degraded());
         for id in &during {
-            assert!(durable.inner.has_seen(*id).await.unwrap(), "accepted during the outage, not lost");
+            assert!(durable.inner.has_seen_now(*id), "accepted during the outage, not lost");
         }
+        assert_eq!(layered.write_lag(), Duration::ZERO);
     }
 
     #[tokio::test(start_paused = true)]
-    async fn a_failed_server_is_probed_once_per_interval_not_per_message() {
-        let mut durable = MockMessageTracker::new();
-        durable
-            .expect_check_and_mark()
-            .times(2)
-            .returning(|_| Err(Error::Unavailable { backend: "test", detail: "down".into() }));
-        let layered = LayeredTracker::new(config(Duration::from_secs(300)), Arc::new(durable));
+    async fn a_failed_server_is_probed_once_per_interval_not_per_flush() {
+        let durable = switchable();
+        durable.up.store(false, Ordering::Release);
+        let layered = LayeredTracker::new(config(Duration::from_secs(300)), durable.clone());
         for _ in 0..100 {
             layered.check_and_mark(MessageId::new()).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        tokio::time::advance(LayeredTracker::DEFAULT_RETRY_INTERVAL).await;
-        for _ in 0..100 {
-            layered.check_and_mark(MessageId::new()).await.unwrap();
+        assert_eq!(durable.writes.load(Ordering::Relaxed), 1, "five flush intervals, one failed write");
+        tokio::time::sleep(LayeredTracker::DEFAULT_RETRY_INTERVAL).await;
+        assert_eq!(durable.writes.load(Ordering::Relaxed), 2, "one probe per retry interval");
+    }
+
+    #[tokio::test]
+    async fn the_queue_is_bounded_by_the_capacity() {
+        let durable = switchable();
+        durable.up.store(false, Ordering::Release);
+        let config = TrackerConfig { capacity: 100, expiration: Duration::from_secs(300) };
+        let layered =
+            LayeredTracker::new(config, durable.clone()).with_flush_interval(Duration::from_secs(3600));
+        let ids: Vec<MessageId> = (0..250).map(|_| MessageId::new()).collect();
+        for id in &ids {
+            layered.mark_seen(*id).await.unwrap();
         }
+        assert_eq!(layered.write_stats().pending, 100);
+        durable.up.store(true, Ordering::Release);
+        layered.flush().await.unwrap();
+        assert!(durable.inner.has_seen_now(ids[249]), "the newest are kept");
+        assert!(!durable.inner.has_seen_now(ids[0]), "the oldest were dropped");
+    }
+
+    /// The durable tracker behind a proxy that freezes (connections open, no bytes pass):
+    /// `check_and_mark` must not wait on it, and after the thaw the ids reach the server.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_frozen_redis_does_not_hold_up_check_and_mark() {
+        use mesh_testkit::{REDIS_URL_VAR, RedisNamespace, TcpProxy, backend_url};
+
+        use crate::RedisTracker;
+
+        let Some(url) = backend_url(REDIS_URL_VAR, "layered tracker over a frozen redis") else { return };
+        let namespace = RedisNamespace::create(&url);
+        let proxy = TcpProxy::start(&namespace.server_addr()).await;
+        let expiration = Duration::from_secs(300);
+        let through_proxy =
+            RedisTracker::new(namespace.pool_via(proxy.addr()), namespace.prefix(), expiration);
+        let direct = RedisTracker::new(namespace.pool().clone(), namespace.prefix(), expiration);
+        let layered = LayeredTracker::new(config(expiration), Arc::new(through_proxy))
+            .with_retry_interval(Duration::from_millis(100));
+        assert!(layered.check_and_mark(MessageId::new()).await.unwrap());
+        layered.flush().await.unwrap();
+
+        proxy.freeze();
+        let ids: Vec<MessageId> = (0..2_000).map(|_| MessageId::new()).collect();
+        tokio::time::timeout(Duration::from_secs(2), async {
+            for id in &ids {
+                assert!(layered.check_and_mark(*id).await.unwrap());
+                assert!(layered.has_seen(*id).await.unwrap());
+            }
+        })
+        .await
+        .expect("check_and_mark waited on the frozen server");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(layered.write_lag() >= Duration::from_millis(300), "lag {:?}", layered.write_lag());
+
+        proxy.thaw();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        while layered.write_lag() > Duration::ZERO && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(layered.write_lag(), Duration::ZERO, "the flusher caught up after the thaw");
+        for id in ids.iter().step_by(50) {
+            assert!(direct.has_seen(*id).await.unwrap(), "written after the thaw");
+        }
+        namespace.cleanup().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_frozen_postgres_does_not_hold_up_check_and_mark() {
+        use mesh_testkit::{DATABASE_URL_VAR, PgSchema, TcpProxy, backend_url};
+
+        use crate::PostgresTracker;
+
+        let Some(url) = backend_url(DATABASE_URL_VAR, "layered tracker over a frozen postgres") else {
+            return;
+        };
+        let schema = PgSchema::create(&url).await;
+        let proxy = TcpProxy::start(&schema.server_addr()).await;
+        let expiration = Duration::from_secs(300);
+        let through_proxy = PostgresTracker::new(schema.pool_via(proxy.addr()).await, expiration);
+        let direct = PostgresTracker::new(schema.pool().clone(), expiration);
+        let layered = LayeredTracker::new(config(expiration), Arc::new(through_proxy))
+            .with_retry_interval(Duration::from_millis(100));
+        assert!(layered.check_and_mark(MessageId::new()).await.unwrap());
+        layered.flush().await.unwrap();
+
+        proxy.freeze();
+        let ids: Vec<MessageId> = (0..2_000).map(|_| MessageId::new()).collect();
+        tokio::time::timeout(Duration::from_secs(2), async {
+            for id in &ids {
+                assert!(layered.check_and_mark(*id).await.unwrap());
+            }
+        })
+        .await
+        .expect("check_and_mark waited on the frozen server");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(layered.write_lag() >= Duration::from_millis(300), "lag {:?}", layered.write_lag());
+
+        proxy.thaw();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        while layered.write_lag() > Duration::ZERO && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(layered.write_lag(), Duration::ZERO, "the flusher caught up after the thaw");
+        for id in ids.iter().step_by(50) {
+            assert!(direct.has_seen(*id).await.unwrap(), "written after the thaw");
+        }
+        schema.cleanup().await;
     }
 
     /// A real outage: the Redis server is reached through a proxy that the test cuts (every
@@ -385,6 +853,7 @@ mod tests {
         let layered = LayeredTracker::new(config(expiration), Arc::new(through_proxy))
             .with_retry_interval(Duration::from_millis(100));
         assert!(layered.check_and_mark(MessageId::new()).await.unwrap());
+        layered.flush().await.unwrap();
 
         proxy.cut();
         let during: Vec<MessageId> = (0..5).map(|_| MessageId::new()).collect();
@@ -392,14 +861,19 @@ mod tests {
             assert!(layered.check_and_mark(*id).await.unwrap(), "memory keeps deciding");
             assert!(!layered.check_and_mark(*id).await.unwrap(), "and still deduplicates");
         }
-        assert!(layered.is_degraded());
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while !layered.is_degraded() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(layered.is_degraded(), "the flusher found the server gone");
         assert!(!direct.has_seen(during[0]).await.unwrap(), "nothing reached the server");
 
         proxy.restore().await;
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        while layered.is_degraded() && tokio::time::Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(120)).await;
-            layered.check_and_mark(MessageId::new()).await.unwrap();
+        while (layered.is_degraded() || layered.write_lag() > Duration::ZERO)
+            && tokio::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
         assert!(!layered.is_degraded(), "recovers once the server is reachable again");
         for id in &during {
@@ -415,8 +889,16 @@ mod tests {
         fn behaves_like_the_reference_model(ops in conformance::operations()) {
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
             let durable = Arc::new(MemoryTracker::new(config(Duration::from_secs(300))));
-            let layered = LayeredTracker::new(config(Duration::from_secs(300)), durable);
-            runtime.block_on(conformance::check_against_model(&layered, &ops));
+            let layered = LayeredTracker::new(config(Duration::from_secs(300)), durable.clone());
+            runtime.block_on(async {
+                conformance::check_against_model(&layered, &ops).await;
+                layered.flush().await.unwrap();
+                let mut remembered = layered.recent(usize::MAX).await.unwrap();
+                let mut written = durable.recent(usize::MAX).await.unwrap();
+                remembered.sort_unstable();
+                written.sort_unstable();
+                assert_eq!(remembered, written, "the durable tracker caught up");
+            });
         }
     }
 }

@@ -7,7 +7,12 @@
 //! | bounded LRU with expiry (the embedded default) | [`MemoryTracker`] | — | no |
 //! | Redis, `SET key NX PX` | `RedisTracker` | `redis` | yes |
 //! | PostgreSQL, `mesh_seen_messages` | `PostgresTracker` | `postgres` | yes |
-//! | memory in front of a durable one | [`LayeredTracker`] | — | as the durable one |
+//! | memory in front of a durable one, written behind | [`LayeredTracker`] | — | no: memory decides, the durable one is written behind |
+//!
+//! The layered tracker keeps the gossip hot path free of I/O: it decides from memory and writes
+//! the ids to the durable tracker in batches ([`MessageTracker::mark_seen_many`]). Two
+//! processes sharing one server therefore no longer decide atomically between them which one
+//! handles a message; a service that needs that uses the durable tracker directly.
 //!
 //! Every backend passes the same suite, [`conformance`] (public with the `conformance`
 //! feature, so a service can check its own backend against it).
@@ -28,7 +33,7 @@ mod redis;
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
 
-pub use layered::LayeredTracker;
+pub use layered::{LayeredTracker, WriteStats};
 pub use memory::MemoryTracker;
 #[cfg(feature = "postgres")]
 pub use postgres::PostgresTracker;
@@ -92,6 +97,21 @@ pub trait MessageTracker: Send + Sync {
 
     /// Marks `id` as seen (again), starting a new expiry period.
     async fn mark_seen(&self, id: MessageId) -> Result<()>;
+
+    /// Marks every id of `ids` as seen (again), each starting a new expiry period, as
+    /// [`MessageTracker::mark_seen`] would one after another; an id may appear more than once.
+    ///
+    /// Durable backends write the ids in one round trip; the default marks one after another.
+    ///
+    /// # Errors
+    /// When the backend fails. Some ids may be marked already then; marking them again is
+    /// harmless.
+    async fn mark_seen_many(&self, ids: &[MessageId]) -> Result<()> {
+        for id in ids {
+            self.mark_seen(*id).await?;
+        }
+        Ok(())
+    }
 
     /// Forgets expired ids and returns how many were removed. Backends whose server expires
     /// entries itself (Redis) return 0.

@@ -3,11 +3,14 @@
 //! `check_and_mark` is one statement: an insert that, on conflict, only takes over a row whose
 //! mark has expired, and reports whether it wrote. PostgreSQL's row locking makes it atomic
 //! across every process sharing the database. Expired rows are deleted by
-//! [`MessageTracker::cleanup_expired`].
+//! [`MessageTracker::cleanup_expired`]. `mark_seen_many` upserts many ids per statement
+//! (`INSERT … SELECT FROM UNNEST($1::uuid[]) ON CONFLICT DO UPDATE`), renewing the expiry of
+//! ids already present as `mark_seen` does.
 
 use async_trait::async_trait;
 use mesh_types::MessageId;
 use sqlx::PgPool;
+use tokio::task::JoinSet;
 use tokio::time::Duration;
 
 use crate::{Error, MessageTracker, Result};
@@ -22,11 +25,37 @@ pub struct PostgresTracker {
 }
 
 impl PostgresTracker {
+    /// Most ids one statement of [`MessageTracker::mark_seen_many`] upserts. sqlx does not set
+    /// `TCP_NODELAY`, and a statement larger than the socket's 16 KB send buffer (about 800
+    /// ids) waits ~40 ms for a delayed ACK, so large batches are several small statements, up
+    /// to [`Self::STATEMENTS_IN_FLIGHT`] at once on separate connections. Measured on the
+    /// 2-core development machine, 4,096-id batches: 1,024 ids x 4 in flight 65 k ids/s;
+    /// 512 x 4 159 k/s; 512 x 6 174 k/s; 256 x 6 165 k/s.
+    const IDS_PER_STATEMENT: usize = 512;
+    /// Statements of one [`MessageTracker::mark_seen_many`] running at once.
+    const STATEMENTS_IN_FLIGHT: usize = 6;
+
     /// A tracker on `pool` (migrated with the workspace's `migrations/`) whose marks last
     /// `expiration`.
     pub fn new(pool: PgPool, expiration: Duration) -> Self {
         Self { pool, expiration_secs: expiration.as_secs_f64() }
     }
+}
+
+/// Marks `ids` (distinct, in the order their rows are locked) seen for `expiration_secs`.
+async fn upsert_seen(pool: PgPool, ids: Vec<uuid::Uuid>, expiration_secs: f64) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO mesh_seen_messages (message_id, seen_at, expires_at) \
+         SELECT id, now(), now() + make_interval(secs => $2) FROM UNNEST($1::uuid[]) AS input (id) \
+         ON CONFLICT (message_id) DO UPDATE \
+            SET seen_at = EXCLUDED.seen_at, expires_at = EXCLUDED.expires_at",
+    )
+    .bind(ids)
+    .bind(expiration_secs)
+    .execute(&pool)
+    .await
+    .map_err(sql_error)?;
+    Ok(())
 }
 
 /// Connection-level failures are worth retrying; anything else is a backend error.
@@ -90,6 +119,27 @@ impl MessageTracker for PostgresTracker {
         .execute(&self.pool)
         .await
         .map_err(sql_error)?;
+        Ok(())
+    }
+
+    async fn mark_seen_many(&self, ids: &[MessageId]) -> Result<()> {
+        // An upsert cannot touch a row twice, so each id once; and sorted, so every statement
+        // locks its rows in one order and concurrent batches cannot deadlock.
+        let mut ids: Vec<uuid::Uuid> = ids.iter().map(|id| *id.as_uuid()).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let mut chunks = ids.chunks(Self::IDS_PER_STATEMENT).map(<[uuid::Uuid]>::to_vec);
+        // Dropping the set (an error, or the caller giving up) aborts the statements still
+        // running; what they marked stays marked, which is harmless.
+        let mut running = JoinSet::new();
+        loop {
+            while running.len() < Self::STATEMENTS_IN_FLIGHT {
+                let Some(chunk) = chunks.next() else { break };
+                running.spawn(upsert_seen(self.pool.clone(), chunk, self.expiration_secs));
+            }
+            let Some(done) = running.join_next().await else { break };
+            done.map_err(|err| Error::Backend { backend: BACKEND, source: Box::new(err) })??;
+        }
         Ok(())
     }
 

@@ -1,7 +1,8 @@
 //! [`RedisTracker`]: seen ids as Redis keys `{prefix}seen:{id}` that expire on the server.
 //!
 //! `check_and_mark` is one `SET key 1 NX PX <ms>`: the server decides atomically which caller
-//! is first, across every process sharing the server.
+//! is first, across every process sharing the server. `mark_seen` is `PSETEX key <ms> 1`;
+//! `mark_seen_many` pipelines one `PSETEX` per id into one round trip.
 
 use async_trait::async_trait;
 use deadpool_redis::redis::{self, AsyncCommands};
@@ -30,6 +31,9 @@ impl std::fmt::Debug for RedisTracker {
 impl RedisTracker {
     /// Default key prefix.
     pub const DEFAULT_PREFIX: &'static str = "mesh:";
+    /// Most commands one pipeline of [`MessageTracker::mark_seen_many`] carries; more ids are
+    /// several pipelines, one after another.
+    const IDS_PER_PIPELINE: usize = 8192;
 
     /// A tracker on `pool` whose keys start with `prefix` and expire after `expiration`.
     pub fn new(pool: Pool, prefix: impl Into<String>, expiration: Duration) -> Self {
@@ -99,6 +103,22 @@ impl MessageTracker for RedisTracker {
     async fn mark_seen(&self, id: MessageId) -> Result<()> {
         let mut connection = self.connection().await?;
         connection.pset_ex(self.key(id), 1, self.expiration_ms).await.map_err(redis_error)
+    }
+
+    async fn mark_seen_many(&self, ids: &[MessageId]) -> Result<()> {
+        if ids.is_empty() {
+            // Redis refuses an empty pipeline.
+            return Ok(());
+        }
+        let mut connection = self.connection().await?;
+        for chunk in ids.chunks(Self::IDS_PER_PIPELINE) {
+            let mut pipe = redis::pipe();
+            for id in chunk {
+                pipe.pset_ex(self.key(*id), 1, self.expiration_ms).ignore();
+            }
+            let () = pipe.query_async(&mut connection).await.map_err(redis_error)?;
+        }
+        Ok(())
     }
 
     async fn cleanup_expired(&self) -> Result<usize> {

@@ -66,6 +66,8 @@ pub async fn run_all(store: Arc<dyn PriceStore>) {
     listing_and_digest_agree(store.as_ref()).await;
     a_reader_sees_what_get_sees(store.as_ref()).await;
     concurrent_stores_keep_the_newest(store.clone()).await;
+    store_many_matches_one_by_one(store.as_ref()).await;
+    a_large_store_many_matches_one_by_one(store.as_ref()).await;
     converges_whatever_the_order(store.as_ref(), &Assets::fresh(), 2_000, 0x5eed, 7).await;
 }
 
@@ -195,6 +197,120 @@ pub async fn concurrent_stores_keep_the_newest(store: Arc<dyn PriceStore>) {
     assert_eq!(held.timestamp, price(asset, 199, 0, 0, Decimal::ONE).timestamp, "the newest timestamp wins");
 }
 
+/// `store_many` decides a batch exactly as the same prices stored one after another: the same
+/// outcome for every price, in order, and the same prices held afterwards. The batch holds
+/// several prices of one asset (newer, older and equal ones, and two contents for one instant),
+/// prices for assets already held, and new assets; an empty batch changes nothing.
+pub async fn store_many_matches_one_by_one(store: &dyn PriceStore) {
+    let before = store.len().await.unwrap();
+    assert_eq!(store.store_many(Vec::new()).await.unwrap(), Vec::new(), "an empty batch has no outcomes");
+    assert_eq!(store.len().await.unwrap(), before, "an empty batch changes nothing");
+
+    // The same workload twice, in two namespaces: one price at a time, and as one batch.
+    let (single, batched) = (Assets::fresh(), Assets::fresh());
+    let held = |assets: &Assets| {
+        [price(assets.nth(0), 10, 0, 1, Decimal::ONE), price(assets.nth(1), 10, 0, 1, Decimal::ONE)]
+    };
+    // (asset, second, nanos, source, value)
+    let steps: [(usize, i64, u32, u8, i64); 12] = [
+        (0, 9, 0, 1, 5),  // older than the held price
+        (0, 11, 0, 1, 6), // newer than the held price
+        (0, 11, 0, 1, 6), // equal to the batch's previous price
+        (0, 10, 5, 1, 7), // older than the batch's previous price, newer than the held one
+        (0, 12, 0, 1, 8), // newer again
+        (1, 10, 0, 1, 1), // equal to the held price
+        (2, 3, 0, 2, 9),  // a new asset
+        (2, 3, 0, 2, 10), // the same instant and source, another content: the digest decides
+        (2, 2, 0, 2, 11), // older
+        (3, 1, 0, 1, 12), // another new asset
+        (2, 4, 0, 1, 13), // newer, after another asset
+        (3, 1, 0, 1, 12), // equal to the batch's earlier price
+    ];
+    let batch = |assets: &Assets| -> Vec<CachedPriceData> {
+        steps
+            .iter()
+            .map(|&(asset, second, nanos, source, value)| {
+                price(assets.nth(asset), second, nanos, source, Decimal::from(value))
+            })
+            .collect()
+    };
+    for p in held(&single).into_iter().chain(held(&batched)) {
+        store.store(p).await.unwrap();
+    }
+    let mut one_by_one = Vec::new();
+    for p in batch(&single) {
+        one_by_one.push(store.store(p).await.unwrap());
+    }
+    let outcomes = store.store_many(batch(&batched)).await.unwrap();
+    assert_eq!(outcomes, one_by_one, "store_many must answer what one store after another answers");
+    use StoreOutcome::{Ignored, Inserted, Replaced};
+    let known = [
+        (0, Ignored),
+        (1, Replaced),
+        (2, Ignored),
+        (3, Ignored),
+        (4, Replaced),
+        (5, Ignored),
+        (6, Inserted),
+        (8, Ignored),
+        (9, Inserted),
+        (10, Replaced),
+        (11, Ignored),
+    ];
+    for (step, outcome) in known {
+        assert_eq!(outcomes[step], outcome, "step {step}: {:?}", steps[step]);
+    }
+    for n in 0..4 {
+        let renamed = store.get(single.nth(n)).await.unwrap().map(|mut p| {
+            p.asset = batched.nth(n);
+            p
+        });
+        assert_eq!(store.get(batched.nth(n)).await.unwrap(), renamed, "asset {n} after the batch");
+    }
+    assert_eq!(store.len().await.unwrap(), before + 8);
+}
+
+/// A batch larger than one statement or script call of the durable backends (1,300 prices over
+/// 1,100 assets, some repeated, some already held) gives the same outcomes and prices as one
+/// store after another.
+pub async fn a_large_store_many_matches_one_by_one(store: &dyn PriceStore) {
+    let (single, batched) = (Assets::fresh(), Assets::fresh());
+    let mut next = xorshift(0xba7c4);
+    let steps: Vec<(usize, i64, u8)> = (0..1_300)
+        .map(|_| next())
+        .map(|n| ((n % 1_100) as usize, ((n >> 16) % 8) as i64, (n >> 32) as u8 % 2))
+        .collect();
+    let batch = |assets: &Assets| -> Vec<CachedPriceData> {
+        steps
+            .iter()
+            .map(|&(asset, second, source)| price(assets.nth(asset), second, 0, source, Decimal::ONE))
+            .collect()
+    };
+    // A tenth of the assets is held before the batch.
+    for assets in [&single, &batched] {
+        for n in (0..1_100).step_by(10) {
+            store.store(price(assets.nth(n), 4, 0, 0, Decimal::TWO)).await.unwrap();
+        }
+    }
+    let mut one_by_one = Vec::new();
+    for p in batch(&single) {
+        one_by_one.push(store.store(p).await.unwrap());
+    }
+    let outcomes = store.store_many(batch(&batched)).await.unwrap();
+    assert_eq!(outcomes.len(), one_by_one.len());
+    for (step, (got, expected)) in outcomes.iter().zip(&one_by_one).enumerate() {
+        assert_eq!(got, expected, "step {step}: {:?}", steps[step]);
+    }
+    let all = store.get_all().await.unwrap();
+    for n in 0..1_100 {
+        let renamed = all.get(&single.nth(n)).cloned().map(|mut p| {
+            p.asset = batched.nth(n);
+            p
+        });
+        assert_eq!(all.get(&batched.nth(n)).cloned(), renamed, "asset {n} after the batch");
+    }
+}
+
 /// A deterministic xorshift sequence: reproducible workloads without another dependency.
 fn xorshift(seed: u64) -> impl FnMut() -> u64 {
     let mut state = seed | 1;
@@ -258,7 +374,7 @@ pub async fn converges_whatever_the_order(
 }
 
 /// One step of a random workload over a few assets and sources.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub enum Operation {
     /// `store` a price for asset `asset` at `second`, from source `source`.
     Store {
@@ -269,6 +385,8 @@ pub enum Operation {
         /// Source number.
         source: u8,
     },
+    /// `store_many` of these prices, as `(asset, second, source)` like [`Operation::Store`].
+    StoreMany(Vec<(usize, i64, u8)>),
     /// `get` asset `asset`.
     Get(usize),
     /// `len()`, compared as the change since the run started.
@@ -284,6 +402,7 @@ pub const MODEL_ASSETS: usize = 4;
 pub fn operations() -> impl Strategy<Value = Vec<Operation>> {
     let op = prop_oneof![
         3 => (0..MODEL_ASSETS, 0i64..6, 0u8..3).prop_map(|(asset, second, source)| Operation::Store { asset, second, source }),
+        1 => prop::collection::vec((0..MODEL_ASSETS, 0i64..6, 0u8..3), 0..8).prop_map(Operation::StoreMany),
         2 => (0..MODEL_ASSETS).prop_map(Operation::Get),
         1 => Just(Operation::Len),
         1 => Just(Operation::Digest),
@@ -300,27 +419,37 @@ pub async fn check_against_model(store: &dyn PriceStore, operations: &[Operation
     let assets = Assets::fresh();
     let base_len = store.len().await.unwrap();
     let mut model: BTreeMap<Asset, CachedPriceData> = BTreeMap::new();
+    let model_price = |asset: usize, second: i64, source: u8| {
+        price(assets.nth(asset), second, 0, source, Decimal::from(second * 10 + i64::from(source)))
+    };
+    // What storing `p` does to the model, newest-wins.
+    let apply = |model: &mut BTreeMap<Asset, CachedPriceData>, p: &CachedPriceData| {
+        let expected = match model.get(&p.asset) {
+            None => StoreOutcome::Inserted,
+            Some(held) if p.newer_than(held) => StoreOutcome::Replaced,
+            Some(_) => StoreOutcome::Ignored,
+        };
+        if expected.changed() {
+            model.insert(p.asset, p.clone());
+        }
+        expected
+    };
     for (step, op) in operations.iter().enumerate() {
-        match *op {
-            Operation::Store { asset, second, source } => {
-                let p = price(
-                    assets.nth(asset),
-                    second,
-                    0,
-                    source,
-                    Decimal::from(second * 10 + i64::from(source)),
-                );
-                let expected = match model.get(&p.asset) {
-                    None => StoreOutcome::Inserted,
-                    Some(held) if p.newer_than(held) => StoreOutcome::Replaced,
-                    Some(_) => StoreOutcome::Ignored,
-                };
-                if expected.changed() {
-                    model.insert(p.asset, p.clone());
-                }
+        match op {
+            &Operation::Store { asset, second, source } => {
+                let p = model_price(asset, second, source);
+                let expected = apply(&mut model, &p);
                 assert_eq!(store.store(p).await.unwrap(), expected, "step {step}: {op:?}");
             }
-            Operation::Get(asset) => {
+            Operation::StoreMany(prices) => {
+                let prices: Vec<CachedPriceData> = prices
+                    .iter()
+                    .map(|&(asset, second, source)| model_price(asset, second, source))
+                    .collect();
+                let expected: Vec<StoreOutcome> = prices.iter().map(|p| apply(&mut model, p)).collect();
+                assert_eq!(store.store_many(prices).await.unwrap(), expected, "step {step}: {op:?}");
+            }
+            &Operation::Get(asset) => {
                 let asset = assets.nth(asset);
                 assert_eq!(
                     store.get(asset).await.unwrap().as_ref(),

@@ -1,74 +1,251 @@
-//! [`LayeredPriceStore`]: a [`MemoryPriceStore`] that answers every read, in front of a
-//! durable store (Redis or PostgreSQL) that keeps prices across restarts.
+//! [`LayeredPriceStore`]: a [`MemoryPriceStore`] that answers every read and decides every
+//! write, in front of a durable store (Redis or PostgreSQL) that keeps prices across restarts.
 //!
-//! - **Write-through**: a price that changes memory is also stored durably; a price memory
-//!   ignores is not sent on (the durable store already has it or something newer is pending).
+//! - **Write-behind**: [`PriceStore::store`] decides newest-wins in memory and returns; it never
+//!   waits on the durable store. A price that changes memory marks its asset dirty (the asset
+//!   only). A flusher task writes the current memory price of every dirty asset with
+//!   [`PriceStore::store_many`], one call per batch of up to 4,096 assets, every flush interval
+//!   (default 100 ms) and as soon as a batch's worth is dirty. Updates of one asset between two
+//!   flushes coalesce into one write of the newest. A price memory ignores is not sent on.
+//! - **Lag**: [`LayeredPriceStore::write_lag`] is the age of the oldest change not yet
+//!   acknowledged by the durable store (zero when everything is written), published as the
+//!   gauge `mesh_storage_write_lag_seconds{store="prices"}`; `mesh_storage_written_total
+//!   {store="prices"}` counts the prices the durable store acknowledged.
+//! - **The flusher** is a tokio task started by the first change, on the runtime that made it,
+//!   so the constructor needs no runtime; it holds only a weak reference to the store and is
+//!   stopped when the store is dropped. [`LayeredPriceStore::flush`] writes everything dirty now:
+//!   await it before dropping the store (the service does at shutdown), or the changes of the
+//!   last flush interval reach only memory.
 //! - **Restart**: [`LayeredPriceStore::load_from_storage`] fills memory from the durable store;
 //!   [`LayeredPriceStore::persist_to_storage`] writes all of memory back (both are idempotent
 //!   under newest-wins).
-//! - **Degradation**: when the durable store fails, memory keeps serving and accepting prices,
-//!   one warning is logged, `mesh_storage_degraded_total{store="prices"}` is counted, and the
-//!   changed assets are remembered. The durable store is probed once per retry interval; on the
-//!   first success the remembered assets are written back, so nothing accepted meanwhile is
-//!   lost.
+//! - **Degradation**: when a write fails (or gets no answer within the write timeout, default
+//!   5 s), memory keeps serving and accepting prices, one warning is logged,
+//!   `mesh_storage_degraded_total{store="prices"}` is counted, and the assets stay dirty. The
+//!   flusher then probes the durable store once per retry interval; the first success writes
+//!   every asset changed meanwhile, so nothing accepted during the outage is lost.
+//!
+//! Several processes may share the durable store: each write is still newest-wins on the
+//! server, so they converge on the newest price whatever order their flushes land in.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::future::Future;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::collections::{BTreeMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 
 use async_trait::async_trait;
 use mesh_types::{Asset, BackendHealth, CachedPriceData, PriceMap, Timestamp};
-use tokio::time::{Duration, Instant};
+use tokio::sync::Notify;
+use tokio::task::AbortHandle;
+use tokio::time::{Duration, Instant, MissedTickBehavior};
 
 use crate::{Error, MemoryPriceStore, PriceReader, PriceStore, Result, StoreOutcome};
 
-/// Memory in front of a durable price store, degrading to memory when the durable one fails.
+/// Memory in front of a durable price store, written behind and degrading to memory when the
+/// durable one fails.
 pub struct LayeredPriceStore {
+    shared: Arc<Shared>,
+    /// The flusher task, once the first change started it; aborted on drop. A std Mutex: only
+    /// locked when the dirty set stops being empty, never across an await.
+    flusher: Mutex<Option<AbortHandle>>,
+}
+
+/// What the store and its flusher share. The flusher holds it weakly.
+struct Shared {
     memory: MemoryPriceStore,
     durable: Arc<dyn PriceStore>,
     health: BackendHealth,
-    // Assets changed while degraded. A std Mutex: never held across an await.
-    pending: Mutex<BTreeSet<Asset>>,
+    config: Config,
+    // A std Mutex: held to insert or take assets, never across an await.
+    dirty: Mutex<Dirty>,
+    /// Held by whoever writes to the durable store (the flusher, `flush`), so a `flush` that
+    /// returns has seen every earlier change written, including a batch the flusher had in
+    /// flight.
+    writing: tokio::sync::Mutex<()>,
+    /// Wakes the flusher before its interval when a batch's worth is dirty. Its own Arc, so the
+    /// flusher waits on it without keeping the store alive.
+    wake: Arc<Notify>,
+    written: AtomicU64,
+    batches: AtomicU64,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Config {
+    flush_interval: Duration,
+    batch_size: usize,
+    write_timeout: Duration,
+}
+
+/// Assets whose memory price the durable store may not have yet.
+#[derive(Default)]
+struct Dirty {
+    assets: HashSet<Asset, foldhash::fast::RandomState>,
+    /// When the oldest change in `assets` was made; `None` while it is empty.
+    since: Option<Instant>,
+    /// When the oldest change of the batch being written was made; `None` when none is.
+    in_flight_since: Option<Instant>,
+}
+
+impl Dirty {
+    fn oldest(&self) -> Option<Instant> {
+        earliest(self.since, self.in_flight_since)
+    }
+}
+
+fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// What the write-behind has done so far: see [`LayeredPriceStore::write_stats`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WriteStats {
+    /// Prices the durable store acknowledged.
+    pub written: u64,
+    /// `store_many` calls that succeeded.
+    pub batches: u64,
+    /// Assets changed in memory and not yet handed to the durable store.
+    pub pending: usize,
+}
+
+/// What one write of the dirty assets did.
+#[derive(Debug, Clone, Copy, Default)]
+struct Written {
+    /// Prices the durable store acknowledged.
+    prices: usize,
+    /// Of those, the ones it took as new (inserted or replaced).
+    changed: usize,
 }
 
 impl std::fmt::Debug for LayeredPriceStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LayeredPriceStore")
-            .field("memory", &self.memory)
-            .field("degraded", &self.health.is_degraded())
+            .field("memory", &self.shared.memory)
+            .field("degraded", &self.shared.health.is_degraded())
+            .field("pending", &self.shared.lock_dirty().assets.len())
             .finish_non_exhaustive()
     }
+}
+
+impl Drop for LayeredPriceStore {
+    fn drop(&mut self) {
+        if let Some(flusher) = lock(&self.flusher).take() {
+            flusher.abort();
+        }
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Every update leaves the data consistent, even if a holder panicked.
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl LayeredPriceStore {
     /// Default time between probes of a failed durable store.
     pub const DEFAULT_RETRY_INTERVAL: Duration = BackendHealth::DEFAULT_RETRY_INTERVAL;
+    /// Default time between two writes of the dirty prices.
+    pub const DEFAULT_FLUSH_INTERVAL: Duration = Duration::from_millis(100);
+    /// Default most prices per `store_many`; this many dirty assets also wake the flusher
+    /// before its interval.
+    pub const DEFAULT_BATCH_SIZE: usize = 4096;
+    /// Default time a write may take before the durable store counts as failed.
+    pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 
     /// An empty memory store in front of `durable`; call
-    /// [`LayeredPriceStore::load_from_storage`] to restore what `durable` holds.
+    /// [`LayeredPriceStore::load_from_storage`] to restore what `durable` holds. Needs no
+    /// runtime: the flusher starts with the first change.
     pub fn new(durable: Arc<dyn PriceStore>) -> Self {
         metrics::describe_counter!(
             "mesh_storage_degraded_total",
             "Times a durable store became unreachable and its layered store fell back to memory, by store"
         );
+        metrics::describe_gauge!(
+            "mesh_storage_write_lag_seconds",
+            metrics::Unit::Seconds,
+            "Age of the oldest change a layered store has not yet written to its durable store, by store"
+        );
+        metrics::describe_counter!(
+            "mesh_storage_written_total",
+            "Entries a layered store wrote behind to its durable store and the store acknowledged, by store"
+        );
         Self {
-            memory: MemoryPriceStore::new(),
-            durable,
-            health: BackendHealth::default(),
-            pending: Mutex::new(BTreeSet::new()),
+            shared: Arc::new(Shared {
+                memory: MemoryPriceStore::new(),
+                durable,
+                health: BackendHealth::default(),
+                config: Config {
+                    flush_interval: Self::DEFAULT_FLUSH_INTERVAL,
+                    batch_size: Self::DEFAULT_BATCH_SIZE,
+                    write_timeout: Self::DEFAULT_WRITE_TIMEOUT,
+                },
+                dirty: Mutex::new(Dirty::default()),
+                writing: tokio::sync::Mutex::new(()),
+                wake: Arc::new(Notify::new()),
+                written: AtomicU64::new(0),
+                batches: AtomicU64::new(0),
+            }),
+            flusher: Mutex::new(None),
         }
     }
 
-    /// Sets how often a failed durable store is probed.
-    #[must_use]
-    pub fn with_retry_interval(mut self, interval: Duration) -> Self {
-        self.health = BackendHealth::new(interval);
+    /// Changes the store's settings. They are fixed once the flusher runs, so configure a
+    /// store before storing into it; a later call changes nothing and logs a warning.
+    fn configure(mut self, change: impl FnOnce(&mut Shared)) -> Self {
+        match Arc::get_mut(&mut self.shared) {
+            Some(shared) => change(shared),
+            None => tracing::warn!("a layered price store was configured after its first write; ignored"),
+        }
         self
+    }
+
+    /// Sets how often a failed durable store is probed. Call before the first store.
+    #[must_use]
+    pub fn with_retry_interval(self, interval: Duration) -> Self {
+        self.configure(|shared| shared.health = BackendHealth::new(interval))
+    }
+
+    /// Sets how often dirty prices are written (default 100 ms): the lag a healthy durable
+    /// store runs behind memory. Call before the first store.
+    #[must_use]
+    pub fn with_flush_interval(self, interval: Duration) -> Self {
+        let interval = interval.max(Duration::from_millis(1));
+        self.configure(|shared| shared.config.flush_interval = interval)
+    }
+
+    /// Sets the most prices one `store_many` carries (default 4,096); this many dirty assets
+    /// wake the flusher early. Call before the first store.
+    #[must_use]
+    pub fn with_batch_size(self, batch_size: usize) -> Self {
+        self.configure(|shared| shared.config.batch_size = batch_size.max(1))
+    }
+
+    /// Sets how long one write may take before the durable store counts as failed (default
+    /// 5 s): a server that accepts connections but never answers degrades the store like one
+    /// that refuses them. Call before the first store.
+    #[must_use]
+    pub fn with_write_timeout(self, timeout: Duration) -> Self {
+        self.configure(|shared| shared.config.write_timeout = timeout)
     }
 
     /// Whether the durable store is failing and memory alone is serving.
     pub fn is_degraded(&self) -> bool {
-        self.health.is_degraded()
+        self.shared.health.is_degraded()
+    }
+
+    /// How far the durable store is behind memory: the age of the oldest change it has not
+    /// acknowledged yet, zero when it holds everything.
+    pub fn write_lag(&self) -> Duration {
+        self.shared.write_lag()
+    }
+
+    /// Prices written so far and assets waiting.
+    pub fn write_stats(&self) -> WriteStats {
+        WriteStats {
+            written: self.shared.written.load(Ordering::Relaxed),
+            batches: self.shared.batches.load(Ordering::Relaxed),
+            pending: self.shared.lock_dirty().assets.len(),
+        }
     }
 
     /// Restores memory from the durable store (after a restart). Returns how many prices
@@ -77,81 +254,103 @@ impl LayeredPriceStore {
     /// # Errors
     /// When the durable store cannot be read.
     pub async fn load_from_storage(&self) -> Result<usize> {
-        let prices = self.durable.get_all().await?;
+        let prices = self.shared.durable.get_all().await?;
         let count = prices.len();
         for price in prices.into_values() {
-            self.memory.store_now(price);
+            self.shared.memory.store_now(price);
         }
         Ok(count)
     }
 
-    /// Writes every price in memory to the durable store (e.g. on shutdown). Returns how many
-    /// the durable store took as new.
+    /// Writes every dirty price to the durable store now, whatever the flush interval or the
+    /// store's health, and returns how many prices it wrote. When it returns `Ok`, every
+    /// change made before the call is durable. Await it before dropping the store (on
+    /// shutdown).
     ///
     /// # Errors
-    /// When the durable store fails; prices not yet written stay pending.
+    /// When the durable store fails; the prices not written stay dirty.
+    pub async fn flush(&self) -> Result<usize> {
+        let written = self.shared.write_and_record().await?;
+        Ok(written.prices)
+    }
+
+    /// Writes every price in memory to the durable store (e.g. after the durable store lost
+    /// its data). Returns how many the durable store took as new.
+    ///
+    /// # Errors
+    /// When the durable store fails; the prices not written stay dirty.
     pub async fn persist_to_storage(&self) -> Result<usize> {
-        let assets: Vec<Asset> = self.memory.get_all_now().into_keys().collect();
-        self.lock_pending().extend(assets);
-        self.flush_pending().await
+        let assets: Vec<Asset> = self.shared.memory.get_all_now().into_keys().collect();
+        for asset in assets {
+            self.mark_dirty(asset);
+        }
+        let written = self.shared.write_and_record().await?;
+        Ok(written.changed)
     }
 
-    fn lock_pending(&self) -> std::sync::MutexGuard<'_, BTreeSet<Asset>> {
-        // One insert or removal per update keeps the set consistent even after a panic.
-        self.pending.lock().unwrap_or_else(PoisonError::into_inner)
+    /// Decides `price` in memory and marks its asset dirty when it changed.
+    fn store_now(&self, price: CachedPriceData) -> StoreOutcome {
+        let asset = price.asset;
+        let outcome = self.shared.memory.store_now(price);
+        if outcome.changed() {
+            self.mark_dirty(asset);
+        }
+        outcome
     }
 
-    /// Writes the current memory price of every pending asset to the durable store.
-    async fn flush_pending(&self) -> Result<usize> {
-        let mut written = 0;
-        loop {
-            // Take the asset in its own statement so the lock is released before the await.
-            let next = self.lock_pending().pop_first();
-            let Some(asset) = next else { break };
-            let Some(price) = self.memory.get_now(asset) else { continue };
-            match self.durable.store(price).await {
-                Ok(outcome) => written += usize::from(outcome.changed()),
-                Err(err) => {
-                    self.lock_pending().insert(asset);
-                    return Err(err);
-                }
+    /// Remembers that `asset` changed in memory, starting the flusher if it is not running
+    /// and waking it when a batch's worth is waiting.
+    fn mark_dirty(&self, asset: Asset) {
+        let (was_clean, full) = {
+            let mut dirty = self.shared.lock_dirty();
+            let was_clean = dirty.assets.is_empty();
+            if dirty.assets.insert(asset) && dirty.since.is_none() {
+                dirty.since = Some(Instant::now());
             }
+            (was_clean, dirty.assets.len() == self.shared.config.batch_size)
+        };
+        if was_clean {
+            self.ensure_flusher();
         }
-        Ok(written)
-    }
-
-    /// Runs `operation` on the durable store unless it is degraded and not due for a probe.
-    /// `None` means the durable store was not reached.
-    async fn durable<T>(&self, operation: impl Future<Output = Result<T>>) -> Option<T> {
-        if !self.health.should_try(now()) {
-            return None;
-        }
-        match operation.await {
-            Ok(value) => {
-                if self.health.succeeded() {
-                    tracing::info!("price store is reachable again");
-                    match self.flush_pending().await {
-                        Ok(count) => tracing::info!(
-                            count,
-                            "price store resynced the prices accepted during the outage"
-                        ),
-                        Err(err) => self.failed(&err),
-                    }
-                }
-                Some(value)
-            }
-            Err(err) => {
-                self.failed(&err);
-                None
-            }
+        if full {
+            self.shared.wake.notify_one();
         }
     }
 
-    fn failed(&self, err: &Error) {
-        if self.health.failed(now()) {
-            tracing::warn!(error = %err, "price store unavailable; serving prices from memory until it returns");
-            metrics::counter!("mesh_storage_degraded_total", "store" => "prices").increment(1);
+    /// Starts the flusher on the current tokio runtime unless it runs already. Without a
+    /// runtime (a store driven by another executor) nothing is written until `flush`.
+    fn ensure_flusher(&self) {
+        let mut flusher = lock(&self.flusher);
+        if flusher.as_ref().is_some_and(|task| !task.is_finished()) {
+            return;
         }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            tracing::warn!(
+                "a layered price store is used outside a tokio runtime; it writes only on flush()"
+            );
+            return;
+        };
+        let task = runtime.spawn(run_flusher(
+            Arc::downgrade(&self.shared),
+            self.shared.wake.clone(),
+            self.shared.config.flush_interval,
+        ));
+        *flusher = Some(task.abort_handle());
+    }
+}
+
+/// The flusher: every `interval`, or when woken, writes what is dirty. It holds the store only
+/// weakly between rounds and ends when the store is gone.
+async fn run_flusher(shared: Weak<Shared>, wake: Arc<Notify>, interval: Duration) {
+    let mut ticks = tokio::time::interval(interval);
+    ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => {}
+            () = wake.notified() => {}
+        }
+        let Some(shared) = shared.upgrade() else { return };
+        shared.background_round().await;
     }
 }
 
@@ -160,41 +359,157 @@ fn now() -> std::time::Instant {
     Instant::now().into_std()
 }
 
+impl Shared {
+    fn lock_dirty(&self) -> MutexGuard<'_, Dirty> {
+        lock(&self.dirty)
+    }
+
+    fn write_lag(&self) -> Duration {
+        self.lock_dirty().oldest().map_or(Duration::ZERO, |oldest| Instant::now() - oldest)
+    }
+
+    fn publish_lag(&self) {
+        metrics::gauge!("mesh_storage_write_lag_seconds", "store" => "prices")
+            .set(self.write_lag().as_secs_f64());
+    }
+
+    /// One round of the flusher: write what is dirty unless the durable store is degraded and
+    /// not due for a probe. The lag gauge keeps moving while a write hangs.
+    async fn background_round(&self) {
+        self.publish_lag();
+        if self.lock_dirty().assets.is_empty() || !self.health.should_try(now()) {
+            return;
+        }
+        let write = self.write_and_record();
+        tokio::pin!(write);
+        let mut gauge = tokio::time::interval(self.config.flush_interval);
+        gauge.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                // A failure is logged and counted by `write_and_record`; the assets stay dirty.
+                _ = &mut write => break,
+                _ = gauge.tick() => self.publish_lag(),
+            }
+        }
+    }
+
+    /// Writes the dirty prices, then logs and counts the outcome: a failure degrades the
+    /// store, the first success after one resyncs it.
+    async fn write_and_record(&self) -> Result<Written> {
+        let result = self.write_dirty().await;
+        match &result {
+            Ok(written) => {
+                if self.health.succeeded() {
+                    tracing::info!(
+                        count = written.prices,
+                        "price store is reachable again; wrote the prices accepted during the outage"
+                    );
+                }
+            }
+            Err(err) => {
+                if self.health.failed(now()) {
+                    tracing::warn!(error = %err, "price store unavailable; serving prices from memory and keeping changes until it returns");
+                    metrics::counter!("mesh_storage_degraded_total", "store" => "prices").increment(1);
+                }
+            }
+        }
+        self.publish_lag();
+        result
+    }
+
+    /// Takes every dirty asset and writes its current memory price, `batch_size` per
+    /// `store_many`. On a failure, or if the caller stops waiting, the assets not written are
+    /// dirty again.
+    async fn write_dirty(&self) -> Result<Written> {
+        let _writing = self.writing.lock().await;
+        let assets: Vec<Asset> = {
+            let mut dirty = self.lock_dirty();
+            dirty.in_flight_since = dirty.since.take();
+            dirty.assets.drain().collect()
+        };
+        let mut batch = InFlight { shared: self, assets, done: 0 };
+        let mut written = Written::default();
+        while batch.done < batch.assets.len() {
+            let end = (batch.done + self.config.batch_size).min(batch.assets.len());
+            // The price held now: every change up to this read is in it. A change after the
+            // read marks its asset dirty again.
+            let prices: Vec<CachedPriceData> = batch.assets[batch.done..end]
+                .iter()
+                .filter_map(|asset| self.memory.get_now(*asset))
+                .collect();
+            let count = prices.len();
+            let outcomes = tokio::time::timeout(self.config.write_timeout, self.durable.store_many(prices))
+                .await
+                .map_err(|_| Error::Unavailable {
+                    backend: "durable price store",
+                    detail: format!("no answer within {:?}", self.config.write_timeout),
+                })??;
+            batch.done = end;
+            written.prices += count;
+            written.changed += outcomes.iter().filter(|outcome| outcome.changed()).count();
+            self.written.fetch_add(count as u64, Ordering::Relaxed);
+            self.batches.fetch_add(1, Ordering::Relaxed);
+            metrics::counter!("mesh_storage_written_total", "store" => "prices").increment(count as u64);
+        }
+        Ok(written)
+    }
+}
+
+/// Assets taken from the dirty set for one write. Dropping it (done, failed, or abandoned by
+/// its caller) returns the ones not written to the dirty set, keeping their age for the lag.
+struct InFlight<'a> {
+    shared: &'a Shared,
+    assets: Vec<Asset>,
+    /// How many of `assets`, from the front, the durable store acknowledged.
+    done: usize,
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        let mut dirty = self.shared.lock_dirty();
+        let in_flight_since = dirty.in_flight_since.take();
+        let rest = self.assets.get(self.done..).unwrap_or_default();
+        if !rest.is_empty() {
+            dirty.assets.extend(rest.iter().copied());
+            dirty.since = earliest(dirty.since, in_flight_since);
+        }
+    }
+}
+
 #[async_trait]
 impl PriceStore for LayeredPriceStore {
     async fn store(&self, price: CachedPriceData) -> Result<StoreOutcome> {
-        let asset = price.asset;
-        let outcome = self.memory.store_now(price.clone());
-        if outcome.changed() && self.durable(self.durable.store(price)).await.is_none() {
-            self.lock_pending().insert(asset);
-        }
-        Ok(outcome)
+        Ok(self.store_now(price))
+    }
+
+    async fn store_many(&self, prices: Vec<CachedPriceData>) -> Result<Vec<StoreOutcome>> {
+        Ok(prices.into_iter().map(|price| self.store_now(price)).collect())
     }
 
     async fn get(&self, asset: Asset) -> Result<Option<CachedPriceData>> {
-        Ok(self.memory.get_now(asset))
+        Ok(self.shared.memory.get_now(asset))
     }
 
     async fn get_all(&self) -> Result<PriceMap> {
-        Ok(self.memory.get_all_now())
+        Ok(self.shared.memory.get_all_now())
     }
 
     async fn digest(&self) -> Result<BTreeMap<Asset, Timestamp>> {
-        self.memory.digest().await
+        self.shared.memory.digest().await
     }
 
     async fn len(&self) -> Result<usize> {
-        self.memory.len().await
+        self.shared.memory.len().await
     }
 
     fn reader(&self) -> Option<PriceReader> {
-        Some(self.memory.reader())
+        Some(self.shared.memory.reader())
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::atomic::{AtomicBool, AtomicUsize};
 
     use mesh_types::rust_decimal::Decimal;
     use proptest::prelude::*;
@@ -202,11 +517,12 @@ mod tests {
     use super::*;
     use crate::conformance::{self, Assets, price};
 
-    /// A durable store whose reachability the test controls.
+    /// A durable store whose reachability the test controls, counting write attempts.
     #[derive(Default)]
     struct Switchable {
         inner: MemoryPriceStore,
         down: AtomicBool,
+        attempts: AtomicUsize,
     }
 
     impl Switchable {
@@ -222,8 +538,14 @@ mod tests {
     #[async_trait]
     impl PriceStore for Switchable {
         async fn store(&self, price: CachedPriceData) -> Result<StoreOutcome> {
+            self.attempts.fetch_add(1, Ordering::Relaxed);
             self.check()?;
             self.inner.store(price).await
+        }
+        async fn store_many(&self, prices: Vec<CachedPriceData>) -> Result<Vec<StoreOutcome>> {
+            self.attempts.fetch_add(1, Ordering::Relaxed);
+            self.check()?;
+            self.inner.store_many(prices).await
         }
         async fn get(&self, asset: Asset) -> Result<Option<CachedPriceData>> {
             self.check()?;
@@ -245,7 +567,77 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn passes_the_conformance_suite() {
-        conformance::run_all(Arc::new(LayeredPriceStore::new(Arc::new(MemoryPriceStore::new())))).await;
+        let durable = Arc::new(MemoryPriceStore::new());
+        let layered = Arc::new(LayeredPriceStore::new(durable.clone()));
+        conformance::run_all(layered.clone()).await;
+        layered.flush().await.unwrap();
+        assert_eq!(durable.get_all_now(), layered.get_all().await.unwrap(), "written behind, all of it");
+    }
+
+    #[tokio::test]
+    async fn store_returns_before_the_durable_store_has_the_price_and_flush_writes_it() {
+        let durable = Arc::new(Switchable::default());
+        let layered = LayeredPriceStore::new(durable.clone()).with_flush_interval(Duration::from_secs(3600));
+        let assets = Assets::fresh();
+        let first = price(assets.nth(0), 1, 0, 1, Decimal::ONE);
+        assert_eq!(layered.store(first.clone()).await.unwrap(), StoreOutcome::Inserted);
+        assert_eq!(durable.attempts.load(Ordering::Relaxed), 0, "store did not wait on the durable store");
+        assert_eq!(layered.write_stats().pending, 1);
+        assert_eq!(layered.flush().await.unwrap(), 1);
+        assert_eq!(durable.inner.get_now(first.asset), Some(first));
+        assert_eq!(layered.write_stats(), WriteStats { written: 1, batches: 1, pending: 0 });
+        assert_eq!(layered.flush().await.unwrap(), 0, "nothing dirty, nothing written");
+        assert_eq!(durable.attempts.load(Ordering::Relaxed), 1, "an empty flush asks nobody");
+    }
+
+    #[tokio::test]
+    async fn updates_between_flushes_coalesce_into_the_newest() {
+        let durable = Arc::new(Switchable::default());
+        let layered = LayeredPriceStore::new(durable.clone()).with_flush_interval(Duration::from_secs(3600));
+        let asset = Assets::fresh().nth(0);
+        for second in 1..=100 {
+            layered.store(price(asset, second, 0, 1, Decimal::from(second))).await.unwrap();
+        }
+        layered.store(price(asset, 7, 0, 1, Decimal::ONE)).await.unwrap();
+        assert_eq!(layered.flush().await.unwrap(), 1, "one write for 100 updates of one asset");
+        assert_eq!(durable.inner.get_now(asset).map(|p| p.price), Some(Decimal::from(100)));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_flusher_writes_within_the_flush_interval() {
+        let durable = Arc::new(Switchable::default());
+        let layered = LayeredPriceStore::new(durable.clone());
+        let assets = Assets::fresh();
+        for n in 0..10 {
+            layered.store(price(assets.nth(n), 1, 0, 1, Decimal::ONE)).await.unwrap();
+        }
+        tokio::time::advance(Duration::from_millis(40)).await;
+        assert_eq!(layered.write_lag(), Duration::from_millis(40), "the age of the oldest unwritten change");
+        tokio::time::sleep(LayeredPriceStore::DEFAULT_FLUSH_INTERVAL).await;
+        assert_eq!(durable.inner.get_all_now().len(), 10, "written behind without a flush call");
+        assert_eq!(layered.write_lag(), Duration::ZERO);
+        assert_eq!(durable.attempts.load(Ordering::Relaxed), 1, "one batch for the ten");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_full_batch_wakes_the_flusher_early() {
+        let durable = Arc::new(Switchable::default());
+        let layered = LayeredPriceStore::new(durable.clone())
+            .with_flush_interval(Duration::from_secs(3600))
+            .with_batch_size(50);
+        let assets = Assets::fresh();
+        layered.store(price(assets.nth(0), 1, 0, 1, Decimal::ONE)).await.unwrap();
+        // The interval's first tick fires at once and writes that one.
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        assert_eq!(durable.inner.get_all_now().len(), 1);
+        for n in 1..50 {
+            layered.store(price(assets.nth(n), 1, 0, 1, Decimal::ONE)).await.unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        assert_eq!(durable.inner.get_all_now().len(), 1, "49 dirty assets wait for the interval");
+        layered.store(price(assets.nth(50), 1, 0, 1, Decimal::ONE)).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        assert_eq!(durable.inner.get_all_now().len(), 51, "the 50th dirty asset woke the flusher");
     }
 
     #[tokio::test]
@@ -256,10 +648,23 @@ mod tests {
         for i in 0..3 {
             before.store(price(assets.nth(i), 1, 0, 1, Decimal::ONE)).await.unwrap();
         }
+        before.flush().await.unwrap();
         drop(before);
         let after = LayeredPriceStore::new(durable);
         assert_eq!(after.load_from_storage().await.unwrap(), 3);
         assert_eq!(after.get_all().await.unwrap().len(), 3);
+        assert_eq!(after.write_stats().pending, 0, "loaded prices are not written back");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn dropping_the_store_stops_its_flusher() {
+        let durable = Arc::new(Switchable::default());
+        let layered = LayeredPriceStore::new(durable.clone());
+        layered.store(price(Assets::fresh().nth(0), 1, 0, 1, Decimal::ONE)).await.unwrap();
+        let flusher = lock(&layered.flusher).clone().expect("started by the first change");
+        drop(layered);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert!(flusher.is_finished());
     }
 
     #[tokio::test(start_paused = true)]
@@ -276,17 +681,39 @@ mod tests {
             "memory keeps accepting"
         );
         assert_eq!(layered.get(during.asset).await.unwrap(), Some(during.clone()), "and serving");
-        assert!(layered.is_degraded());
+        tokio::time::sleep(LayeredPriceStore::DEFAULT_FLUSH_INTERVAL * 2).await;
+        assert!(layered.is_degraded(), "the flusher's write failed");
         assert!(durable.inner.get_now(during.asset).is_none());
+        assert_eq!(layered.write_stats().pending, 1, "still dirty");
+        assert!(layered.write_lag() >= LayeredPriceStore::DEFAULT_FLUSH_INTERVAL);
 
         durable.down.store(false, Ordering::Release);
-        tokio::time::advance(LayeredPriceStore::DEFAULT_RETRY_INTERVAL).await;
-        layered.store(price(assets.nth(1), 1, 0, 1, Decimal::ONE)).await.unwrap();
-        assert!(!layered.is_degraded());
+        tokio::time::sleep(
+            LayeredPriceStore::DEFAULT_RETRY_INTERVAL + LayeredPriceStore::DEFAULT_FLUSH_INTERVAL,
+        )
+        .await;
+        assert!(!layered.is_degraded(), "the next probe succeeded");
         assert_eq!(durable.inner.get_now(during.asset), Some(during), "accepted during the outage, not lost");
+        assert_eq!(layered.write_lag(), Duration::ZERO);
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
+    async fn a_failed_server_is_probed_once_per_interval_not_per_flush() {
+        let durable = Arc::new(Switchable::default());
+        durable.down.store(true, Ordering::Release);
+        let layered = LayeredPriceStore::new(durable.clone());
+        let assets = Assets::fresh();
+        for n in 0..100 {
+            layered.store(price(assets.nth(n), 1, 0, 1, Decimal::ONE)).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        // 500 ms: five flush intervals, one failed write.
+        assert_eq!(durable.attempts.load(Ordering::Relaxed), 1);
+        tokio::time::sleep(LayeredPriceStore::DEFAULT_RETRY_INTERVAL).await;
+        assert_eq!(durable.attempts.load(Ordering::Relaxed), 2, "one probe per retry interval");
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn persist_to_storage_flushes_everything() {
         let durable = Arc::new(Switchable::default());
         durable.down.store(true, Ordering::Release);
@@ -296,9 +723,125 @@ mod tests {
             layered.store(price(assets.nth(i), 1, 0, 1, Decimal::ONE)).await.unwrap();
         }
         assert!(layered.persist_to_storage().await.is_err(), "still down");
+        assert_eq!(layered.write_stats().pending, 4, "kept dirty");
         durable.down.store(false, Ordering::Release);
         assert_eq!(layered.persist_to_storage().await.unwrap(), 4);
         assert_eq!(durable.inner.get_all_now().len(), 4);
+        assert_eq!(layered.persist_to_storage().await.unwrap(), 0, "all of memory again, nothing new");
+    }
+
+    #[test]
+    fn the_lag_gauge_returns_to_zero_after_a_flush() {
+        let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        let gauge = |text: &str| -> Option<f64> {
+            text.lines()
+                .find(|line| line.starts_with("mesh_storage_write_lag_seconds{store=\"prices\"}"))
+                .and_then(|line| line.rsplit(' ').next())
+                .and_then(|value| value.parse().ok())
+        };
+        // A local recorder sees what this thread records: a current-thread runtime keeps the
+        // store and its flusher here.
+        metrics::with_local_recorder(&recorder, || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .start_paused(true)
+                .build()
+                .unwrap();
+            runtime.block_on(async {
+                let durable = Arc::new(Switchable::default());
+                durable.down.store(true, Ordering::Release);
+                let layered = LayeredPriceStore::new(durable.clone());
+                layered.store(price(Assets::fresh().nth(0), 1, 0, 1, Decimal::ONE)).await.unwrap();
+                tokio::time::sleep(Duration::from_millis(350)).await;
+                let lagging = gauge(&handle.render()).expect("the gauge is published");
+                assert!(lagging >= 0.3, "{lagging}");
+                assert!(layered.write_lag() >= Duration::from_millis(350));
+
+                durable.down.store(false, Ordering::Release);
+                layered.flush().await.unwrap();
+                assert_eq!(layered.write_lag(), Duration::ZERO);
+                let text = handle.render();
+                assert_eq!(gauge(&text), Some(0.0), "{text}");
+                assert!(text.contains("# HELP mesh_storage_write_lag_seconds"), "{text}");
+                assert!(text.contains("mesh_storage_written_total{store=\"prices\"} 1"), "{text}");
+                assert!(text.contains("mesh_storage_degraded_total{store=\"prices\"} 1"), "{text}");
+            });
+        });
+    }
+
+    /// Stores through `layered` while `proxy` is frozen (connections open, no bytes pass):
+    /// `store` must not wait on the server, and after the thaw everything reaches `direct`.
+    async fn keeps_storing_while_the_server_is_frozen(
+        layered: &LayeredPriceStore,
+        direct: &dyn PriceStore,
+        proxy: &mesh_testkit::TcpProxy,
+    ) {
+        let assets = Assets::fresh();
+        layered.store(price(assets.nth(0), 1, 0, 1, Decimal::ONE)).await.unwrap();
+        layered.flush().await.unwrap();
+
+        proxy.freeze();
+        let prices: Vec<CachedPriceData> =
+            (1..=2_000).map(|n| price(assets.nth(n), 2, 0, 1, Decimal::from(n))).collect();
+        tokio::time::timeout(Duration::from_secs(2), async {
+            for p in &prices {
+                assert!(layered.store(p.clone()).await.unwrap().changed());
+            }
+        })
+        .await
+        .expect("store waited on the frozen server");
+        // The flusher is now stuck on its write; the lag grows.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(layered.write_lag() >= Duration::from_millis(300), "lag {:?}", layered.write_lag());
+
+        proxy.thaw();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while layered.write_lag() > Duration::ZERO && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(layered.write_lag(), Duration::ZERO, "the flusher caught up after the thaw");
+        let held = direct.get_all().await.unwrap();
+        for p in &prices {
+            assert_eq!(held.get(&p.asset), Some(p), "written after the thaw");
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_frozen_postgres_does_not_hold_up_store() {
+        use mesh_testkit::{DATABASE_URL_VAR, PgSchema, TcpProxy, backend_url};
+
+        use crate::PostgresPriceStore;
+
+        let Some(url) = backend_url(DATABASE_URL_VAR, "layered price store over a frozen postgres") else {
+            return;
+        };
+        let schema = PgSchema::create(&url).await;
+        let proxy = TcpProxy::start(&schema.server_addr()).await;
+        let layered =
+            LayeredPriceStore::new(Arc::new(PostgresPriceStore::new(schema.pool_via(proxy.addr()).await)))
+                .with_retry_interval(Duration::from_millis(100));
+        let direct = PostgresPriceStore::new(schema.pool().clone());
+        keeps_storing_while_the_server_is_frozen(&layered, &direct, &proxy).await;
+        schema.cleanup().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_frozen_redis_does_not_hold_up_store() {
+        use mesh_testkit::{REDIS_URL_VAR, RedisNamespace, TcpProxy, backend_url};
+
+        use crate::RedisPriceStore;
+
+        let Some(url) = backend_url(REDIS_URL_VAR, "layered price store over a frozen redis") else { return };
+        let namespace = RedisNamespace::create(&url);
+        let proxy = TcpProxy::start(&namespace.server_addr()).await;
+        let ttl = RedisPriceStore::DEFAULT_TTL;
+        let through_proxy = RedisPriceStore::new(namespace.pool_via(proxy.addr()), namespace.prefix(), ttl);
+        let layered =
+            LayeredPriceStore::new(Arc::new(through_proxy)).with_retry_interval(Duration::from_millis(100));
+        let direct = RedisPriceStore::new(namespace.pool().clone(), namespace.prefix(), ttl);
+        keeps_storing_while_the_server_is_frozen(&layered, &direct, &proxy).await;
+        namespace.cleanup().await;
     }
 
     /// A real outage: PostgreSQL is reached through a proxy that the test cuts (every
@@ -320,6 +863,7 @@ mod tests {
             LayeredPriceStore::new(Arc::new(durable)).with_retry_interval(Duration::from_millis(100));
         let assets = Assets::fresh();
         layered.store(price(assets.nth(0), 1, 0, 1, Decimal::ONE)).await.unwrap();
+        layered.flush().await.unwrap();
 
         proxy.cut();
         let during = price(assets.nth(1), 2, 0, 1, Decimal::TWO);
@@ -329,16 +873,17 @@ mod tests {
             "memory keeps accepting"
         );
         assert_eq!(layered.get(during.asset).await.unwrap(), Some(during.clone()), "and serving");
-        assert!(layered.is_degraded());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !layered.is_degraded() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(layered.is_degraded(), "the flusher found the server gone");
         assert_eq!(direct.get(during.asset).await.unwrap(), None, "nothing reached the server");
 
         proxy.restore().await;
         let deadline = Instant::now() + Duration::from_secs(10);
-        let mut second = 10;
-        while layered.is_degraded() && Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(120)).await;
-            second += 1;
-            layered.store(price(assets.nth(2), second, 0, 1, Decimal::ONE)).await.unwrap();
+        while (layered.is_degraded() || layered.write_lag() > Duration::ZERO) && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
         assert!(!layered.is_degraded(), "recovers once the server is reachable again");
         assert_eq!(
@@ -355,8 +900,13 @@ mod tests {
         #[test]
         fn behaves_like_the_reference_model(ops in conformance::operations()) {
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-            let layered = LayeredPriceStore::new(Arc::new(MemoryPriceStore::new()));
-            runtime.block_on(conformance::check_against_model(&layered, &ops));
+            let durable = Arc::new(MemoryPriceStore::new());
+            let layered = LayeredPriceStore::new(durable.clone());
+            runtime.block_on(async {
+                conformance::check_against_model(&layered, &ops).await;
+                layered.flush().await.unwrap();
+                assert_eq!(durable.get_all_now(), layered.get_all().await.unwrap(), "the durable store caught up");
+            });
         }
     }
 }

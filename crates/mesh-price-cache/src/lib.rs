@@ -9,7 +9,10 @@
 //! | in memory (the embedded default) | [`MemoryPriceStore`] | — | per-asset entry lock |
 //! | Redis, one hash per asset with a TTL | `RedisPriceStore` | `redis` | a Lua script on the server |
 //! | PostgreSQL, `mesh_price_cache` | `PostgresPriceStore` | `postgres` | a conditional upsert |
-//! | memory in front of a durable one | [`LayeredPriceStore`] | — | as its parts |
+//! | memory in front of a durable one, written behind | [`LayeredPriceStore`] | — | memory decides; the durable writes compare again on the server |
+//!
+//! [`PriceStore::store_many`] stores a batch as if one price after another, in one round trip
+//! on the durable backends; the layered store's flusher writes through it.
 //!
 //! Every backend passes the same suite, [`conformance`] (public with the `conformance`
 //! feature).
@@ -31,7 +34,7 @@ mod redis;
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
 
-pub use layered::LayeredPriceStore;
+pub use layered::{LayeredPriceStore, WriteStats};
 pub use memory::{MemoryPriceStore, PriceReader};
 #[cfg(feature = "postgres")]
 pub use postgres::PostgresPriceStore;
@@ -106,6 +109,25 @@ pub trait PriceStore: Send + Sync {
     /// Keeps `price` if it is newer than the held one ([`CachedPriceData::newer_than`]);
     /// atomic per asset, also across processes sharing a backend.
     async fn store(&self, price: CachedPriceData) -> Result<StoreOutcome>;
+
+    /// Stores every price of `prices` as [`PriceStore::store`] would, one after another in
+    /// order, and returns one outcome per price. Several prices of one asset in a batch are
+    /// decided as if stored in turn: the newest wins, and each outcome is what that price's own
+    /// `store` would have answered at its place in the sequence.
+    ///
+    /// Durable backends write a batch in one round trip; the default stores one price after
+    /// another.
+    ///
+    /// # Errors
+    /// When the backend fails. Some prices of the batch may already be stored then; storing
+    /// them again is harmless, since newest-wins is idempotent.
+    async fn store_many(&self, prices: Vec<CachedPriceData>) -> Result<Vec<StoreOutcome>> {
+        let mut outcomes = Vec::with_capacity(prices.len());
+        for price in prices {
+            outcomes.push(self.store(price).await?);
+        }
+        Ok(outcomes)
+    }
 
     /// The held price of `asset`.
     async fn get(&self, asset: Asset) -> Result<Option<CachedPriceData>>;

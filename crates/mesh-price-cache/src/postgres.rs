@@ -5,18 +5,45 @@
 //! [`CachedPriceData::newer_than`]; the tie breaker of the held row is computed in SQL with the
 //! same digest. PostgreSQL's `TIMESTAMPTZ` keeps microseconds, so the
 //! sub-microsecond remainder lives in `timestamp_nanos` and values come back exactly.
+//!
+//! `store_many` sends the same conditional upsert for many rows at once (`INSERT … SELECT FROM
+//! UNNEST(arrays) ON CONFLICT DO UPDATE … WHERE held < new RETURNING …`), 96 rows per
+//! statement and up to six statements in flight on separate connections.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use mesh_types::chrono::{DateTime, Utc};
 use mesh_types::rust_decimal::Decimal;
 use mesh_types::{Asset, CachedPriceData, NodeId, PriceMap, Timestamp};
 use sqlx::PgPool;
+use tokio::task::JoinSet;
 
 use crate::{Error, PriceStore, Result, StoreOutcome};
 
 const BACKEND: &str = "postgres";
+
+// The new row's tie breaker is computed in SQL, from the same text as the held row's
+// (EXCLUDED holds only the table's columns), so both sides of the compare are digests
+// of the stored strings, as in `store`. The row comparison stops at the first unequal
+// column, so the digests are only computed on a tie.
+const UPSERT_MANY: &str = "INSERT INTO mesh_price_cache \
+        (asset, price, blockchain, timestamp, timestamp_nanos, source_node_id, change_24h, updated_at) \
+     SELECT asset, price, blockchain, timestamp, timestamp_nanos, source_node_id, change_24h, now() \
+     FROM UNNEST($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::int4[], $6::uuid[], $7::text[]) \
+        AS input (asset, price, blockchain, timestamp, timestamp_nanos, source_node_id, change_24h) \
+     ON CONFLICT (asset) DO UPDATE SET \
+        price = EXCLUDED.price, blockchain = EXCLUDED.blockchain, timestamp = EXCLUDED.timestamp, \
+        timestamp_nanos = EXCLUDED.timestamp_nanos, source_node_id = EXCLUDED.source_node_id, \
+        change_24h = EXCLUDED.change_24h, updated_at = now() \
+     WHERE (mesh_price_cache.timestamp, mesh_price_cache.timestamp_nanos, mesh_price_cache.source_node_id, \
+            encode(sha256(convert_to(mesh_price_cache.price || '|' || mesh_price_cache.blockchain || '|' \
+        || coalesce(mesh_price_cache.change_24h, ''), 'UTF8')), 'hex') COLLATE \"C\") \
+         < (EXCLUDED.timestamp, EXCLUDED.timestamp_nanos, EXCLUDED.source_node_id, \
+            encode(sha256(convert_to(EXCLUDED.price || '|' || EXCLUDED.blockchain || '|' \
+        || coalesce(EXCLUDED.change_24h, ''), 'UTF8')), 'hex') COLLATE \"C\") \
+     RETURNING asset, (xmax = 0)";
 
 /// Prices in PostgreSQL, shared by every process using the same database.
 #[derive(Debug, Clone)]
@@ -70,7 +97,76 @@ fn split_timestamp(timestamp: Timestamp) -> (Timestamp, i32) {
     (timestamp - mesh_types::chrono::Duration::nanoseconds(i64::from(remainder)), remainder as i32)
 }
 
+/// One multi-row conditional upsert of `prices[indexes]`, which must name distinct assets, in
+/// the order given (rows are locked in that order). Returns the changed ones with their
+/// outcome; the rest were ignored.
+async fn upsert(
+    pool: PgPool,
+    prices: Arc<[CachedPriceData]>,
+    indexes: Vec<usize>,
+) -> Result<Vec<(usize, StoreOutcome)>> {
+    let count = indexes.len();
+    let mut assets = Vec::with_capacity(count);
+    let mut values = Vec::with_capacity(count);
+    let mut blockchains = Vec::with_capacity(count);
+    let mut timestamps = Vec::with_capacity(count);
+    let mut nanos = Vec::with_capacity(count);
+    let mut sources = Vec::with_capacity(count);
+    let mut changes = Vec::with_capacity(count);
+    let mut by_asset = HashMap::with_capacity(count);
+    for &index in &indexes {
+        let price = &prices[index];
+        let (timestamp, remainder) = split_timestamp(price.timestamp);
+        assets.push(price.asset.as_str());
+        values.push(price.price.to_string());
+        blockchains.push(&*price.blockchain);
+        timestamps.push(timestamp);
+        nanos.push(remainder);
+        sources.push(*price.source_node_id.as_uuid());
+        changes.push(price.change_24h.map(|change| change.to_string()));
+        by_asset.insert(price.asset.as_str(), index);
+    }
+    let changed: Vec<(String, bool)> = sqlx::query_as(UPSERT_MANY)
+        .bind(assets)
+        .bind(values)
+        .bind(blockchains)
+        .bind(timestamps)
+        .bind(nanos)
+        .bind(sources)
+        .bind(changes)
+        .fetch_all(&pool)
+        .await
+        .map_err(sql_error)?;
+    changed
+        .into_iter()
+        .map(|(asset, inserted)| {
+            let index = by_asset.get(asset.as_str()).copied().ok_or_else(|| Error::Corrupt {
+                backend: BACKEND,
+                key: asset.clone(),
+                detail: "the upsert returned an asset it was not given".to_owned(),
+            })?;
+            Ok((index, if inserted { StoreOutcome::Inserted } else { StoreOutcome::Replaced }))
+        })
+        .collect()
+}
+
 impl PostgresPriceStore {
+    /// Most rows one statement of [`PriceStore::store_many`] upserts; a larger batch is
+    /// several statements, up to [`Self::STATEMENTS_IN_FLIGHT`] at once on separate
+    /// connections.
+    ///
+    /// Small on purpose. sqlx does not set `TCP_NODELAY`, and a statement larger than the
+    /// socket's 16 KB send buffer (about 200 rows of ~80 bytes) waits ~40 ms for a delayed ACK
+    /// before its last bytes leave — longer than the server needs for 4,096 rows (~40 ms, three
+    /// indexes to update per row). Measured on the 2-core development machine (PostgreSQL 15
+    /// sharing the cores), 4,096-price batches: one 4,096-row statement 40 k prices/s; 1,024
+    /// rows x 4 in flight 44 k/s; 128 x 4 63 k/s; 160 x 8 73 k/s; 96 x 6 76 k/s; 64 x 6 71 k/s.
+    /// 96 rows stay under the send buffer even with long symbols and chain names.
+    const ROWS_PER_STATEMENT: usize = 96;
+    /// Statements of one [`PriceStore::store_many`] running at once; each holds a connection
+    /// of the pool while it runs (a few milliseconds), so size the pool above this.
+    const STATEMENTS_IN_FLIGHT: usize = 6;
+
     /// A store on `pool`, migrated with the workspace's `migrations/`.
     pub fn new(pool: PgPool) -> Self {
         Self { pool }
@@ -139,6 +235,52 @@ impl PriceStore for PostgresPriceStore {
             Some(true) => StoreOutcome::Inserted,
             Some(false) => StoreOutcome::Replaced,
         })
+    }
+
+    async fn store_many(&self, prices: Vec<CachedPriceData>) -> Result<Vec<StoreOutcome>> {
+        let mut outcomes = vec![StoreOutcome::Ignored; prices.len()];
+        // Per asset, the indexes of the prices newer than every earlier price of that asset in
+        // the batch. Any other price is ignored without asking the server: by its turn the
+        // store holds an earlier price of the batch or something newer.
+        let mut chains: HashMap<Asset, Vec<usize>> = HashMap::new();
+        for (index, price) in prices.iter().enumerate() {
+            let chain = chains.entry(price.asset).or_default();
+            if chain.last().is_none_or(|&last| price.newer_than(&prices[last])) {
+                chain.push(index);
+            }
+        }
+        let prices: Arc<[CachedPriceData]> = prices.into();
+        // Round `n` stores the `n`th price of every chain. An upsert cannot touch a row twice,
+        // and round by round each asset's prices arrive in their batch order, so the outcomes
+        // are exactly those of one store after another. Without repeated assets (what a
+        // write-behind flusher sends) a batch is one round.
+        let rounds = chains.values().map(Vec::len).max().unwrap_or(0);
+        for round in 0..rounds {
+            let mut indexes: Vec<usize> =
+                chains.values().filter_map(|chain| chain.get(round).copied()).collect();
+            // Every statement locks its rows in asset order. Whatever statements of several
+            // processes run at once then, a statement only ever waits for a row above all it
+            // holds, so no cycle of waits (deadlock) can form. The statements of one round
+            // touch disjoint rows and may run in parallel.
+            indexes.sort_unstable_by_key(|&index| prices[index].asset);
+            let mut chunks = indexes.chunks(Self::ROWS_PER_STATEMENT).map(<[usize]>::to_vec);
+            // Dropping the set (an error, or the caller giving up) aborts the statements still
+            // running; what they stored stays, which newest-wins makes harmless.
+            let mut running = JoinSet::new();
+            loop {
+                while running.len() < Self::STATEMENTS_IN_FLIGHT {
+                    let Some(chunk) = chunks.next() else { break };
+                    running.spawn(upsert(self.pool.clone(), prices.clone(), chunk));
+                }
+                let Some(done) = running.join_next().await else { break };
+                let changed =
+                    done.map_err(|err| Error::Backend { backend: BACKEND, source: Box::new(err) })??;
+                for (index, outcome) in changed {
+                    outcomes[index] = outcome;
+                }
+            }
+        }
+        Ok(outcomes)
     }
 
     async fn get(&self, asset: Asset) -> Result<Option<CachedPriceData>> {

@@ -3,7 +3,9 @@
 //! (default 1 hour) so prices no provider refreshes disappear.
 //!
 //! The newest-wins compare runs on the server as a Lua script, so two processes storing the
-//! same asset at once cannot overwrite a newer price with an older one.
+//! same asset at once cannot overwrite a newer price with an older one. The script decides a
+//! list of keys in order: `store` sends one, `store_many` 128 per call, every call of a batch
+//! pipelined into one round trip.
 
 use std::collections::BTreeMap;
 
@@ -17,25 +19,39 @@ use crate::{Error, PriceStore, Result, StoreOutcome};
 
 const BACKEND: &str = "redis";
 
-/// KEYS[1]: the asset's hash. ARGV: data, secs, nanos, source, ttl in ms, tie breaker.
+/// KEYS: the assets' hashes. ARGV[1]: ttl in ms; then five per key: data, secs, nanos,
+/// source, tie breaker. Answers one status per key, in order: 0 ignored, 1 inserted, 2 replaced.
+/// The keys are decided one after another, so a batch holding several prices of one asset
+/// behaves exactly like that many single stores.
+///
 /// Source ids compare as hyphenated lowercase UUIDs and tie breakers as lowercase hex, whose
 /// string orders are their byte orders: the same order as `CachedPriceData::newer_than`.
 const STORE_IF_NEWER: &str = r"
-local held = redis.call('HMGET', KEYS[1], 'secs', 'nanos', 'source', 'tie')
-local outcome = 'inserted'
-if held[1] then
-  local secs, nanos = tonumber(held[1]), tonumber(held[2])
-  local new_secs, new_nanos = tonumber(ARGV[2]), tonumber(ARGV[3])
-  local older = new_secs < secs or (new_secs == secs and (new_nanos < nanos or (new_nanos == nanos and
-    (ARGV[4] < held[3] or (ARGV[4] == held[3] and ARGV[6] <= (held[4] or ''))))))
-  if older then
-    return 'ignored'
+local ttl = ARGV[1]
+local outcomes = {}
+for i, key in ipairs(KEYS) do
+  local at = 1 + (i - 1) * 5
+  local data, new_secs, new_nanos, source, tie = ARGV[at + 1], ARGV[at + 2], ARGV[at + 3], ARGV[at + 4], ARGV[at + 5]
+  local held = redis.call('HMGET', key, 'secs', 'nanos', 'source', 'tie')
+  local outcome = 1
+  if held[1] then
+    local secs, nanos = tonumber(held[1]), tonumber(held[2])
+    local s, n = tonumber(new_secs), tonumber(new_nanos)
+    local older = s < secs or (s == secs and (n < nanos or (n == nanos and
+      (source < held[3] or (source == held[3] and tie <= (held[4] or ''))))))
+    if older then
+      outcome = 0
+    else
+      outcome = 2
+    end
   end
-  outcome = 'replaced'
+  if outcome ~= 0 then
+    redis.call('HSET', key, 'secs', new_secs, 'nanos', new_nanos, 'source', source, 'tie', tie, 'data', data)
+    redis.call('PEXPIRE', key, ttl)
+  end
+  outcomes[i] = outcome
 end
-redis.call('HSET', KEYS[1], 'secs', ARGV[2], 'nanos', ARGV[3], 'source', ARGV[4], 'tie', ARGV[6], 'data', ARGV[1])
-redis.call('PEXPIRE', KEYS[1], ARGV[5])
-return outcome
+return outcomes
 ";
 
 /// Prices in Redis, shared by every process using the same server and prefix.
@@ -60,6 +76,12 @@ impl RedisPriceStore {
     pub const DEFAULT_PREFIX: &'static str = "mesh:";
     /// Default time a price lives without being refreshed: 1 hour.
     pub const DEFAULT_TTL: Duration = Duration::from_secs(3600);
+    /// Most keys one script call of [`PriceStore::store_many`] decides; a larger batch is
+    /// several calls pipelined in one round trip. Measured on a 2-core machine with batches
+    /// of 1,024-4,096 prices: one call per key pipelined ran 60-75 k prices/s, 16-4,096 keys
+    /// per call 90-105 k/s (the server no longer parses and dispatches a command per key). A
+    /// script blocks the server while it runs, so a call is kept to about a millisecond.
+    const KEYS_PER_SCRIPT: usize = 128;
 
     /// A store on `pool` whose keys start with `prefix` and expire `ttl` after their last write.
     pub fn new(pool: Pool, prefix: impl Into<String>, ttl: Duration) -> Self {
@@ -86,6 +108,71 @@ impl RedisPriceStore {
         Ok(keys)
     }
 
+    /// Stores `prices` in order, `per_call` keys per script call, every call pipelined into one
+    /// round trip.
+    async fn store_chunks(&self, prices: &[CachedPriceData], per_call: usize) -> Result<Vec<StoreOutcome>> {
+        if prices.is_empty() {
+            // Redis refuses an empty pipeline.
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for chunk in prices.chunks(per_call.max(1)) {
+            pipe.add_command(self.script_call(chunk)?);
+        }
+        let mut connection = self.connection().await?;
+        let answer: redis::RedisResult<Vec<Vec<i64>>> = match pipe.query_async(&mut connection).await {
+            // The server lost its script cache (a restart, `SCRIPT FLUSH`): nothing ran, because
+            // every call names the script by its hash. Load it and send the batch again.
+            Err(err) if err.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
+                self.script.load_async(&mut connection).await.map_err(redis_error)?;
+                pipe.query_async(&mut connection).await
+            }
+            answer => answer,
+        };
+        let codes: Vec<i64> = answer.map_err(redis_error)?.into_iter().flatten().collect();
+        if codes.len() != prices.len() {
+            return Err(Error::Corrupt {
+                backend: BACKEND,
+                key: self.key(prices[0].asset),
+                detail: format!("store script answered {} outcomes for {} prices", codes.len(), prices.len()),
+            });
+        }
+        prices
+            .iter()
+            .zip(codes)
+            .map(|(price, code)| match code {
+                0 => Ok(StoreOutcome::Ignored),
+                1 => Ok(StoreOutcome::Inserted),
+                2 => Ok(StoreOutcome::Replaced),
+                other => Err(Error::Corrupt {
+                    backend: BACKEND,
+                    key: self.key(price.asset),
+                    detail: format!("store script answered {other}"),
+                }),
+            })
+            .collect()
+    }
+
+    /// One `EVALSHA` of the store script over `prices`.
+    fn script_call(&self, prices: &[CachedPriceData]) -> Result<redis::Cmd> {
+        let mut call = redis::cmd("EVALSHA");
+        call.arg(self.script.get_hash()).arg(prices.len());
+        for price in prices {
+            call.arg(self.key(price.asset));
+        }
+        call.arg(self.ttl_ms);
+        for price in prices {
+            let data = serde_json::to_string(price)
+                .map_err(|err| Error::Backend { backend: BACKEND, source: Box::new(err) })?;
+            call.arg(data)
+                .arg(price.timestamp.timestamp())
+                .arg(price.timestamp.timestamp_subsec_nanos())
+                .arg(price.source_node_id.to_string())
+                .arg(price.tie_breaker());
+        }
+        Ok(call)
+    }
+
     fn parse(key: &str, data: &str) -> Result<CachedPriceData> {
         serde_json::from_str(data).map_err(|err| Error::Corrupt {
             backend: BACKEND,
@@ -107,31 +194,12 @@ fn redis_error(err: redis::RedisError) -> Error {
 #[async_trait]
 impl PriceStore for RedisPriceStore {
     async fn store(&self, price: CachedPriceData) -> Result<StoreOutcome> {
-        let data = serde_json::to_string(&price)
-            .map_err(|err| Error::Backend { backend: BACKEND, source: Box::new(err) })?;
-        let mut connection = self.connection().await?;
-        let outcome: String = self
-            .script
-            .key(self.key(price.asset))
-            .arg(data)
-            .arg(price.timestamp.timestamp())
-            .arg(price.timestamp.timestamp_subsec_nanos())
-            .arg(price.source_node_id.to_string())
-            .arg(self.ttl_ms)
-            .arg(price.tie_breaker())
-            .invoke_async(&mut connection)
-            .await
-            .map_err(redis_error)?;
-        match outcome.as_str() {
-            "inserted" => Ok(StoreOutcome::Inserted),
-            "replaced" => Ok(StoreOutcome::Replaced),
-            "ignored" => Ok(StoreOutcome::Ignored),
-            other => Err(Error::Corrupt {
-                backend: BACKEND,
-                key: self.key(price.asset),
-                detail: format!("store script answered {other:?}"),
-            }),
-        }
+        let outcomes = self.store_chunks(std::slice::from_ref(&price), 1).await?;
+        Ok(outcomes[0])
+    }
+
+    async fn store_many(&self, prices: Vec<CachedPriceData>) -> Result<Vec<StoreOutcome>> {
+        self.store_chunks(&prices, Self::KEYS_PER_SCRIPT).await
     }
 
     async fn get(&self, asset: Asset) -> Result<Option<CachedPriceData>> {

@@ -149,7 +149,7 @@ impl ServiceBuilder {
         self
     }
 
-    /// A layered tracker, which is also flushed on shutdown.
+    /// A layered tracker, whose write-behind queue is flushed on shutdown.
     #[must_use]
     pub fn layered_tracker(mut self, tracker: Arc<LayeredTracker>) -> Self {
         self.tracker = Some(tracker.clone());
@@ -164,7 +164,7 @@ impl ServiceBuilder {
         self
     }
 
-    /// A layered price store, which is also flushed on shutdown.
+    /// A layered price store, whose dirty prices are flushed on shutdown.
     #[must_use]
     pub fn layered_prices(mut self, prices: Arc<LayeredPriceStore>) -> Self {
         self.prices = Some(prices.clone());
@@ -409,7 +409,8 @@ impl MeshPriceService {
         Ok(provider)
     }
 
-    /// Stops the node: goodbyes to peers, then the durable stores are flushed.
+    /// Stops the node: goodbyes to peers, then the layered stores write what they hold
+    /// behind to their durable stores.
     pub async fn shutdown(&self) {
         let provider = lock(&self.inner.provider).take();
         if let Some(provider) = provider {
@@ -417,15 +418,23 @@ impl MeshPriceService {
         }
         self.inner.shutdown.cancel();
         self.inner.manager.shutdown().await;
-        if let Some(prices) = &self.inner.layered_prices
-            && let Err(err) = prices.persist_to_storage().await
-        {
-            tracing::warn!(error = %err, "cannot flush prices to durable storage at shutdown");
+        // The layered stores write behind: what changed since their last flush interval is
+        // only in memory until these return.
+        if let Some(prices) = &self.inner.layered_prices {
+            match prices.flush().await {
+                Ok(count) => tracing::debug!(count, "flushed prices to durable storage"),
+                Err(err) => {
+                    tracing::warn!(error = %err, "cannot flush prices to durable storage at shutdown")
+                }
+            }
         }
-        if let Some(tracker) = &self.inner.layered_tracker
-            && let Err(err) = tracker.persist_to_cache().await
-        {
-            tracing::warn!(error = %err, "cannot flush seen messages to durable storage at shutdown");
+        if let Some(tracker) = &self.inner.layered_tracker {
+            match tracker.flush().await {
+                Ok(count) => tracing::debug!(count, "flushed seen messages to durable storage"),
+                Err(err) => {
+                    tracing::warn!(error = %err, "cannot flush seen messages to durable storage at shutdown")
+                }
+            }
         }
     }
 }

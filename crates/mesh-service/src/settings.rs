@@ -73,6 +73,9 @@ pub struct NodeSettings {
     pub redis_price_ttl: Duration,
     /// `DATABASE_URL`: PostgreSQL persistence (migrations run on start).
     pub database_url: Option<String>,
+    /// `MESH_STORAGE_FLUSH_INTERVAL_MS`: how often the layered stores write their changes
+    /// behind to Redis or PostgreSQL, the lag those run behind memory (default 100).
+    pub storage_flush_interval: Duration,
     /// `MESH_ADMIN_TOKEN`: required for provider enable/disable when the API is not on
     /// loopback; never logged.
     pub admin_token: Option<String>,
@@ -133,6 +136,7 @@ impl Default for NodeSettings {
             redis_prefix: "mesh:".to_owned(),
             redis_price_ttl: Duration::from_secs(3600),
             database_url: None,
+            storage_flush_interval: Duration::from_millis(100),
             admin_token: None,
             fetch_interval: Duration::from_secs(ProviderConfig::DEFAULT_FETCH_INTERVAL_SECS),
             coordination_window: Duration::from_secs(ProviderConfig::DEFAULT_COORDINATION_WINDOW_SECS),
@@ -214,6 +218,12 @@ impl NodeSettings {
             return Err(SettingsError::new(
                 "MESH_HEARTBEAT_TIMEOUT_SECS",
                 "must be longer than MESH_HEARTBEAT_INTERVAL_SECS",
+            ));
+        }
+        if self.storage_flush_interval.is_zero() || self.storage_flush_interval > Duration::from_secs(60) {
+            return Err(SettingsError::new(
+                "MESH_STORAGE_FLUSH_INTERVAL_MS",
+                "must be between 1 and 60000 milliseconds",
             ));
         }
         if self.sync_interval.is_zero() {
@@ -363,6 +373,10 @@ mod tests {
             (
                 NodeSettings { discrepancy_threshold_percent: -1.0, ..NodeSettings::default() },
                 "MESH_PRICE_DISCREPANCY_THRESHOLD_PERCENT",
+            ),
+            (
+                NodeSettings { storage_flush_interval: Duration::ZERO, ..NodeSettings::default() },
+                "MESH_STORAGE_FLUSH_INTERVAL_MS",
             ),
         ];
         for (settings, setting) in cases {

@@ -1,0 +1,57 @@
+//! A node with layered stores writes behind: publishing never waits on the durable stores, and
+//! shutdown flushes what they have not been sent yet.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use mesh_dedup::{LayeredTracker, MemoryTracker, MessageTracker, TrackerConfig};
+use mesh_price_cache::{LayeredPriceStore, MemoryPriceStore, PriceStore};
+use mesh_service::{MeshPriceService, ServiceConfig};
+use mesh_transport::{ManagerConfig, MemoryNetwork};
+use mesh_types::rust_decimal::Decimal;
+use mesh_types::{Asset, NodeIdentity, PriceData, PriceUpdate};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_flushes_the_layered_stores() {
+    let durable_prices = Arc::new(MemoryPriceStore::new());
+    let durable_seen = Arc::new(MemoryTracker::new(TrackerConfig::default()));
+    // An hour between flushes: only the shutdown writes.
+    let never = Duration::from_secs(3600);
+    let prices = Arc::new(LayeredPriceStore::new(durable_prices.clone()).with_flush_interval(never));
+    let tracker = Arc::new(
+        LayeredTracker::new(TrackerConfig::default(), durable_seen.clone()).with_flush_interval(never),
+    );
+    let network = MemoryNetwork::new();
+    let addr = SocketAddr::from(([10, 0, 0, 1], 9470));
+    let mut manager = ManagerConfig::new(mesh_types::NetworkId::devnet());
+    manager.listen_addr = Some(addr);
+    let node = MeshPriceService::builder(Arc::new(NodeIdentity::generate()), ServiceConfig::new(manager))
+        .transport(Arc::new(network.transport(addr)))
+        .layered_prices(prices.clone())
+        .layered_tracker(tracker.clone())
+        .start()
+        .await
+        .expect("node starts");
+
+    let sol = Asset::new("SOL").unwrap();
+    let price = PriceData {
+        asset: sol,
+        price: Decimal::new(12345, 2),
+        blockchain: "Solana".into(),
+        change_24h: None,
+    };
+    let update = PriceUpdate::new_signed(&node.identity(), [price], 10, mesh_types::chrono::Utc::now());
+    let id = update.message_id;
+    node.set_provider(true);
+    node.publish(update).await.unwrap();
+    assert!(node.prices().get(sol).await.unwrap().is_some(), "memory holds it at once");
+    assert!(durable_prices.get(sol).await.unwrap().is_none(), "the durable store does not yet");
+    assert!(prices.write_lag() > Duration::ZERO);
+
+    node.shutdown().await;
+    assert_eq!(durable_prices.get(sol).await.unwrap().map(|p| p.price), Some(Decimal::new(12345, 2)));
+    assert!(durable_seen.has_seen(id).await.unwrap(), "the message id was flushed too");
+    assert_eq!(prices.write_lag(), Duration::ZERO);
+    assert_eq!(tracker.write_lag(), Duration::ZERO);
+}
