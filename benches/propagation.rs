@@ -48,6 +48,17 @@ fn main() {
         ms(report.time_to_all(0.99)),
         ms(report.time_to_all(1.0))
     );
-    println!("  messages delivered per node per update: {:.2}", report.messages_per_node_per_update);
+    // Redundancy: every node must receive one copy of each update; the rest is the price of
+    // eager push that lazy push (Plumtree-style) would try to cut.
+    println!(
+        "  redundancy: {:.2} copies received per node per update, {:.2} of them duplicates",
+        report.messages_per_node_per_update, report.duplicates_per_node_per_update
+    );
+    println!(
+        "  duplicate ratio: {:.1} % of all copies sent ({} copies over all links)",
+        100.0 * report.duplicates_per_node_per_update
+            / report.messages_per_node_per_update.max(f64::MIN_POSITIVE),
+        report.update_copies
+    );
     println!("  all nodes agree: {}", report.agreement);
 }
