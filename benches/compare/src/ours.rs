@@ -3,9 +3,7 @@
 //! the simulator on the in-memory transport in its wire mode, so every message is encoded once
 //! per broadcast and decoded by each receiver, as libp2p's memory transport makes gossipsub do.
 
-use std::time::Duration;
-
-use pricemesh::sim::{SimConfig, SimTransport, Topology, run as simulate};
+use pricemesh::sim::{SimTransport, run as simulate};
 
 use crate::scenario::{Outcome, Scenario, peak_rss, reset_peak_rss};
 
@@ -15,17 +13,7 @@ use crate::scenario::{Outcome, Scenario, peak_rss, reset_peak_rss};
 /// When the mesh does not form or a node cannot start.
 pub async fn run(scenario: &Scenario) -> Result<Outcome, String> {
     reset_peak_rss();
-    let config = SimConfig {
-        nodes: scenario.nodes,
-        providers: 1,
-        topology: Topology::RandomRegular { degree: scenario.degree },
-        updates: scenario.updates(),
-        interval: Duration::from_secs_f64(1.0 / scenario.rate),
-        settle: scenario.settle,
-        seed: scenario.seed,
-        transport: SimTransport::MemoryWire,
-        ..SimConfig::default()
-    };
+    let config = scenario.sim_config(SimTransport::MemoryWire);
     let report = simulate(&config).await.map_err(|err| err.to_string())?;
     Ok(Outcome {
         system: "pricemesh",

@@ -41,6 +41,22 @@ impl Scenario {
         Duration::from_secs_f64(seq as f64 / self.rate)
     }
 
+    /// The simulator's configuration for this scenario over `transport`, with node 0 the one
+    /// provider.
+    pub fn sim_config(&self, transport: pricemesh::sim::SimTransport) -> pricemesh::sim::SimConfig {
+        pricemesh::sim::SimConfig {
+            nodes: self.nodes,
+            providers: 1,
+            topology: pricemesh::sim::Topology::RandomRegular { degree: self.degree },
+            updates: self.updates(),
+            interval: Duration::from_secs_f64(1.0 / self.rate),
+            settle: self.settle,
+            seed: self.seed,
+            transport,
+            ..pricemesh::sim::SimConfig::default()
+        }
+    }
+
     /// The links of the mesh, as pairs of node indexes: the same graph for both sides.
     pub fn edges(&self) -> Vec<(usize, usize)> {
         pricemesh::sim::edges(

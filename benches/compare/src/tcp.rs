@@ -2,9 +2,7 @@
 //! listener on 127.0.0.1 and a TCP connection per link of a random regular mesh, with updates
 //! offered open loop. Reports each node's delivery latency and the time to reach all nodes.
 
-use std::time::Duration;
-
-use pricemesh::sim::{SimConfig, SimTransport, Topology, run as simulate};
+use pricemesh::sim::{SimTransport, run as simulate};
 
 use crate::report::{Bytes, Latencies};
 use crate::scenario::{Scenario, peak_rss, reset_peak_rss};
@@ -15,17 +13,7 @@ use crate::scenario::{Scenario, peak_rss, reset_peak_rss};
 /// When the mesh does not form or a node cannot start.
 pub async fn run(scenario: &Scenario) -> Result<(), String> {
     reset_peak_rss();
-    let config = SimConfig {
-        nodes: scenario.nodes,
-        providers: 1,
-        topology: Topology::RandomRegular { degree: scenario.degree },
-        updates: scenario.updates(),
-        interval: Duration::from_secs_f64(1.0 / scenario.rate),
-        settle: scenario.settle,
-        seed: scenario.seed,
-        transport: SimTransport::Tcp,
-        ..SimConfig::default()
-    };
+    let config = scenario.sim_config(SimTransport::Tcp);
     let report = simulate(&config).await.map_err(|err| err.to_string())?;
     let mut deliveries = Latencies::new();
     let mut time_to_all = Latencies::new();

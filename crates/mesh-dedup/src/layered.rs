@@ -34,12 +34,10 @@
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use async_trait::async_trait;
-use mesh_types::{BackendHealth, MessageId};
-use tokio::sync::Notify;
-use tokio::task::AbortHandle;
+use mesh_types::{BackendHealth, Flusher, MessageId};
 use tokio::time::{Duration, Instant, MissedTickBehavior};
 
 use crate::{Error, MemoryTracker, MessageTracker, Result, TrackerConfig};
@@ -48,9 +46,8 @@ use crate::{Error, MemoryTracker, MessageTracker, Result, TrackerConfig};
 /// durable one fails.
 pub struct LayeredTracker {
     shared: Arc<Shared>,
-    /// The flusher task, once the first queued id started it; aborted on drop. A std Mutex:
-    /// only locked when the queue stops being empty, never across an await.
-    flusher: Mutex<Option<AbortHandle>>,
+    /// Writes behind; started by the first queued id, aborted on drop.
+    flusher: Flusher,
 }
 
 /// What the tracker and its flusher share. The flusher holds it weakly.
@@ -65,9 +62,6 @@ struct Shared {
     /// Held by whoever writes to the durable tracker (the flusher, `flush`), so a `flush` that
     /// returns has seen every earlier id written, including a batch the flusher had in flight.
     writing: tokio::sync::Mutex<()>,
-    /// Wakes the flusher before its interval when a batch's worth is queued. Its own Arc, so
-    /// the flusher waits on it without keeping the tracker alive.
-    wake: Arc<Notify>,
     written: AtomicU64,
     batches: AtomicU64,
 }
@@ -114,14 +108,6 @@ impl std::fmt::Debug for LayeredTracker {
             .field("degraded", &self.shared.health.is_degraded())
             .field("pending", &self.shared.lock_queue().ids.len())
             .finish_non_exhaustive()
-    }
-}
-
-impl Drop for LayeredTracker {
-    fn drop(&mut self) {
-        if let Some(flusher) = lock(&self.flusher).take() {
-            flusher.abort();
-        }
     }
 }
 
@@ -174,11 +160,10 @@ impl LayeredTracker {
                 },
                 queue: Mutex::new(Queue::default()),
                 writing: tokio::sync::Mutex::new(()),
-                wake: Arc::new(Notify::new()),
                 written: AtomicU64::new(0),
                 batches: AtomicU64::new(0),
             }),
-            flusher: Mutex::new(None),
+            flusher: Flusher::new(),
         }
     }
 
@@ -294,45 +279,14 @@ impl LayeredTracker {
             metrics::counter!("mesh_storage_dropped_total", "store" => "dedup").increment(dropped as u64);
         }
         if was_empty {
-            self.ensure_flusher();
+            let interval = self.shared.config.flush_interval;
+            self.flusher.ensure_running(&self.shared, interval, "tracker", |shared| async move {
+                shared.background_round().await;
+            });
         }
         if full {
-            self.shared.wake.notify_one();
+            self.flusher.wake();
         }
-    }
-
-    /// Starts the flusher on the current tokio runtime unless it runs already. Without a
-    /// runtime (a tracker driven by another executor) nothing is written until `flush`.
-    fn ensure_flusher(&self) {
-        let mut flusher = lock(&self.flusher);
-        if flusher.as_ref().is_some_and(|task| !task.is_finished()) {
-            return;
-        }
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            tracing::warn!("a layered tracker is used outside a tokio runtime; it writes only on flush()");
-            return;
-        };
-        let task = runtime.spawn(run_flusher(
-            Arc::downgrade(&self.shared),
-            self.shared.wake.clone(),
-            self.shared.config.flush_interval,
-        ));
-        *flusher = Some(task.abort_handle());
-    }
-}
-
-/// The flusher: every `interval`, or when woken, writes what is queued. It holds the tracker
-/// only weakly between rounds and ends when the tracker is gone.
-async fn run_flusher(shared: Weak<Shared>, wake: Arc<Notify>, interval: Duration) {
-    let mut ticks = tokio::time::interval(interval);
-    ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = ticks.tick() => {}
-            () = wake.notified() => {}
-        }
-        let Some(shared) = shared.upgrade() else { return };
-        shared.background_round().await;
     }
 }
 

@@ -30,12 +30,10 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use async_trait::async_trait;
-use mesh_types::{Asset, BackendHealth, CachedPriceData, PriceMap, Timestamp};
-use tokio::sync::Notify;
-use tokio::task::AbortHandle;
+use mesh_types::{Asset, BackendHealth, CachedPriceData, Flusher, PriceMap, Timestamp};
 use tokio::time::{Duration, Instant, MissedTickBehavior};
 
 use crate::{Error, MemoryPriceStore, PriceReader, PriceStore, Result, StoreOutcome};
@@ -44,9 +42,8 @@ use crate::{Error, MemoryPriceStore, PriceReader, PriceStore, Result, StoreOutco
 /// durable one fails.
 pub struct LayeredPriceStore {
     shared: Arc<Shared>,
-    /// The flusher task, once the first change started it; aborted on drop. A std Mutex: only
-    /// locked when the dirty set stops being empty, never across an await.
-    flusher: Mutex<Option<AbortHandle>>,
+    /// Writes behind; started by the first change, aborted on drop.
+    flusher: Flusher,
 }
 
 /// What the store and its flusher share. The flusher holds it weakly.
@@ -61,9 +58,6 @@ struct Shared {
     /// returns has seen every earlier change written, including a batch the flusher had in
     /// flight.
     writing: tokio::sync::Mutex<()>,
-    /// Wakes the flusher before its interval when a batch's worth is dirty. Its own Arc, so the
-    /// flusher waits on it without keeping the store alive.
-    wake: Arc<Notify>,
     written: AtomicU64,
     batches: AtomicU64,
 }
@@ -128,14 +122,6 @@ impl std::fmt::Debug for LayeredPriceStore {
     }
 }
 
-impl Drop for LayeredPriceStore {
-    fn drop(&mut self) {
-        if let Some(flusher) = lock(&self.flusher).take() {
-            flusher.abort();
-        }
-    }
-}
-
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     // Every update leaves the data consistent, even if a holder panicked.
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
@@ -181,11 +167,10 @@ impl LayeredPriceStore {
                 },
                 dirty: Mutex::new(Dirty::default()),
                 writing: tokio::sync::Mutex::new(()),
-                wake: Arc::new(Notify::new()),
                 written: AtomicU64::new(0),
                 batches: AtomicU64::new(0),
             }),
-            flusher: Mutex::new(None),
+            flusher: Flusher::new(),
         }
     }
 
@@ -310,47 +295,14 @@ impl LayeredPriceStore {
             (was_clean, dirty.assets.len() == self.shared.config.batch_size)
         };
         if was_clean {
-            self.ensure_flusher();
+            let interval = self.shared.config.flush_interval;
+            self.flusher.ensure_running(&self.shared, interval, "price store", |shared| async move {
+                shared.background_round().await;
+            });
         }
         if full {
-            self.shared.wake.notify_one();
+            self.flusher.wake();
         }
-    }
-
-    /// Starts the flusher on the current tokio runtime unless it runs already. Without a
-    /// runtime (a store driven by another executor) nothing is written until `flush`.
-    fn ensure_flusher(&self) {
-        let mut flusher = lock(&self.flusher);
-        if flusher.as_ref().is_some_and(|task| !task.is_finished()) {
-            return;
-        }
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            tracing::warn!(
-                "a layered price store is used outside a tokio runtime; it writes only on flush()"
-            );
-            return;
-        };
-        let task = runtime.spawn(run_flusher(
-            Arc::downgrade(&self.shared),
-            self.shared.wake.clone(),
-            self.shared.config.flush_interval,
-        ));
-        *flusher = Some(task.abort_handle());
-    }
-}
-
-/// The flusher: every `interval`, or when woken, writes what is dirty. It holds the store only
-/// weakly between rounds and ends when the store is gone.
-async fn run_flusher(shared: Weak<Shared>, wake: Arc<Notify>, interval: Duration) {
-    let mut ticks = tokio::time::interval(interval);
-    ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = ticks.tick() => {}
-            () = wake.notified() => {}
-        }
-        let Some(shared) = shared.upgrade() else { return };
-        shared.background_round().await;
     }
 }
 
@@ -661,7 +613,7 @@ mod tests {
         let durable = Arc::new(Switchable::default());
         let layered = LayeredPriceStore::new(durable.clone());
         layered.store(price(Assets::fresh().nth(0), 1, 0, 1, Decimal::ONE)).await.unwrap();
-        let flusher = lock(&layered.flusher).clone().expect("started by the first change");
+        let flusher = layered.flusher.task().expect("started by the first change");
         drop(layered);
         tokio::time::sleep(Duration::from_millis(10)).await;
         assert!(flusher.is_finished());

@@ -56,6 +56,7 @@ mod status;
 mod update;
 mod validation;
 mod warning;
+mod write_behind;
 
 pub use api::{ApiResponse, FeedMessage, ProviderState, ProviderStatus};
 pub use asset::{Asset, AssetError, MAX_ASSET_LEN};
@@ -78,6 +79,7 @@ pub use status::{NetworkStatus, NetworkStatusSummary, ProviderInfo};
 pub use update::PriceUpdate;
 pub use validation::{ErrorCode, ValidationError, ValidationPolicy};
 pub use warning::{MeshWarning, Severity, WarningCode, WarningKind};
+pub use write_behind::Flusher;
 
 /// A point in time, in UTC. JSON renders it as RFC 3339 (`2024-01-01T12:00:00Z`).
 pub type Timestamp = chrono::DateTime<chrono::Utc>;
