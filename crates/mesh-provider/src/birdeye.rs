@@ -138,12 +138,25 @@ impl BirdeyeSource {
         let parsed = reqwest::Url::parse(&base_url).map_err(|error| SourceError::InvalidConfig {
             detail: format!("Birdeye base URL {base_url:?} does not parse: {error}"),
         })?;
-        if !matches!(parsed.scheme(), "http" | "https") {
-            return Err(SourceError::InvalidConfig {
-                detail: format!("Birdeye base URL {base_url:?} must use http or https"),
-            });
+        match parsed.scheme() {
+            "https" => {}
+            "http" if is_loopback(&parsed) => {}
+            "http" => {
+                return Err(SourceError::InvalidConfig {
+                    detail: format!(
+                        "Birdeye base URL {base_url:?} uses plain http to a remote host, which would send \
+                         the API key in the clear; use https (plain http is accepted for loopback only)"
+                    ),
+                });
+            }
+            _ => {
+                return Err(SourceError::InvalidConfig {
+                    detail: format!("Birdeye base URL {base_url:?} must use https (or http to loopback)"),
+                });
+            }
         }
         let client = reqwest::Client::builder()
+            .redirect(same_origin_redirects())
             .timeout(config.timeout)
             .connect_timeout(config.timeout)
             .user_agent(concat!("pricemesh/", env!("CARGO_PKG_VERSION")))
@@ -185,7 +198,7 @@ impl BirdeyeSource {
                     .get(RETRY_AFTER)
                     .and_then(|value| value.to_str().ok())
                     .and_then(|value| value.trim().parse::<u64>().ok())
-                    .map(Duration::from_secs);
+                    .map(|seconds| Duration::from_secs(seconds).min(crate::MAX_RETRY_AFTER));
                 Err(Failure::Final(SourceError::RateLimited { retry_after }))
             }
             status if status.is_server_error() => Err(Failure::Transient(format!("HTTP {status}"))),
@@ -304,6 +317,33 @@ fn json_kind(value: Option<&serde_json::Value>) -> &'static str {
         Some(serde_json::Value::Array(_)) => "an array",
         Some(serde_json::Value::Object(_)) => "an object",
     }
+}
+
+/// Whether `url` names this machine: a loopback address or `localhost`.
+fn is_loopback(url: &reqwest::Url) -> bool {
+    let Some(host) = url.host_str() else { return false };
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    match bare.parse::<std::net::IpAddr>() {
+        Ok(ip) => ip.is_loopback(),
+        Err(_) => bare.eq_ignore_ascii_case("localhost"),
+    }
+}
+
+/// Follows a redirect only to the same scheme, host and port, at most three times: the API key
+/// travels in a header of every request, and reqwest strips only the standard credential
+/// headers when a redirect leaves the origin, not `X-API-KEY`.
+fn same_origin_redirects() -> reqwest::redirect::Policy {
+    reqwest::redirect::Policy::custom(|attempt| {
+        let same_origin =
+            attempt.previous().first().is_some_and(|first| first.origin() == attempt.url().origin());
+        if attempt.previous().len() > 3 {
+            attempt.error("more than 3 redirects")
+        } else if same_origin {
+            attempt.follow()
+        } else {
+            attempt.stop()
+        }
+    })
 }
 
 /// A finite float as a `Decimal`, without going through text; `None` when it does not fit.

@@ -48,6 +48,10 @@ mod simulated;
 mod symbols;
 
 pub use birdeye::{BirdeyeConfig, BirdeyeSource};
+
+/// The longest back-off a rate limit can impose: a price API that asks for more (or a
+/// `Retry-After` of billions of seconds, which would overflow the clock) gets this.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
 pub use node::{ProviderCounters, ProviderNode, ProviderTask};
 pub use secret::ApiKey;
 pub use simulated::SimulatedSource;

@@ -459,7 +459,8 @@ impl Inner {
         match error {
             SourceError::RateLimited { retry_after } => {
                 self.rate_limited.fetch_add(1, Ordering::Relaxed);
-                *backoff_until = retry_after.map(|wait| Instant::now() + wait);
+                // The source's word is capped: a huge `Retry-After` would overflow the clock.
+                *backoff_until = retry_after.map(|wait| Instant::now() + wait.min(crate::MAX_RETRY_AFTER));
                 tracing::warn!(source = source.name(), %error, "price fetch rate limited; backing off");
             }
             SourceError::InvalidApiKey => {

@@ -69,6 +69,25 @@ fn within(at: Timestamp, now: Timestamp, limit: Duration) -> bool {
     (now - at).to_std().unwrap_or(Duration::ZERO) <= limit
 }
 
+/// How far `high` is above `low`, in percent of `low`: finite for every pair of prices.
+///
+/// Prices come from peers, so the arithmetic must not be able to fail: in `Decimal`,
+/// `(150 - 1e-28) / 1e-28` overflows (and panics with the plain operators). In `f64` every
+/// `Decimal` ratio is finite — the largest, `7.9e28 / 1e-28`, is about `1e57` — and the result
+/// is clamped so that it can always be rendered as a JSON number.
+pub(crate) fn spread_percent(low: Decimal, high: Decimal) -> f64 {
+    let (Some(low), Some(high)) = (low.to_f64(), high.to_f64()) else { return 0.0 };
+    if low <= 0.0 || high <= low {
+        return 0.0;
+    }
+    let percent = (high - low) / low * 100.0;
+    if percent.is_finite() { percent.min(MAX_REPORTED_PERCENT) } else { MAX_REPORTED_PERCENT }
+}
+
+/// The largest discrepancy a warning reports: beyond a billion percent the figure says
+/// nothing more, and a bounded one renders the same everywhere.
+const MAX_REPORTED_PERCENT: f64 = 1e9;
+
 impl NetworkStatusTracker {
     /// A tracker for the node `me`.
     pub fn new(me: NodeId, config: StatusConfig) -> Self {
@@ -141,11 +160,7 @@ impl NetworkStatusTracker {
             .map(|(price, _)| *price)
             .collect();
         let (low, high) = (fresh.iter().min()?, fresh.iter().max()?);
-        let percent = if *low > Decimal::ZERO {
-            ((*high - *low) / *low * Decimal::ONE_HUNDRED).to_f64().unwrap_or(f64::MAX)
-        } else {
-            0.0
-        };
+        let percent = spread_percent(*low, *high);
         let diverging = fresh.len() >= 2 && percent > self.config.discrepancy_percent;
         let was = self.raised_discrepancies.insert(asset, diverging).unwrap_or(false);
         (diverging && !was).then(|| {
@@ -215,7 +230,7 @@ impl NetworkStatusTracker {
 
 #[cfg(test)]
 mod tests {
-    use mesh_types::{NodeIdentity, PublicKey, WarningCode};
+    use mesh_types::{NodeIdentity, PublicKey, WarningCode, WarningKind};
 
     use super::*;
 
@@ -293,5 +308,31 @@ mod tests {
         assert!(
             tracker.update_received(node(2), 1, &[price("SOL", 200, t(4000), node(2))], t(4000)).is_empty()
         );
+    }
+
+    #[test]
+    fn a_tiny_price_beside_a_normal_one_raises_a_warning_instead_of_panicking() {
+        let mut tracker = NetworkStatusTracker::new(node(9), StatusConfig::default());
+        tracker.update_received(node(1), 1, &[price("SOL", 150, t(0), node(1))], t(0));
+        let tiny = CachedPriceData { price: Decimal::new(1, 28), ..price("SOL", 1, t(1), node(2)) };
+        let warnings = tracker.update_received(node(2), 1, &[tiny], t(1));
+        assert_eq!(warnings.len(), 1, "the providers disagree wildly");
+        let WarningKind::PriceDiscrepancy { discrepancy_percent, .. } = warnings[0].kind else {
+            panic!("expected a discrepancy, got {:?}", warnings[0]);
+        };
+        assert!(discrepancy_percent.is_finite() && discrepancy_percent > 1e6, "{discrepancy_percent}");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn the_spread_of_any_two_prices_is_finite_and_never_negative(
+            a in mesh_types::strategies::decimal(),
+            b in mesh_types::strategies::decimal(),
+        ) {
+            let (a, b) = (a.abs(), b.abs());
+            let (low, high) = if a <= b { (a, b) } else { (b, a) };
+            let percent = spread_percent(low, high);
+            proptest::prop_assert!(percent.is_finite() && percent >= 0.0, "{percent}");
+        }
     }
 }

@@ -31,9 +31,10 @@ pub fn decimal() -> impl Strategy<Value = Decimal> {
         .prop_map(|(mantissa, scale)| Decimal::from_i128_with_scale(mantissa, scale))
 }
 
-/// A positive price no larger than the default plausible maximum (10^12).
+/// A positive price no larger than the default plausible maximum (10^12), down to the smallest
+/// `Decimal` (10^-28): peers may send either extreme, and arithmetic on them must not fail.
 pub fn valid_price() -> impl Strategy<Value = Decimal> {
-    (1i128..=1_000_000_000_000, 0u32..=12)
+    (1i128..=1_000_000_000_000, 0u32..=28)
         .prop_map(|(mantissa, scale)| Decimal::from_i128_with_scale(mantissa, scale))
 }
 

@@ -180,6 +180,45 @@ async fn too_many_requests_is_rate_limited_with_retry_after_and_not_retried() {
 }
 
 #[tokio::test]
+async fn a_huge_retry_after_is_capped() {
+    let server = MockServer::start().await;
+    multi_price()
+        .respond_with(ResponseTemplate::new(429).insert_header("Retry-After", "18446744073709551615"))
+        .mount(&server)
+        .await;
+    let error = source(&server).fetch(&[asset("SOL")]).await.unwrap_err();
+    assert_eq!(error, SourceError::RateLimited { retry_after: Some(crate::MAX_RETRY_AFTER) });
+}
+
+#[tokio::test]
+async fn the_key_never_follows_a_redirect_to_another_host() {
+    let elsewhere = MockServer::start().await;
+    Mock::given(method("GET")).respond_with(ResponseTemplate::new(200)).mount(&elsewhere).await;
+    let server = MockServer::start().await;
+    multi_price()
+        .respond_with(
+            ResponseTemplate::new(302)
+                .insert_header("Location", format!("{}/defi/multi_price", elsewhere.uri())),
+        )
+        .mount(&server)
+        .await;
+    let error = source(&server).fetch(&[asset("SOL")]).await.unwrap_err();
+    assert!(matches!(error, SourceError::Malformed { .. }), "{error}");
+    assert_eq!(requests(&elsewhere).await, 0, "the other host never saw the request or the key");
+}
+
+#[test]
+fn plain_http_is_refused_unless_it_stays_on_this_machine() {
+    for base in ["http://public-api.birdeye.so", "http://10.0.0.1:8080"] {
+        let error = BirdeyeSource::new(ApiKey::new(KEY.into()).unwrap(), config(base.into())).unwrap_err();
+        assert!(error.to_string().contains("in the clear"), "{base}: {error}");
+    }
+    for base in ["http://127.0.0.1:1", "http://localhost:1", "http://[::1]:1", "https://example.org"] {
+        BirdeyeSource::new(ApiKey::new(KEY.into()).unwrap(), config(base.into())).unwrap();
+    }
+}
+
+#[tokio::test]
 async fn a_server_error_then_success_succeeds_after_one_retry() {
     let server = MockServer::start().await;
     multi_price()

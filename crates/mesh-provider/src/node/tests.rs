@@ -327,6 +327,28 @@ async fn a_rate_limit_is_counted_and_its_retry_after_honoured() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_source_asking_to_wait_for_ever_is_capped_instead_of_overflowing_the_clock() {
+    let (provider, mut received) = provider();
+    let calls = Arc::new(Mutex::new(0));
+    let mut source = mock_source();
+    let count = Arc::clone(&calls);
+    source.expect_fetch().returning(move |_| {
+        let mut count = count.lock().unwrap();
+        *count += 1;
+        if *count == 1 {
+            Err(SourceError::RateLimited { retry_after: Some(Duration::MAX) })
+        } else {
+            Ok(vec![price("SOL")])
+        }
+    });
+    let task = provider.start();
+    provider.enable(Arc::new(source)).await.unwrap();
+    let secs = crate::MAX_RETRY_AFTER.as_secs() + 120;
+    assert!(next_update(&mut received, secs).await.is_some(), "fetching resumes after the cap");
+    task.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_key_refused_during_a_fetch_turns_provider_mode_off() {
     let (provider, mut received) = provider();
     let mut source = mock_source();
