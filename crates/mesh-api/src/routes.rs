@@ -154,9 +154,26 @@ pub(crate) struct Health {
     node_id: mesh_types::NodeId,
 }
 
-/// `GET /health`: the process answers (liveness).
+/// `GET /health`: 200 while every supervised task of the node runs (liveness); 503 naming the
+/// tasks that died, so a process manager restarts a node whose event loop is gone.
 pub(crate) async fn health(State(state): State<ApiState>) -> ApiResult<Health> {
+    check_tasks(&state)?;
     ok(Health { status: "ok", node_id: state.service().node_id() })
+}
+
+/// A 503 naming every failed task, if any failed.
+fn check_tasks(state: &ApiState) -> Result<(), ApiError> {
+    let failures = state.service().supervisor().failures();
+    if failures.is_empty() {
+        return Ok(());
+    }
+    let mut names: Vec<String> =
+        failures.iter().map(|failure| format!("{} ({})", failure.task, failure.reason)).collect();
+    names.dedup();
+    Err(ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        format!("Service unhealthy: supervised tasks failed: {}; restart the node", names.join(", ")),
+    ))
 }
 
 /// Body of `GET /ready`.
@@ -165,8 +182,10 @@ pub(crate) struct Ready {
     ready: bool,
 }
 
-/// `GET /ready`: 503 until the node has loaded its stores and bound its ports.
+/// `GET /ready`: 503 until the node has loaded its stores and bound its ports, and once a
+/// supervised task has failed.
 pub(crate) async fn ready(State(state): State<ApiState>) -> ApiResult<Ready> {
+    check_tasks(&state)?;
     if state.is_ready() {
         ok(Ready { ready: true })
     } else {

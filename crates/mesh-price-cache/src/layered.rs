@@ -213,6 +213,12 @@ impl LayeredPriceStore {
         self.configure(|shared| shared.config.write_timeout = timeout)
     }
 
+    /// Runs the write-behind flusher under `supervisor`: a panic in it shows in the node's
+    /// health, and it stops at the supervisor's shutdown. Call before the first change.
+    pub fn supervise(&self, supervisor: &mesh_types::Supervisor) {
+        self.flusher.supervise(supervisor);
+    }
+
     /// Whether the durable store is failing and memory alone is serving.
     pub fn is_degraded(&self) -> bool {
         self.shared.health.is_degraded()

@@ -29,7 +29,7 @@ use mesh_coordination::FetchCoordinator;
 use mesh_types::chrono::Utc;
 use mesh_types::{
     Asset, NodeId, NodeIdentity, PriceUpdate, ProviderConfig, ProviderConfigError, ProviderState,
-    ProviderStatus, Timestamp,
+    ProviderStatus, Supervisor, Timestamp,
 };
 use rand::RngExt;
 use tokio::sync::mpsc::error::TrySendError;
@@ -190,8 +190,17 @@ impl ProviderNode {
     /// # Panics
     /// Outside a tokio runtime.
     pub fn start(&self) -> ProviderTask {
+        self.start_supervised(&Supervisor::new())
+    }
+
+    /// [`ProviderNode::start`] with the loop owned by `supervisor` (as the task `provider`): a
+    /// panic in it shows in the node's health.
+    ///
+    /// # Panics
+    /// Outside a tokio runtime.
+    pub fn start_supervised(&self, supervisor: &Supervisor) -> ProviderTask {
         let (stop, stopped) = oneshot::channel();
-        let join = tokio::spawn(run(Arc::clone(&self.inner), stopped));
+        let join = supervisor.spawn_worker("provider", run(Arc::clone(&self.inner), stopped));
         ProviderTask { stop: Some(stop), join: Some(join) }
     }
 

@@ -28,6 +28,8 @@ mod service;
 mod settings;
 mod status;
 
-pub use service::{MeshPriceService, ServiceBuilder, ServiceConfig, ServiceError, ServiceEvent};
+pub use service::{
+    MeshPriceService, SHUTDOWN_GRACE, ServiceBuilder, ServiceConfig, ServiceError, ServiceEvent,
+};
 pub use settings::{NodeSettings, PriceSourceKind, SettingsError};
 pub use status::{NetworkStatusTracker, StatusConfig};

@@ -33,18 +33,20 @@ use mesh_transport::{
 };
 use mesh_types::{
     Alert, Announce, Asset, CachedPriceData, MeshMessage, MeshWarning, NetworkStatus, NetworkStatusSummary,
-    NodeId, NodeIdentity, PriceUpdate, SignedMessage, Timestamp, WarningKind,
+    NodeId, NodeIdentity, PriceUpdate, SignedMessage, Supervisor, Timestamp, WarningKind,
 };
 use mesh_types::{ProviderConfig, ProviderConfigError};
 use thiserror::Error;
 use tokio::sync::{broadcast, mpsc};
-use tokio_util::sync::CancellationToken;
 
 use crate::status::{NetworkStatusTracker, StatusConfig};
 
 /// Most price updates taken off the queue at once to verify as one batch: enough to halve the
 /// signature cost under load, few enough that the first waits little for the last.
 const MAX_UPDATE_BATCH: usize = 64;
+
+/// How long shutdown waits for the node's tasks to end after telling them to.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 /// How the node behaves beyond the network layer's settings.
 #[derive(Debug, Clone, PartialEq)]
@@ -119,6 +121,7 @@ pub struct ServiceBuilder {
     coordinator: Option<Arc<dyn FetchCoordinator>>,
     layered_prices: Option<Arc<LayeredPriceStore>>,
     layered_tracker: Option<Arc<LayeredTracker>>,
+    supervisor: Option<Supervisor>,
 }
 
 impl std::fmt::Debug for ServiceBuilder {
@@ -172,6 +175,15 @@ impl ServiceBuilder {
         self
     }
 
+    /// The supervisor that owns the node's tasks (default: a new one, see
+    /// [`MeshPriceService::supervisor`]). Pass one to put other tasks of the process — the
+    /// API server's, say — under the same health.
+    #[must_use]
+    pub fn supervisor(mut self, supervisor: Supervisor) -> Self {
+        self.supervisor = Some(supervisor);
+        self
+    }
+
     /// The fetch coordinator (default: mesh-observed, which needs no shared infrastructure).
     #[must_use]
     pub fn coordinator(mut self, coordinator: Arc<dyn FetchCoordinator>) -> Self {
@@ -191,9 +203,21 @@ impl ServiceBuilder {
         let prices = self.prices.unwrap_or_else(|| Arc::new(MemoryPriceStore::new()));
         let coordinator = self.coordinator.unwrap_or_else(|| Arc::new(ObservedCoordinator::new()));
         describe_metrics();
-        let (manager, transport_events) =
-            ConnectionManager::start(config.network.clone(), self.identity.clone(), transport, peer_store)
-                .await?;
+        let supervisor = self.supervisor.unwrap_or_default();
+        if let Some(prices) = &self.layered_prices {
+            prices.supervise(&supervisor);
+        }
+        if let Some(tracker) = &self.layered_tracker {
+            tracker.supervise(&supervisor);
+        }
+        let (manager, transport_events) = ConnectionManager::start_supervised(
+            config.network.clone(),
+            self.identity.clone(),
+            transport,
+            peer_store,
+            &supervisor,
+        )
+        .await?;
         let (events, _) = broadcast::channel(config.event_capacity.max(1));
         let inner = Arc::new(Inner {
             engine: GossipEngine::new(tracker.clone(), prices.clone(), config.gossip.clone()),
@@ -210,11 +234,11 @@ impl ServiceBuilder {
             is_provider: AtomicBool::new(false),
             provider: Mutex::new(None),
             propagation_latency: metrics::histogram!("mesh_message_propagation_latency_seconds"),
-            shutdown: CancellationToken::new(),
+            supervisor,
             config,
         });
-        tokio::spawn(inner.clone().event_loop(transport_events));
-        tokio::spawn(inner.clone().timers());
+        inner.supervisor.spawn_service("event_loop", inner.clone().event_loop(transport_events));
+        inner.supervisor.spawn_service("timers", inner.clone().timers());
         Ok(MeshPriceService { inner })
     }
 }
@@ -251,7 +275,8 @@ struct Inner {
     provider: Mutex<Option<ProviderTask>>,
     /// `mesh_message_propagation_latency_seconds`, registered once: recording is per update.
     propagation_latency: metrics::Histogram,
-    shutdown: CancellationToken,
+    /// Owns every task of the node; its shutdown stops them.
+    supervisor: Supervisor,
 }
 
 /// HELP lines for the node's metrics.
@@ -276,6 +301,7 @@ fn describe_metrics() {
     );
     metrics::describe_gauge!("mesh_cache_data_age_seconds", "Age of the newest price held, in seconds");
     metrics::describe_gauge!("mesh_seen_messages_cache_size", "Message ids remembered for deduplication");
+    mesh_types::describe_supervisor_metrics();
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -300,7 +326,14 @@ impl MeshPriceService {
             coordinator: None,
             layered_prices: None,
             layered_tracker: None,
+            supervisor: None,
         }
+    }
+
+    /// The supervisor of the node's tasks: [`Supervisor::failures`] says which died (the API's
+    /// `/health` reports them).
+    pub fn supervisor(&self) -> &Supervisor {
+        &self.inner.supervisor
     }
 
     /// This node's id.
@@ -370,10 +403,10 @@ impl MeshPriceService {
     /// until the channel closes or the node shuts down.
     pub fn publish_from(&self, mut updates: mpsc::Receiver<PriceUpdate>) {
         let service = self.clone();
-        tokio::spawn(async move {
+        self.inner.supervisor.spawn_worker("provider_publish", async move {
             loop {
                 let update = tokio::select! {
-                    () = service.inner.shutdown.cancelled() => break,
+                    () = service.inner.supervisor.cancelled() => break,
                     update = updates.recv() => update,
                 };
                 let Some(update) = update else { break };
@@ -404,19 +437,19 @@ impl MeshPriceService {
             assets,
             updates,
         )?;
-        *lock(&self.inner.provider) = Some(provider.start());
+        *lock(&self.inner.provider) = Some(provider.start_supervised(&self.inner.supervisor));
         self.publish_from(published);
         Ok(provider)
     }
 
     /// Stops the node: goodbyes to peers, then the layered stores write what they hold
-    /// behind to their durable stores.
+    /// behind to their durable stores, then every task is waited for (up to
+    /// [`SHUTDOWN_GRACE`]).
     pub async fn shutdown(&self) {
         let provider = lock(&self.inner.provider).take();
         if let Some(provider) = provider {
             provider.shutdown().await;
         }
-        self.inner.shutdown.cancel();
         self.inner.manager.shutdown().await;
         // The layered stores write behind: what changed since their last flush interval is
         // only in memory until these return.
@@ -436,6 +469,7 @@ impl MeshPriceService {
                 }
             }
         }
+        self.inner.supervisor.shutdown(SHUTDOWN_GRACE).await;
     }
 }
 
@@ -488,7 +522,7 @@ impl Inner {
                 Some(event) => event,
                 None => {
                     let event = tokio::select! {
-                        () = self.shutdown.cancelled() => break,
+                        () = self.supervisor.cancelled() => break,
                         event = events.recv() => event,
                     };
                     let Some(event) = event else { break };
@@ -672,7 +706,7 @@ impl Inner {
         let mut last_summary: Option<NetworkStatusSummary> = None;
         loop {
             tokio::select! {
-                () = self.shutdown.cancelled() => break,
+                () = self.supervisor.cancelled() => break,
                 _ = announce.tick() => self.announce().await,
                 _ = seen_size.tick() => {
                     if let Ok(len) = self.tracker.len().await {

@@ -38,13 +38,12 @@ use std::time::Duration;
 use mesh_peer_store::{BanReason, Peer as StoredPeer, PeerStatus, PeerStore};
 use mesh_types::{
     Goodbye, GoodbyeReason, Heartbeat, MeshMessage, NodeId, NodeIdentity, PeerAddress, PeerExchange,
-    PublicKey,
+    PublicKey, Supervisor,
 };
 use rand::RngExt;
 use thiserror::Error;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
 
 use crate::backoff::Backoff;
 use crate::discovery::{self, Beacon, LanDiscovery};
@@ -94,7 +93,9 @@ struct Inner {
     state: Mutex<State>,
     is_provider: AtomicBool,
     next_connection: AtomicU64,
-    shutdown: CancellationToken,
+    /// The manager's part of the node's supervisor: its tasks watch its token, and the
+    /// manager's shutdown cancels it (after the goodbyes), the rest of the node running on.
+    supervisor: Supervisor,
     local_addr: Option<SocketAddr>,
 }
 
@@ -147,6 +148,22 @@ impl ConnectionManager {
         transport: Arc<dyn Transport>,
         peer_store: Arc<dyn PeerStore>,
     ) -> Result<(Self, mpsc::Receiver<TransportEvent>), StartError> {
+        Self::start_supervised(config, identity, transport, peer_store, &Supervisor::new()).await
+    }
+
+    /// [`ConnectionManager::start`] with the manager's long-running tasks (listener, dialling,
+    /// heartbeats, peer exchange, LAN discovery) owned by `supervisor`: a panic in one shows in
+    /// the node's health, and the supervisor's shutdown stops them.
+    ///
+    /// # Errors
+    /// As [`ConnectionManager::start`].
+    pub async fn start_supervised(
+        config: ManagerConfig,
+        identity: Arc<NodeIdentity>,
+        transport: Arc<dyn Transport>,
+        peer_store: Arc<dyn PeerStore>,
+        supervisor: &Supervisor,
+    ) -> Result<(Self, mpsc::Receiver<TransportEvent>), StartError> {
         config.validate()?;
         metrics::describe_gauge!("mesh_network_connected_peers", "Peers connected right now");
         let listener = match config.listen_addr {
@@ -191,17 +208,18 @@ impl ConnectionManager {
             state: Mutex::new(state),
             is_provider: AtomicBool::new(false),
             next_connection: AtomicU64::new(0),
-            shutdown: CancellationToken::new(),
+            supervisor: supervisor.child(),
             local_addr,
         });
+        let supervisor = &inner.supervisor;
         if let Some(listener) = listener {
-            tokio::spawn(inner.clone().accept_loop(listener));
+            supervisor.spawn_service("peer_listener", inner.clone().accept_loop(listener));
         }
-        tokio::spawn(inner.clone().maintenance_loop());
-        tokio::spawn(inner.clone().heartbeat_loop());
-        tokio::spawn(inner.clone().exchange_loop());
+        supervisor.spawn_service("peer_dialler", inner.clone().maintenance_loop());
+        supervisor.spawn_service("heartbeats", inner.clone().heartbeat_loop());
+        supervisor.spawn_service("peer_exchange", inner.clone().exchange_loop());
         if let Some((socket, lan)) = lan {
-            tokio::spawn(inner.clone().lan_loop(socket, lan));
+            supervisor.spawn_service("lan_discovery", inner.clone().lan_loop(socket, lan));
         }
         Ok((Self { inner }, receiver))
     }
@@ -311,7 +329,7 @@ impl ConnectionManager {
         }
         // Let the writers flush the goodbyes.
         tokio::time::sleep(Duration::from_millis(50)).await;
-        self.inner.shutdown.cancel();
+        self.inner.supervisor.cancel();
     }
 }
 
@@ -338,7 +356,7 @@ impl Inner {
     async fn accept_loop(self: Arc<Self>, mut listener: Listener) {
         loop {
             let connection = tokio::select! {
-                () = self.shutdown.cancelled() => break,
+                () = self.supervisor.cancelled() => break,
                 connection = listener.accept() => connection,
             };
             let Some(connection) = connection else { break };
@@ -382,7 +400,7 @@ impl Inner {
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         loop {
             tokio::select! {
-                () = self.shutdown.cancelled() => break,
+                () = self.supervisor.cancelled() => break,
                 _ = ticker.tick() => {}
             }
             let wanted = {
@@ -654,7 +672,7 @@ impl Inner {
     async fn read(self: Arc<Self>, node: NodeId, connection_id: u64, mut receiver: MessageReceiver) {
         let reason = loop {
             let next = tokio::select! {
-                () = self.shutdown.cancelled() => break "shutdown".to_owned(),
+                () = self.supervisor.cancelled() => break "shutdown".to_owned(),
                 next = receiver.recv() => next,
             };
             let message = match next {
@@ -752,7 +770,7 @@ impl Inner {
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
-                () = self.shutdown.cancelled() => break,
+                () = self.supervisor.cancelled() => break,
                 _ = ticker.tick() => {}
             }
             let now = Instant::now();
@@ -836,7 +854,7 @@ impl Inner {
         ticker.tick().await;
         loop {
             tokio::select! {
-                () = self.shutdown.cancelled() => break,
+                () = self.supervisor.cancelled() => break,
                 _ = ticker.tick() => {}
             }
             let exchange = self.peer_exchange(None).await;
@@ -891,7 +909,7 @@ impl Inner {
         let mut buffer = [0u8; discovery::MAX_BEACON + 1];
         loop {
             tokio::select! {
-                () = self.shutdown.cancelled() => break,
+                () = self.supervisor.cancelled() => break,
                 _ = ticker.tick() => {
                     if let Some(beacon) = &beacon
                         && let Err(err) = socket.send_to(beacon, SocketAddr::V4(lan.group)).await

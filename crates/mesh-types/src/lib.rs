@@ -11,6 +11,8 @@
 //! - **Wire protocol**: [`MeshMessage`] and its [`Codec`] (a version byte + postcard).
 //! - **Trust**: [`SignedMessage`] and [`PriceUpdate::validate`], with errors mapped to the API's
 //!   codes ([`ErrorCode`]).
+//! - **Tasks**: the [`Supervisor`] that owns every long-running task of a node, and the
+//!   write-behind [`Flusher`].
 //!
 //! This crate depends on no other pricemesh crate and does no I/O except reading and writing
 //! the key file.
@@ -53,6 +55,7 @@ mod provider;
 mod serde_util;
 mod signing;
 mod status;
+mod supervisor;
 mod update;
 mod validation;
 mod warning;
@@ -76,6 +79,7 @@ pub use price::{CachedPriceData, MAX_BLOCKCHAIN_LEN, PriceData, PriceMap};
 pub use provider::{ProviderConfig, ProviderConfigError};
 pub use signing::SignedMessage;
 pub use status::{NetworkStatus, NetworkStatusSummary, ProviderInfo};
+pub use supervisor::{Supervisor, TaskFailure, describe_supervisor_metrics};
 pub use update::PriceUpdate;
 pub use validation::{ErrorCode, ValidationError, ValidationPolicy};
 pub use warning::{MeshWarning, Severity, WarningCode, WarningKind};

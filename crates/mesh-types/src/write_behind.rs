@@ -1,15 +1,19 @@
 //! [`Flusher`]: the background task of a write-behind store, shared by the layered stores of
 //! the storage crates (as [`crate::BackendHealth`] is): it runs a round every interval or when
 //! woken, holds the store only weakly between rounds, ends when the store is gone, and is
-//! aborted when its owner drops.
+//! aborted when its owner drops. Given a [`Supervisor`] ([`Flusher::supervise`]), it runs as
+//! one of the supervisor's tasks: a panic shows in the node's health, and it stops at the
+//! supervisor's shutdown (the service flushes explicitly before that).
 
 use std::future::Future;
-use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
 use std::time::Duration;
 
 use tokio::sync::Notify;
 use tokio::task::AbortHandle;
 use tokio::time::MissedTickBehavior;
+
+use crate::Supervisor;
 
 /// The flusher task of one write-behind store.
 #[derive(Debug, Default)]
@@ -18,12 +22,20 @@ pub struct Flusher {
     task: Mutex<Option<AbortHandle>>,
     // Its own Arc, so the task waits on it without keeping the store alive.
     wake: Arc<Notify>,
+    /// Who owns the task, once set; unset, it is a plain tokio task.
+    supervisor: OnceLock<Supervisor>,
 }
 
 impl Flusher {
     /// A flusher not started yet.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Runs the task under `supervisor` from its next start on (call before the first change;
+    /// later calls are ignored).
+    pub fn supervise(&self, supervisor: &Supervisor) {
+        let _ = self.supervisor.set(supervisor.clone());
     }
 
     /// Asks for a round now instead of at the next interval (a batch's worth is waiting).
@@ -57,7 +69,20 @@ impl Flusher {
             );
             return;
         };
-        let handle = runtime.spawn(run(Arc::downgrade(shared), self.wake.clone(), interval, round));
+        let flusher = run(Arc::downgrade(shared), self.wake.clone(), interval, round);
+        let handle = match self.supervisor.get() {
+            Some(supervisor) => {
+                let stop = supervisor.token();
+                let _guard = runtime.enter();
+                supervisor.spawn_worker(store, async move {
+                    tokio::select! {
+                        () = stop.cancelled() => {}
+                        () = flusher => {}
+                    }
+                })
+            }
+            None => runtime.spawn(flusher),
+        };
         *task = Some(handle.abort_handle());
     }
 }
@@ -112,5 +137,25 @@ mod tests {
         drop(flusher);
         tokio::time::sleep(Duration::from_secs(30)).await;
         assert_eq!(rounds.load(Ordering::SeqCst), 3, "aborted with its owner");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_supervised_flusher_that_panics_is_a_failure_and_shutdown_stops_a_healthy_one() {
+        let supervisor = Supervisor::new();
+        let doomed = Flusher::new();
+        doomed.supervise(&supervisor);
+        let store = Arc::new(());
+        doomed.ensure_running(&store, Duration::from_secs(1), "price store", |_| async {
+            panic!("disk on fire")
+        });
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        assert_eq!(supervisor.failures()[0].task, "price store");
+
+        let supervisor = Supervisor::new();
+        let healthy = Flusher::new();
+        healthy.supervise(&supervisor);
+        healthy.ensure_running(&store, Duration::from_secs(1), "seen store", |_| async {});
+        assert!(supervisor.shutdown(Duration::from_secs(5)).await.is_empty(), "it stopped at shutdown");
+        assert!(supervisor.is_healthy());
     }
 }

@@ -22,7 +22,7 @@ async fn requests_are_counted_by_route_and_status() {
     // The recorder comes first, as in the binary: the node describes its metrics when it starts.
     let handle = metrics_handle();
     let service = node().await;
-    let state = ApiState::builder(service).metrics(handle).build();
+    let state = ApiState::builder(service.clone()).metrics(handle).build();
     let server = Server::start(state).await;
 
     assert_eq!(get(&server.url("/health")).await.0, 200);
@@ -38,6 +38,10 @@ async fn requests_are_counted_by_route_and_status() {
     );
     assert!(text.contains("mesh_api_requests_total{route=\"unmatched\",status=\"404\"}"), "{text}");
     assert!(!text.contains("nowhere"), "unknown paths do not become labels");
+
+    service.supervisor().spawn_worker("metrics_probe", async { panic!("probe") }).await.unwrap();
+    let text = scrape(&server).await;
+    assert!(text.contains("mesh_task_failures_total{task=\"metrics_probe\"} 1"), "{text}");
     assert!(text.contains("# HELP mesh_api_requests_total"), "{text}");
     assert!(text.contains("mesh_api_ws_clients"), "{text}");
 

@@ -114,3 +114,29 @@ async fn health_is_always_up_and_ready_waits_for_the_flag() {
     state.ready_flag().store(false, std::sync::atomic::Ordering::Release);
     assert_eq!(get(&server.url("/ready")).await.0, 503);
 }
+
+#[tokio::test]
+async fn a_dead_task_turns_health_and_readiness_to_503_with_its_name_within_a_second() {
+    let service = node().await;
+    let state = ApiState::builder(service.clone()).build();
+    state.set_ready(true);
+    let server = Server::start(state).await;
+    assert_eq!(get(&server.url("/health")).await.0, 200);
+
+    service.supervisor().spawn_service("doomed_loop", async { panic!("Division overflowed") });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
+    let (status, body) = loop {
+        let (status, body) = get(&server.url("/health")).await;
+        if status != 200 || std::time::Instant::now() > deadline {
+            break (status, body);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    assert_eq!(status, 503, "{body}");
+    let message = error_message(&body);
+    assert!(message.contains("doomed_loop") && message.contains("Division overflowed"), "{message}");
+    assert_eq!(body["data"], Value::Null, "the envelope of every error");
+    let (status, body) = get(&server.url("/ready")).await;
+    assert_eq!(status, 503);
+    assert!(error_message(&body).contains("doomed_loop"), "{body}");
+}
