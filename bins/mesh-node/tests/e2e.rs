@@ -30,6 +30,15 @@ impl Drop for Node {
 
 /// Starts a node on ports the system picks, and learns them from its "node ready" log line.
 fn start(bootstrap: Option<SocketAddr>, simulated: bool) -> Node {
+    let line_end: &[(&str, &str)] =
+        // One peer slot keeps the line a line: the provider, which would otherwise dial the
+        // consumer it hears of, stays two hops from it.
+        &[("MESH_PRICE_SOURCE", "simulated"), ("MESH_MAX_PEER_CONNECTIONS", "1")];
+    start_with(bootstrap, if simulated { line_end } else { &[] })
+}
+
+/// [`start`] with more settings in the environment.
+fn start_with(bootstrap: Option<SocketAddr>, settings: &[(&str, &str)]) -> Node {
     let data = tempfile::tempdir().unwrap();
     let mut command = Command::new(env!("CARGO_BIN_EXE_mesh-node"));
     let filter = std::env::var("E2E_LOG").unwrap_or_else(|_| "warn".into());
@@ -51,11 +60,7 @@ fn start(bootstrap: Option<SocketAddr>, simulated: bool) -> Node {
     if let Some(bootstrap) = bootstrap {
         command.env("MESH_BOOTSTRAP_PEERS", bootstrap.to_string());
     }
-    if simulated {
-        // One peer slot keeps the line a line: the provider, which would otherwise dial the
-        // consumer it hears of, stays two hops from it.
-        command.env("MESH_PRICE_SOURCE", "simulated").env("MESH_MAX_PEER_CONNECTIONS", "1");
-    }
+    command.envs(settings.iter().copied());
     let mut child = command.spawn().expect("start mesh-node");
     let stderr = child.stderr.take().expect("piped stderr");
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
@@ -219,6 +224,83 @@ fn dashboard_shows_prices(node: &Node) {
     let rows = dom.matches("data-timestamp=").count();
     assert!(rows >= 1, "the dashboard shows no price rows; DOM:\n{dom}");
     assert!(dom.contains("<td>SOL</td>") || dom.contains("<td>ETH</td>"), "known assets appear in the table");
+}
+
+/// A price API stand-in that quotes SOL at 10^-28, the smallest price a `Decimal` holds.
+async fn birdeye_quoting_a_tiny_price() -> wiremock::MockServer {
+    use wiremock::matchers::{method, path};
+    use wiremock::{Mock, MockServer, Respond, ResponseTemplate};
+
+    /// Answers with the current time, so the quote is always fresh.
+    struct Tiny;
+    impl Respond for Tiny {
+        fn respond(&self, _: &wiremock::Request) -> ResponseTemplate {
+            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+            ResponseTemplate::new(200).set_body_json(serde_json::json!({
+                "success": true,
+                "data": {"So11111111111111111111111111111111111111112": {"value": 1e-28, "updateUnixTime": now}},
+            }))
+        }
+    }
+    let server = MockServer::start().await;
+    Mock::given(method("GET")).and(path("/defi/multi_price")).respond_with(Tiny).mount(&server).await;
+    Mock::given(method("GET"))
+        .and(path("/defi/price"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({
+            "success": true, "data": {"value": 150.0, "updateUnixTime": 1}
+        })))
+        .mount(&server)
+        .await;
+    server
+}
+
+/// The poison: a second provider whose price source returns `1e-28` for SOL while the
+/// first quotes about 150. The discrepancy check divided by it and panicked every node's event
+/// loop while `/health` said 200. Now every node keeps serving, relays later updates, warns of
+/// the discrepancy, and its health is 200 because its tasks are alive.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_provider_quoting_1e_28_beside_one_at_150_leaves_every_node_serving() {
+    let birdeye = birdeye_quoting_a_tiny_price().await;
+    // No coordination window: both providers fetch every second, so both quotes always flow.
+    let honest = start_with(
+        None,
+        &[
+            ("MESH_PRICE_SOURCE", "simulated"),
+            ("MESH_ASSETS", "SOL"),
+            ("MESH_MAX_PEER_CONNECTIONS", "1"),
+            ("MESH_COORDINATION_WINDOW_SECS", "0"),
+        ],
+    );
+    let relay = start(Some(honest.peers), false);
+    let uri = birdeye.uri();
+    let poisoned = start_with(
+        Some(relay.peers),
+        &[
+            ("MESH_PRICE_SOURCE", "birdeye"),
+            ("BIRDEYE_API_KEY", "test-key"),
+            ("MESH_BIRDEYE_BASE_URL", &uri),
+            ("MESH_ASSETS", "SOL"),
+            ("MESH_MAX_PEER_CONNECTIONS", "1"),
+            ("MESH_COORDINATION_WINDOW_SECS", "0"),
+        ],
+    );
+    let client = reqwest::Client::new();
+    let nodes = [&honest, &relay, &poisoned];
+    for node in nodes {
+        until(&client, node, "/api/mesh/network/status", |body| {
+            body["data"]["active_providers"].as_array().is_some_and(|providers| providers.len() == 2)
+        })
+        .await;
+    }
+    // Both quotes have met on every node; the relay, whose loop died before, must still relay.
+    let first = get(&client, &relay, "/api/mesh/network/status").await.unwrap()["data"]["last_update_time"].clone();
+    until(&client, &relay, "/api/mesh/network/status", |body| body["data"]["last_update_time"] != first).await;
+    for node in nodes {
+        let response = client.get(format!("http://{}/health", node.api)).send().await.unwrap();
+        assert_eq!(response.status().as_u16(), 200, "{}", response.text().await.unwrap());
+        let prices = get(&client, node, "/api/mesh/prices/SOL").await.unwrap();
+        assert_eq!(prices["success"], true, "{prices}");
+    }
 }
 
 #[test]
