@@ -105,9 +105,14 @@ pub(crate) struct SettingArgs {
     /// Seconds between anti-entropy rounds [default: 30].
     #[arg(long, env = "MESH_SYNC_INTERVAL_SECS")]
     pub(crate) sync_interval_secs: Option<u64>,
-    /// Trusted providers, comma-separated node ids or public keys (empty: any signed source).
+    /// Trusted providers, comma-separated node ids or public keys. Required on mainnet (and
+    /// any network but devnet and testnet) unless --open-providers.
     #[arg(long, env = "MESH_TRUSTED_PROVIDERS", value_delimiter = ',')]
     pub(crate) trusted_providers: Option<Vec<String>>,
+    /// Accept prices from any signed provider when no trusted providers are listed
+    /// [default: false; devnet and testnet are open anyway].
+    #[arg(long, env = "MESH_OPEN_PROVIDERS")]
+    pub(crate) open_providers: Option<bool>,
     /// Find peers on the local network by multicast beacons [default: false].
     #[arg(long, env = "MESH_LAN_DISCOVERY")]
     pub(crate) lan_discovery: Option<bool>,
@@ -252,6 +257,8 @@ impl SettingArgs {
                 defaults.sync_interval,
             ),
             trusted_providers: prefer!(self.trusted_providers, file.trusted_providers).unwrap_or_default(),
+            open_providers: prefer!(self.open_providers, file.open_providers)
+                .unwrap_or(defaults.open_providers),
             lan_discovery: prefer!(self.lan_discovery, file.lan_discovery).unwrap_or(defaults.lan_discovery),
             heartbeat_interval: secs(
                 prefer!(self.heartbeat_interval_secs, file.heartbeat_interval_secs),
@@ -298,9 +305,19 @@ mod tests {
         assert_eq!(settings.min_peers, 2, "the file fills what flags leave");
         assert_eq!(settings.network, NetworkId::testnet());
         assert_eq!(settings.sync_interval, Duration::from_secs(30), "the default fills the rest");
-        let settings =
-            parse(&["--storage-flush-interval-ms", "250"]).resolve(SettingArgs::default()).unwrap();
+        let settings = parse(&["--storage-flush-interval-ms", "250", "--open-providers", "true"])
+            .resolve(SettingArgs::default())
+            .unwrap();
         assert_eq!(settings.storage_flush_interval, Duration::from_millis(250));
+        assert!(settings.open_providers);
+    }
+
+    #[test]
+    fn mainnet_without_trusted_providers_stops_at_start_naming_the_setting() {
+        let err = parse(&[]).resolve(SettingArgs::default()).unwrap_err();
+        assert_eq!(err.setting, "MESH_TRUSTED_PROVIDERS");
+        let file: SettingArgs = toml::from_str("open_providers = true").unwrap();
+        assert!(parse(&[]).resolve(file).unwrap().open_providers, "the file can say so too");
     }
 
     #[test]
@@ -312,6 +329,8 @@ mod tests {
             "10.0.0.1:9470,seed.example.org:9470",
             "--price-source",
             "simulated",
+            "--network",
+            "devnet",
         ])
         .resolve(SettingArgs::default())
         .unwrap();

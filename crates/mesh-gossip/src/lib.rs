@@ -13,11 +13,14 @@
 //! takes through [`GossipEngine::process_synced`].
 
 mod engine;
+mod requests;
 mod scoring;
 mod trust;
 
 pub use engine::{
-    Accepted, Ban, Error, GossipConfig, GossipEngine, GossipStats, Outcome, Received, RejectReason, Rejected,
+    Accepted, Ban, Error, GossipConfig, GossipEngine, GossipStats, MAX_DIGEST_ENTRIES, MAX_HELD_ASSETS,
+    Outcome, Received, RejectReason, Rejected,
 };
+pub use requests::{MAX_PENDING_PER_PEER, MAX_REQUEST_ASSETS};
 pub use scoring::ScoringConfig;
 pub use trust::{TrustEntryError, TrustPolicy};

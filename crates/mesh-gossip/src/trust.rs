@@ -27,6 +27,16 @@ impl TrustPolicy {
         Self { trusted: providers.into_iter().collect() }
     }
 
+    /// This policy with `node` trusted too — a node always trusts itself, so a provider on a
+    /// trust list need not list its own key. A policy that accepts anyone stays so.
+    #[must_use]
+    pub fn including(mut self, node: NodeId) -> Self {
+        if !self.trusted.is_empty() {
+            self.trusted.insert(node);
+        }
+        self
+    }
+
     /// Parses entries that are node ids or hex public keys (whose node ids are derived).
     ///
     /// # Errors
@@ -69,5 +79,8 @@ mod tests {
         assert!(!policy.allows(NodeId::from_public_key(&PublicKey::from_bytes([6; 32]))));
         assert!(TrustPolicy::parse(["nonsense"]).is_err());
         assert!(TrustPolicy::any().allows(id));
+        let me = NodeId::from_public_key(&PublicKey::from_bytes([7; 32]));
+        assert!(policy.including(me).allows(me), "a node trusts itself");
+        assert!(TrustPolicy::any().including(me).accepts_anyone(), "open stays open");
     }
 }

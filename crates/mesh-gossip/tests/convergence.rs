@@ -98,7 +98,7 @@ impl Mesh {
 
 async fn run(scenario: Scenario) {
     let mesh = Mesh::new(&scenario);
-    let now = base() + mesh_types::chrono::Duration::seconds(1000);
+    let now = base() + mesh_types::chrono::Duration::seconds(60);
     let providers: Vec<NodeIdentity> =
         (0..3).map(|i| NodeIdentity::from_secret_bytes(&[i + 1; 32])).collect();
     let mut state = scenario.order_seed | 1;

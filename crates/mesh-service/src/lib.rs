@@ -32,4 +32,6 @@ pub use service::{
     MeshPriceService, SHUTDOWN_GRACE, ServiceBuilder, ServiceConfig, ServiceError, ServiceEvent,
 };
 pub use settings::{NodeSettings, PriceSourceKind, SettingsError};
-pub use status::{NetworkStatusTracker, StatusConfig};
+pub use status::{
+    MAX_QUOTED_ASSETS, MAX_SOURCES_PER_ASSET, MAX_TRACKED_NODES, NetworkStatusTracker, StatusConfig,
+};

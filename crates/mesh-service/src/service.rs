@@ -16,7 +16,6 @@
 //! Other tasks announce this node, run the sync timer, and refresh the status and warnings.
 //! Build one with [`MeshPriceService::builder`].
 
-use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -196,7 +195,8 @@ impl ServiceBuilder {
     /// # Errors
     /// When the network layer cannot start (bad configuration, address in use).
     pub async fn start(self) -> Result<MeshPriceService, ServiceError> {
-        let config = self.config;
+        let mut config = self.config;
+        config.gossip.trust = config.gossip.trust.including(self.identity.node_id());
         let transport = self.transport.unwrap_or_else(|| Arc::new(TcpTransport::new(LinkConfig::default())));
         let peer_store = self.peer_store.unwrap_or_else(|| Arc::new(MemoryPeerStore::new()));
         let tracker = self.tracker.unwrap_or_else(|| Arc::new(MemoryTracker::new(config.tracker)));
@@ -230,7 +230,6 @@ impl ServiceBuilder {
             layered_prices: self.layered_prices,
             layered_tracker: self.layered_tracker,
             events,
-            requested: Mutex::new(HashMap::new()),
             is_provider: AtomicBool::new(false),
             provider: Mutex::new(None),
             propagation_latency: metrics::histogram!("mesh_message_propagation_latency_seconds"),
@@ -267,8 +266,6 @@ struct Inner {
     layered_tracker: Option<Arc<LayeredTracker>>,
     // std Mutexes: held for map updates only, never across an await.
     status: Mutex<NetworkStatusTracker>,
-    /// Assets this node asked each peer for in anti-entropy: their answers bypass the seen check.
-    requested: Mutex<HashMap<NodeId, HashSet<Asset>>>,
     events: broadcast::Sender<ServiceEvent>,
     is_provider: AtomicBool,
     /// The provider loop's task, stopped at shutdown.
@@ -563,12 +560,11 @@ impl Inner {
         match event {
             TransportEvent::Connected(info) => {
                 lock(&self.status).node_seen(info.node_id, now());
-                let digest = self.engine.digest().await?;
-                let _ = self.manager.send(info.node_id, MeshMessage::Digest(digest));
+                for page in self.engine.digest_pages().await? {
+                    let _ = self.manager.send(info.node_id, MeshMessage::Digest(page));
+                }
             }
-            TransportEvent::Disconnected { node_id, .. } => {
-                lock(&self.requested).remove(&node_id);
-            }
+            TransportEvent::Disconnected { node_id, .. } => self.engine.peer_left(node_id),
             TransportEvent::Message { from, message } => self.on_message(from, message).await?,
         }
         Ok(())
@@ -578,14 +574,17 @@ impl Inner {
         match message {
             MeshMessage::PriceUpdate(update) => self.on_updates(vec![(from, update)]).await?,
             MeshMessage::Digest(digest) => {
-                if let Some(request) = self.engine.on_digest(&digest).await? {
-                    lock(&self.requested).entry(from).or_default().extend(request.assets.iter().copied());
+                if self.admit_control(from).await
+                    && let Some(request) = self.engine.on_digest_from(from, &digest).await?
+                {
                     let _ = self.manager.send(from, MeshMessage::Request(request));
                 }
             }
             MeshMessage::Request(request) => {
-                for update in self.engine.on_request(&request) {
-                    let _ = self.manager.send(from, MeshMessage::PriceUpdate(update));
+                if self.admit_control(from).await {
+                    for update in self.engine.on_request(&request) {
+                        let _ = self.manager.send(from, MeshMessage::PriceUpdate(update));
+                    }
                 }
             }
             MeshMessage::Announce(announce) => self.on_announce(from, announce).await?,
@@ -596,23 +595,28 @@ impl Inner {
         Ok(())
     }
 
+    /// Whether an anti-entropy message from `from` is within its rate; a peer far beyond it
+    /// is banned.
+    async fn admit_control(&self, from: NodeId) -> bool {
+        match self.engine.admit_control(from, now()) {
+            Ok(()) => true,
+            Err(rejected) => {
+                if let Some(ban) = rejected.ban {
+                    self.manager.ban_for(ban.peer, ban.reason, ban.duration).await;
+                }
+                false
+            }
+        }
+    }
+
     async fn on_updates(&self, batch: Vec<(NodeId, Arc<PriceUpdate>)>) -> Result<(), mesh_gossip::Error> {
-        let batch: Vec<Received> = {
-            let mut requested = lock(&self.requested);
-            batch
-                .into_iter()
-                .map(|(from, update)| {
-                    let synced = requested.get_mut(&from).is_some_and(|assets| {
-                        let asked = update.prices.keys().any(|asset| assets.contains(asset));
-                        for asset in update.prices.keys() {
-                            assets.remove(asset);
-                        }
-                        asked
-                    });
-                    Received { from, update, synced }
-                })
-                .collect()
-        };
+        let batch: Vec<Received> = batch
+            .into_iter()
+            .map(|(from, update)| {
+                let synced = self.engine.answers_request(from, &update);
+                Received { from, update, synced }
+            })
+            .collect();
         for outcome in self.engine.process_batch(batch, now()).await? {
             match outcome {
                 Outcome::Accepted(accepted) => self.on_accepted(accepted).await,
@@ -714,9 +718,11 @@ impl Inner {
                     }
                 }
                 _ = sync.tick() => {
-                    match self.engine.digest().await {
-                        Ok(digest) => {
-                            self.manager.broadcast(&MeshMessage::Digest(digest), None);
+                    match self.engine.digest_pages().await {
+                        Ok(pages) => {
+                            for page in pages {
+                                self.manager.broadcast(&MeshMessage::Digest(page), None);
+                            }
                         }
                         Err(err) => tracing::warn!(error = %err, "cannot build the anti-entropy digest"),
                     }

@@ -101,8 +101,12 @@ pub struct NodeSettings {
     pub discrepancy_threshold_percent: f64,
     /// `MESH_SYNC_INTERVAL_SECS` (default 30).
     pub sync_interval: Duration,
-    /// `MESH_TRUSTED_PROVIDERS`: node ids or public keys; empty accepts any signed source.
+    /// `MESH_TRUSTED_PROVIDERS`: node ids or public keys whose prices are accepted.
     pub trusted_providers: Vec<String>,
+    /// `MESH_OPEN_PROVIDERS`: accept prices from any correctly signed source when
+    /// `MESH_TRUSTED_PROVIDERS` is empty. Required for that on every network but `devnet` and
+    /// `testnet` (default false), because anyone can make a key and overwrite any price.
+    pub open_providers: bool,
     /// `MESH_LAN_DISCOVERY` (default false).
     pub lan_discovery: bool,
     /// `MESH_HEARTBEAT_INTERVAL_SECS` (default 5).
@@ -150,6 +154,7 @@ impl Default for NodeSettings {
             discrepancy_threshold_percent: 5.0,
             sync_interval: Duration::from_secs(30),
             trusted_providers: Vec::new(),
+            open_providers: false,
             lan_discovery: false,
             heartbeat_interval: Duration::from_secs(5),
             heartbeat_timeout: Duration::from_secs(30),
@@ -252,11 +257,42 @@ impl NodeSettings {
                 ),
             ));
         }
-        self.trust_policy()?;
+        let trust = self.trust_policy()?;
+        if trust.accepts_anyone() && !self.open_providers && !self.network_is_open_by_default() {
+            return Err(SettingsError::new(
+                "MESH_TRUSTED_PROVIDERS",
+                format!(
+                    "network {} needs the node ids or public keys of the providers to trust, since \
+                     anyone can make a key and sign prices; set MESH_OPEN_PROVIDERS=true to accept \
+                     any signed provider anyway (devnet and testnet accept any by default)",
+                    self.network
+                ),
+            ));
+        }
+        let policy = ValidationPolicy::default();
+        let oldest = policy.max_age.saturating_add(policy.max_clock_skew);
+        if self.seen_expiration < oldest {
+            return Err(SettingsError::new(
+                "MESH_SEEN_MESSAGES_EXPIRATION_SECS",
+                format!(
+                    "must be at least {} s: the oldest update accepted ({} s) plus the clock skew \
+                     ({} s), or a replayed update could be accepted again once forgotten",
+                    oldest.as_secs(),
+                    policy.max_age.as_secs(),
+                    policy.max_clock_skew.as_secs()
+                ),
+            ));
+        }
         self.manager_config()
             .validate()
             .map_err(|err| SettingsError::new("MESH_BOOTSTRAP_PEERS", err.to_string()))?;
         Ok(())
+    }
+
+    /// Whether this network accepts any signed provider without `MESH_OPEN_PROVIDERS`:
+    /// `devnet` and `testnet`, where nobody trades on the prices.
+    pub fn network_is_open_by_default(&self) -> bool {
+        self.network == NetworkId::devnet() || self.network == NetworkId::testnet()
     }
 
     /// The trusted-provider policy.
@@ -333,7 +369,7 @@ mod tests {
 
     #[test]
     fn defaults_are_valid_and_match_the_reference() {
-        let settings = NodeSettings::default();
+        let settings = NodeSettings { open_providers: true, ..NodeSettings::default() };
         assert_eq!(settings.validate(), Ok(()));
         assert_eq!(settings.api_addr.to_string(), "127.0.0.1:8080");
         assert_eq!(settings.listen_addr.to_string(), "0.0.0.0:9470");
@@ -367,7 +403,11 @@ mod tests {
                 "MESH_TRUSTED_PROVIDERS",
             ),
             (
-                NodeSettings { bootstrap_peers: vec!["no-port".into()], ..NodeSettings::default() },
+                NodeSettings {
+                    bootstrap_peers: vec!["no-port".into()],
+                    open_providers: true,
+                    ..NodeSettings::default()
+                },
                 "MESH_BOOTSTRAP_PEERS",
             ),
             (
@@ -384,6 +424,34 @@ mod tests {
             assert_eq!(err.setting, setting, "{err}");
             assert!(err.to_string().starts_with(&format!("invalid setting {setting}: ")), "{err}");
         }
+    }
+
+    #[test]
+    fn mainnet_without_a_trust_list_refuses_to_start_unless_told_to_be_open() {
+        let err = NodeSettings::default().validate().unwrap_err();
+        assert_eq!(err.setting, "MESH_TRUSTED_PROVIDERS");
+        assert!(err.to_string().contains("MESH_OPEN_PROVIDERS=true"), "{err}");
+        let trusted = NodeSettings {
+            trusted_providers: vec![mesh_types::NodeIdentity::generate().node_id().to_string()],
+            ..NodeSettings::default()
+        };
+        assert_eq!(trusted.validate(), Ok(()));
+        assert_eq!(NodeSettings { open_providers: true, ..NodeSettings::default() }.validate(), Ok(()));
+        for network in [NetworkId::devnet(), NetworkId::testnet()] {
+            assert_eq!(NodeSettings { network, ..NodeSettings::default() }.validate(), Ok(()));
+        }
+        let private = NodeSettings { network: NetworkId::new("acme").unwrap(), ..NodeSettings::default() };
+        assert_eq!(private.validate().unwrap_err().setting, "MESH_TRUSTED_PROVIDERS");
+    }
+
+    #[test]
+    fn the_seen_cache_must_outlive_the_oldest_update_accepted() {
+        let short = NodeSettings {
+            seen_expiration: Duration::from_secs(60),
+            open_providers: true,
+            ..NodeSettings::default()
+        };
+        assert_eq!(short.validate().unwrap_err().setting, "MESH_SEEN_MESSAGES_EXPIRATION_SECS");
     }
 
     #[test]

@@ -4,6 +4,11 @@
 //!
 //! It is a plain data structure fed by the service and asked for a [`NetworkStatus`] and for
 //! warnings; it does no I/O and reads no clock (every method takes `now`).
+//!
+//! Everything it keeps is bounded, since peers decide what flows into it: at most
+//! [`MAX_TRACKED_NODES`] nodes and as many providers, quotes for at most [`MAX_QUOTED_ASSETS`]
+//! assets from at most [`MAX_SOURCES_PER_ASSET`] providers each. Each status check forgets
+//! what has gone offline or stale, and a full map drops the entry heard from longest ago.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -65,8 +70,32 @@ pub struct NetworkStatusTracker {
     raised_discrepancies: HashMap<Asset, bool>,
 }
 
+/// Most nodes (and, separately, providers) counted: beyond any real network's size, far below
+/// what a stream of made-up announcements would fill.
+pub const MAX_TRACKED_NODES: usize = 10_000;
+/// Most assets whose quotes are compared.
+pub const MAX_QUOTED_ASSETS: usize = 4096;
+/// Most providers whose quotes are compared per asset.
+pub const MAX_SOURCES_PER_ASSET: usize = 64;
+
 fn within(at: Timestamp, now: Timestamp, limit: Duration) -> bool {
-    (now - at).to_std().unwrap_or(Duration::ZERO) <= limit
+    now.signed_duration_since(at).to_std().unwrap_or(Duration::ZERO) <= limit
+}
+
+/// Makes room for `key` in `map` (at most `cap` entries) by dropping the entry whose
+/// `age_of` is oldest, unless `key` is already there.
+fn make_room<K: Eq + std::hash::Hash + Copy, V>(
+    map: &mut HashMap<K, V>,
+    key: &K,
+    cap: usize,
+    age_of: impl Fn(&V) -> Timestamp,
+) {
+    if map.len() < cap || map.contains_key(key) {
+        return;
+    }
+    if let Some(oldest) = map.iter().min_by_key(|(_, value)| age_of(value)).map(|(key, _)| *key) {
+        map.remove(&oldest);
+    }
 }
 
 /// How far `high` is above `low`, in percent of `low`: finite for every pair of prices.
@@ -113,6 +142,7 @@ impl NetworkStatusTracker {
 
     /// A node announced itself (or connected) at `now`.
     pub fn node_seen(&mut self, node: NodeId, now: Timestamp) {
+        make_room(&mut self.nodes, &node, MAX_TRACKED_NODES, |seen| *seen);
         self.nodes.insert(node, now);
     }
 
@@ -127,6 +157,7 @@ impl NetworkStatusTracker {
     ) -> Vec<MeshWarning> {
         let offline = self.config.offline_threshold;
         let hops = u32::from(hop_count);
+        make_room(&mut self.providers, &source, MAX_TRACKED_NODES, |provider| provider.last_seen);
         let provider = self.providers.entry(source).or_insert(Provider {
             last_seen: now,
             hop_count: hops,
@@ -137,16 +168,47 @@ impl NetworkStatusTracker {
             provider.hop_count = hops;
             provider.hop_count_seen = now;
         }
-        self.nodes.insert(source, now);
+        self.node_seen(source, now);
         self.last_update_time = Some(now);
         let mut warnings = Vec::new();
         for price in prices {
             self.newest_price =
                 Some(self.newest_price.map_or(price.timestamp, |newest| newest.max(price.timestamp)));
-            self.quotes.entry(price.asset).or_default().insert(source, (price.price, price.timestamp));
+            self.record_quote(price.asset, source, price.price, price.timestamp);
             warnings.extend(self.check_discrepancy(price.asset, now));
         }
         warnings
+    }
+
+    /// Keeps `source`'s quote for `asset`, within the bounds.
+    fn record_quote(&mut self, asset: Asset, source: NodeId, price: Decimal, at: Timestamp) {
+        if !self.quotes.contains_key(&asset) && self.quotes.len() >= MAX_QUOTED_ASSETS {
+            let stalest = self
+                .quotes
+                .iter()
+                .min_by_key(|(_, sources)| sources.values().map(|(_, at)| *at).max())
+                .map(|(asset, _)| *asset);
+            if let Some(stalest) = stalest {
+                self.quotes.remove(&stalest);
+                self.raised_discrepancies.remove(&stalest);
+            }
+        }
+        let sources = self.quotes.entry(asset).or_default();
+        make_room(sources, &source, MAX_SOURCES_PER_ASSET, |(_, at)| *at);
+        sources.insert(source, (price, at));
+    }
+
+    /// Forgets nodes and providers gone offline and quotes gone stale.
+    fn forget_the_past(&mut self, now: Timestamp) {
+        let (offline, staleness) = (self.config.offline_threshold, self.config.staleness_threshold);
+        self.nodes.retain(|_, seen| within(*seen, now, offline));
+        self.providers.retain(|_, provider| within(provider.last_seen, now, offline));
+        self.quotes.retain(|_, sources| {
+            sources.retain(|_, (_, at)| within(*at, now, staleness));
+            !sources.is_empty()
+        });
+        let quotes = &self.quotes;
+        self.raised_discrepancies.retain(|asset, _| quotes.contains_key(asset));
     }
 
     /// The largest disagreement between fresh quotes for `asset`, as a warning when it starts.
@@ -212,6 +274,7 @@ impl NetworkStatusTracker {
     /// `NO_PROVIDERS` and `STALE_DATA`, each returned once when its condition starts (and again
     /// after it cleared and started anew).
     pub fn check_warnings(&mut self, now: Timestamp) -> Vec<MeshWarning> {
+        self.forget_the_past(now);
         let mut warnings = Vec::new();
         let no_providers = self.status(now).active_providers.is_empty();
         if no_providers && !self.raised_no_providers {
@@ -220,7 +283,10 @@ impl NetworkStatusTracker {
         self.raised_no_providers = no_providers;
         let stale = self.newest_price.is_some() && self.freshness(now).is_stale();
         if stale && !self.raised_stale {
-            let age = self.newest_price.and_then(|newest| (now - newest).to_std().ok()).unwrap_or_default();
+            let age = self
+                .newest_price
+                .and_then(|newest| now.signed_duration_since(newest).to_std().ok())
+                .unwrap_or_default();
             warnings.push(MeshWarning::stale_data(age, self.config.staleness_threshold));
         }
         self.raised_stale = stale;
@@ -308,6 +374,30 @@ mod tests {
         assert!(
             tracker.update_received(node(2), 1, &[price("SOL", 200, t(4000), node(2))], t(4000)).is_empty()
         );
+    }
+
+    #[test]
+    fn what_peers_can_fill_is_bounded_and_the_past_is_forgotten() {
+        let mut tracker = NetworkStatusTracker::new(node(0), StatusConfig::default());
+        let made_up = |n: usize| {
+            let mut key = [0u8; 32];
+            key[..8].copy_from_slice(&(n as u64).to_be_bytes());
+            NodeId::from_public_key(&PublicKey::from_bytes(key))
+        };
+        for n in 0..MAX_TRACKED_NODES + 50 {
+            tracker.node_seen(made_up(n), t(0));
+        }
+        assert_eq!(tracker.nodes.len(), MAX_TRACKED_NODES);
+        for n in 0..MAX_SOURCES_PER_ASSET + 5 {
+            tracker.update_received(made_up(n), 1, &[price("SOL", 100, t(1), made_up(n))], t(1));
+        }
+        assert_eq!(tracker.quotes[&Asset::new("SOL").unwrap()].len(), MAX_SOURCES_PER_ASSET);
+        for n in 0..MAX_QUOTED_ASSETS + 5 {
+            tracker.update_received(node(1), 1, &[price(&format!("A{n}"), 1, t(2), node(1))], t(2));
+        }
+        assert_eq!(tracker.quotes.len(), MAX_QUOTED_ASSETS);
+        tracker.check_warnings(t(2 + 3601));
+        assert!(tracker.nodes.is_empty() && tracker.providers.is_empty() && tracker.quotes.is_empty());
     }
 
     #[test]

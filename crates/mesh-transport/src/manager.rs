@@ -107,6 +107,32 @@ struct State {
     backoff: Backoff,
     own_addrs: HashSet<SocketAddr>,
     dns_retry: HashMap<String, Instant>,
+    /// Keys banned until then, whether or not the peer gave an address to record in the peer
+    /// store (a peer that does not listen has none). At most [`MAX_KEY_BANS`].
+    key_bans: HashMap<PublicKey, Instant>,
+}
+
+/// Most keys banned in memory at once; past that the ban ending soonest is dropped (its peer
+/// store record, when it has one, still holds).
+const MAX_KEY_BANS: usize = 4096;
+
+impl State {
+    fn ban_key(&mut self, key: PublicKey, until: Instant) {
+        let now = Instant::now();
+        self.key_bans.retain(|_, end| *end > now);
+        if self.key_bans.len() >= MAX_KEY_BANS && !self.key_bans.contains_key(&key) {
+            let soonest = self.key_bans.iter().min_by_key(|(_, end)| **end).map(|(key, _)| *key);
+            if let Some(soonest) = soonest {
+                self.key_bans.remove(&soonest);
+            }
+        }
+        let end = self.key_bans.entry(key).or_insert(until);
+        *end = (*end).max(until);
+    }
+
+    fn is_key_banned(&self, key: &PublicKey) -> bool {
+        self.key_bans.get(key).is_some_and(|end| *end > Instant::now())
+    }
 }
 
 struct Connected {
@@ -126,6 +152,8 @@ struct Connected {
     is_provider: bool,
     peer_count: u32,
     closing: Option<String>,
+    /// When its last peer exchange was heard.
+    last_exchange: Option<Instant>,
 }
 
 /// What to do with a freshly handshaken connection.
@@ -197,6 +225,7 @@ impl ConnectionManager {
             backoff: Backoff::new(config.backoff_initial, config.backoff_max),
             own_addrs: local_addr.into_iter().chain(advertised_addr).collect(),
             dns_retry: HashMap::new(),
+            key_bans: HashMap::new(),
         };
         let inner = Arc::new(Inner {
             config,
@@ -601,6 +630,7 @@ impl Inner {
                         is_provider: false,
                         peer_count: 0,
                         closing: None,
+                        last_exchange: None,
                     },
                 );
                 self.update_gauge(state.peers.len());
@@ -656,6 +686,9 @@ impl Inner {
     }
 
     async fn is_banned(&self, info: &PeerInfo, address: Option<SocketAddr>) -> bool {
+        if self.lock().is_key_banned(&info.public_key) {
+            return true;
+        }
         match self.peer_store.find_by_status(PeerStatus::Banned).await {
             Ok(banned) => banned
                 .iter()
@@ -685,7 +718,7 @@ impl Inner {
                 MeshMessage::Ping(beat) => self.answer_ping(node, beat),
                 MeshMessage::Pong(beat) => self.take_pong(node, beat),
                 MeshMessage::PeerExchange(exchange) => {
-                    if self.config.peer_exchange {
+                    if self.config.peer_exchange && self.take_exchange_turn(node) {
                         self.learn(exchange).await;
                     }
                 }
@@ -930,6 +963,21 @@ impl Inner {
         }
     }
 
+    /// Whether `node` may have its peer exchange heard now: one per half exchange interval (it
+    /// sends one per interval), so a peer cannot make this node churn its peer store.
+    fn take_exchange_turn(&self, node: NodeId) -> bool {
+        let spacing = self.config.peer_exchange_interval / 2;
+        let now = Instant::now();
+        let mut state = self.lock();
+        let Some(peer) = state.peers.get_mut(&node) else { return false };
+        if peer.last_exchange.is_some_and(|last| now.saturating_duration_since(last) < spacing) {
+            tracing::debug!(%node, "ignoring a peer exchange sent too soon after the last");
+            return false;
+        }
+        peer.last_exchange = Some(now);
+        true
+    }
+
     /// Records addresses a peer shared as dial candidates, up to `max_candidates` untried ones
     /// in the store, so peers cannot grow it without bound.
     async fn learn(&self, exchange: PeerExchange) {
@@ -1002,8 +1050,12 @@ impl Inner {
         reason: BanReason,
         duration: Duration,
     ) {
+        if let Some(key) = key {
+            let until = Instant::now().checked_add(duration).unwrap_or_else(far_future);
+            self.lock().ban_key(key, until);
+        }
         let Some(addr) = addr else {
-            tracing::warn!(?reason, "cannot ban a peer that gave no address");
+            tracing::info!(?reason, "banned a peer that gave no address by its key only");
             return;
         };
         let until = mesh_types::chrono::Utc::now()
@@ -1041,6 +1093,11 @@ impl Inner {
 /// peer pin its records — and its bans — on someone else.
 fn address_of(info: &PeerInfo, dialled: Option<SocketAddr>) -> Option<SocketAddr> {
     dialled.or_else(|| info.listen_addr.map(|listen| SocketAddr::new(info.remote_addr.ip(), listen.port())))
+}
+
+/// A deadline no ban outlasts, for a ban duration too long for the clock.
+fn far_future() -> Instant {
+    Instant::now().checked_add(Duration::from_secs(365 * 24 * 3600)).unwrap_or_else(Instant::now)
 }
 
 /// Refuses a connection with a goodbye.

@@ -51,6 +51,12 @@ pub fn timestamp() -> impl Strategy<Value = Timestamp> {
         .prop_map(|(secs, nanos)| Timestamp::from_timestamp(secs, nanos).expect("in range"))
 }
 
+/// An instant an update may carry: between 2020 and about 2096, to the nanosecond.
+pub fn valid_timestamp() -> impl Strategy<Value = Timestamp> {
+    (crate::ValidationPolicy::EARLIEST_TIMESTAMP_SECS..4_000_000_000, 0u32..1_000_000_000)
+        .prop_map(|(secs, nanos)| Timestamp::from_timestamp(secs, nanos).expect("in range"))
+}
+
 /// Any node id (not necessarily derived from a key).
 pub fn node_id() -> impl Strategy<Value = NodeId> {
     any::<u128>().prop_map(|bits| NodeId::from_uuid(uuid::Uuid::from_u128(bits)))
@@ -118,7 +124,7 @@ pub fn cached_price_data() -> impl Strategy<Value = CachedPriceData> {
 /// A correctly signed update that passes validation, with 1–8 prices, TTL ≤ 10 and a hop
 /// count that keeps `ttl + hop_count` within the default maximum.
 pub fn valid_update() -> impl Strategy<Value = PriceUpdate> {
-    (identity(), vec(valid_price_data(), 1..8), 0u8..=10, 0u8..=6, timestamp()).prop_map(
+    (identity(), vec(valid_price_data(), 1..8), 0u8..=10, 0u8..=6, valid_timestamp()).prop_map(
         |(identity, prices, ttl, hop_count, timestamp)| {
             let mut update = PriceUpdate::new_signed(&identity, prices, ttl, timestamp);
             update.hop_count = hop_count;

@@ -18,8 +18,14 @@ use crate::{Asset, NodeId, PriceUpdate, Timestamp};
 /// Limits an update must respect to be accepted.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ValidationPolicy {
-    /// How far in the future a timestamp may be, to allow for clock differences.
+    /// How far in the future a timestamp may be, to allow for clock differences. Kept tight:
+    /// a future-dated price wins newest-wins against every real one until its time comes.
     pub max_clock_skew: Duration,
+    /// How old a gossiped update may be. Older ones are refused, so a replay after its id has
+    /// left the seen cache is not accepted and relayed again; the seen cache must remember ids
+    /// at least this long plus the clock skew. Anti-entropy answers, which carry the newest
+    /// price held however old it is, are exempt ([`PriceUpdate::validate_archived`]).
+    pub max_age: Duration,
     /// The largest TTL a provider may give an update (`ttl + hop_count` may not exceed it).
     pub max_ttl: u8,
     /// The most prices one update may carry.
@@ -29,8 +35,17 @@ pub struct ValidationPolicy {
 }
 
 impl ValidationPolicy {
-    /// Default allowed clock skew: 30 s.
-    pub const DEFAULT_MAX_CLOCK_SKEW: Duration = Duration::from_secs(30);
+    /// Default allowed clock skew: 5 s, what unsynchronised clocks drift in days; NTP keeps
+    /// them within milliseconds.
+    pub const DEFAULT_MAX_CLOCK_SKEW: Duration = Duration::from_secs(5);
+    /// Default oldest gossiped update: 120 s, far beyond any propagation delay and well
+    /// inside the seen cache's default 300 s.
+    pub const DEFAULT_MAX_AGE: Duration = Duration::from_secs(120);
+    /// The earliest timestamp any update may carry: 2020-01-01, before this network existed.
+    pub const EARLIEST_TIMESTAMP_SECS: i64 = 1_577_836_800;
+    /// The latest timestamp any update may carry: the end of 9999, within what every backend
+    /// (PostgreSQL's `TIMESTAMPTZ` included) stores.
+    pub const LATEST_TIMESTAMP_SECS: i64 = 253_402_300_799;
     /// Default largest TTL: 16, above the 10–15 the deployment guide suggests for large meshes.
     pub const DEFAULT_MAX_TTL: u8 = 16;
     /// Default most prices per update: 1,024.
@@ -43,6 +58,7 @@ impl Default for ValidationPolicy {
     fn default() -> Self {
         Self {
             max_clock_skew: Self::DEFAULT_MAX_CLOCK_SKEW,
+            max_age: Self::DEFAULT_MAX_AGE,
             max_ttl: Self::DEFAULT_MAX_TTL,
             max_prices: Self::DEFAULT_MAX_PRICES,
             max_price: Self::DEFAULT_MAX_PRICE,
@@ -154,6 +170,22 @@ pub enum ValidationError {
         /// The allowed skew.
         max_skew: Duration,
     },
+    /// The timestamp is older than the oldest a gossiped update may be.
+    #[error("timestamp {timestamp} is more than {}s older than local time {now}", max_age.as_secs())]
+    TooOld {
+        /// The refused timestamp.
+        timestamp: Timestamp,
+        /// Local time at the check.
+        now: Timestamp,
+        /// The allowed age.
+        max_age: Duration,
+    },
+    /// The timestamp lies outside the years any update may carry (2020 to 9999).
+    #[error("timestamp {timestamp} lies outside 2020-01-01 to 9999-12-31")]
+    TimestampOutOfRange {
+        /// The refused timestamp.
+        timestamp: Timestamp,
+    },
     /// `ttl + hop_count` exceeds the largest TTL a provider may set.
     #[error("ttl {ttl} after {hop_count} hops exceeds the maximum ttl {max}")]
     TtlTooHigh {
@@ -203,8 +235,17 @@ impl ValidationError {
             | Self::InvalidChange { .. }
             | Self::InvalidBlockchain { .. }
             | Self::FutureTimestamp { .. }
+            | Self::TooOld { .. }
+            | Self::TimestampOutOfRange { .. }
             | Self::TtlTooHigh { .. } => ErrorCode::InvalidPriceUpdate,
         }
+    }
+
+    /// Whether the update may be honest and only this node's view differs — its clock runs
+    /// ahead or behind ours. A peer relaying such an update did nothing provably wrong, so it
+    /// is dropped without a penalty.
+    pub const fn is_policy_difference(&self) -> bool {
+        matches!(self, Self::FutureTimestamp { .. } | Self::TooOld { .. })
     }
 }
 
@@ -215,6 +256,25 @@ impl PriceUpdate {
     /// # Errors
     /// The first rule the update breaks.
     pub fn validate(&self, policy: &ValidationPolicy, now: Timestamp) -> Result<(), ValidationError> {
+        self.validate_archived(policy, now)?;
+        let age = chrono::Duration::from_std(policy.max_age).unwrap_or(chrono::Duration::MAX);
+        if now.checked_sub_signed(age).is_some_and(|limit| self.timestamp < limit) {
+            return Err(ValidationError::TooOld { timestamp: self.timestamp, now, max_age: policy.max_age });
+        }
+        Ok(())
+    }
+
+    /// [`PriceUpdate::validate`] without the age limit, for anti-entropy answers: the newest
+    /// signed price a peer holds may be old, and newest-wins storage keeps an old one from
+    /// replacing anything newer.
+    ///
+    /// # Errors
+    /// The first rule the update breaks.
+    pub fn validate_archived(
+        &self,
+        policy: &ValidationPolicy,
+        now: Timestamp,
+    ) -> Result<(), ValidationError> {
         if self.message_id.is_nil() {
             return Err(ValidationError::MissingMessageId);
         }
@@ -238,6 +298,12 @@ impl PriceUpdate {
                 now,
                 max_skew: policy.max_clock_skew,
             });
+        }
+        let seconds = self.timestamp.timestamp();
+        if !(ValidationPolicy::EARLIEST_TIMESTAMP_SECS..=ValidationPolicy::LATEST_TIMESTAMP_SECS)
+            .contains(&seconds)
+        {
+            return Err(ValidationError::TimestampOutOfRange { timestamp: self.timestamp });
         }
         if self.prices.is_empty() {
             return Err(ValidationError::EmptyPrices);
@@ -369,12 +435,44 @@ mod tests {
     fn future_timestamps_beyond_the_skew_are_refused() {
         let mut update = signed(vec![price("SOL", Decimal::ONE)]);
         let policy = ValidationPolicy::default();
-        update.timestamp = now() + chrono::Duration::seconds(20);
-        assert_eq!(update.validate(&policy, now()), Ok(()), "within the 30 s skew");
-        update.timestamp = now() + chrono::Duration::seconds(120);
-        let err = update.validate(&policy, now()).unwrap_err();
+        let at = now();
+        update.timestamp = at + chrono::Duration::seconds(4);
+        assert_eq!(update.validate(&policy, at), Ok(()), "within the 5 s skew");
+        update.timestamp = at + chrono::Duration::seconds(6);
+        let err = update.validate(&policy, at).unwrap_err();
         assert!(matches!(err, ValidationError::FutureTimestamp { .. }), "{err}");
         assert_eq!(err.code(), ErrorCode::InvalidPriceUpdate);
+        assert!(err.is_policy_difference(), "a clock ahead of ours is no proof of misbehaviour");
+    }
+
+    #[test]
+    fn gossiped_updates_older_than_the_maximum_age_are_refused_but_archived_ones_pass() {
+        let mut update = signed(vec![price("SOL", Decimal::ONE)]);
+        let policy = ValidationPolicy::default();
+        let at = now();
+        update.timestamp = at - chrono::Duration::seconds(119);
+        assert_eq!(update.validate(&policy, at), Ok(()));
+        update.timestamp = at - chrono::Duration::seconds(121);
+        let err = update.validate(&policy, at).unwrap_err();
+        assert!(matches!(err, ValidationError::TooOld { .. }), "{err}");
+        assert!(err.is_policy_difference());
+        assert_eq!(update.validate_archived(&policy, at), Ok(()), "an anti-entropy answer may be old");
+    }
+
+    #[test]
+    fn timestamps_no_backend_can_store_are_refused_even_in_archived_answers() {
+        let policy = ValidationPolicy::default();
+        for timestamp in [
+            Timestamp::from_timestamp(-8_000_000_000_000, 0).unwrap(),
+            Timestamp::from_timestamp(0, 0).unwrap(),
+            Timestamp::from_timestamp(ValidationPolicy::LATEST_TIMESTAMP_SECS + 1, 0).unwrap(),
+        ] {
+            let mut update = signed(vec![price("SOL", Decimal::ONE)]);
+            update.timestamp = timestamp;
+            let err = update.validate_archived(&policy, timestamp).unwrap_err();
+            assert!(matches!(err, ValidationError::TimestampOutOfRange { .. }), "{timestamp}: {err}");
+            assert!(!err.is_policy_difference());
+        }
     }
 
     #[test]

@@ -416,3 +416,20 @@ async fn a_node_refused_as_banned_backs_off_instead_of_redialling_every_tick() {
     assert!(redials <= 4, "B redialled A {redials} times in 2 s");
     assert_eq!(a.manager.peer_count(), 0, "and A keeps refusing it");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_that_does_not_listen_is_still_banned_by_its_key() {
+    let a = node("devnet", vec![]).await;
+    let mut quiet = config("devnet", vec![a.addr().to_string()]);
+    quiet.listen_addr = None;
+    let b_identity = Arc::new(NodeIdentity::generate());
+    let b = start(quiet, b_identity.clone()).await;
+    assert!(eventually(Duration::from_secs(5), || a.manager.peer_count() == 1).await);
+
+    a.manager.ban(b_identity.node_id(), BanReason::Misbehaviour { score: 100 }).await;
+    assert!(eventually(Duration::from_secs(2), || a.manager.peer_count() == 0).await);
+    // B keeps redialling (its backoff tops out at 1 s); every attempt is refused.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(a.manager.peer_count(), 0, "the banned key never got back in");
+    assert!(b.transport.dials_to(a.addr()) >= 2, "it did try again");
+}
