@@ -31,8 +31,8 @@ use mesh_dedup::MessageTracker;
 use mesh_peer_store::BanReason;
 use mesh_price_cache::PriceStore;
 use mesh_types::{
-    Asset, AuthorKey, CachedPriceData, Digest, DigestEntry, MessageId, NodeId, PriceUpdate, PublicKey,
-    Request, Timestamp, ValidationError, ValidationPolicy,
+    Asset, AuthorKey, CachedPriceData, Digest, DigestEntry, Gossiped, MessageId, NodeId, PriceUpdate,
+    PublicKey, Request, SignedMessage, Timestamp, ValidationError, ValidationPolicy,
 };
 use quick_cache::sync::Cache;
 use thiserror::Error;
@@ -135,6 +135,23 @@ pub struct Ban {
 /// Most provider keys the engine keeps decompressed. Providers are few; the bound only stops a
 /// stream of made-up keys from growing memory.
 const AUTHOR_KEY_CACHE: usize = 1024;
+
+/// What to do with an announcement or an alert ([`GossipEngine::process_notice`]).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Notice<M> {
+    /// New and authentic: act on `notice`, and pass `relay` on (when its TTL allows) to every
+    /// peer but the sender.
+    Accepted {
+        /// The message.
+        notice: M,
+        /// The copy to relay, one hop further.
+        relay: Option<M>,
+    },
+    /// Already seen.
+    Duplicate,
+    /// Refused.
+    Rejected(Rejected),
+}
 
 /// An update as it arrived, for [`GossipEngine::process_batch`].
 #[derive(Debug, Clone)]
@@ -408,7 +425,7 @@ impl GossipEngine {
         synced: bool,
         now: Timestamp,
     ) -> Result<Screened, Error> {
-        if !synced && self.tracker.has_seen(update.message_id).await? {
+        if !synced && self.tracker.has_seen(update.seen_key()).await? {
             self.counters.duplicate();
             return Ok(Screened::Done(Outcome::Duplicate));
         }
@@ -509,8 +526,8 @@ impl GossipEngine {
         synced: bool,
     ) -> Result<Outcome, Error> {
         if synced {
-            self.tracker.mark_seen(update.message_id).await?;
-        } else if !self.tracker.check_and_mark(update.message_id).await? {
+            self.tracker.mark_seen(update.seen_key()).await?;
+        } else if !self.tracker.check_and_mark(update.seen_key()).await? {
             // Another copy (or another process sharing the tracker) got there first.
             self.counters.duplicate();
             return Ok(Outcome::Duplicate);
@@ -568,17 +585,31 @@ impl GossipEngine {
         points: f64,
         now: Timestamp,
     ) -> Outcome {
+        self.counters.rejected(&reason);
+        Outcome::Rejected(self.judge(peer, update.source_node_id, PriceUpdate::KIND, reason, points, now))
+    }
+
+    /// Logs a rejection of a message of `kind` by `source` from `peer`, scores the peer, and
+    /// asks for a ban once the score reaches the threshold.
+    fn judge(
+        &self,
+        peer: NodeId,
+        source: NodeId,
+        kind: &'static str,
+        reason: RejectReason,
+        points: f64,
+        now: Timestamp,
+    ) -> Rejected {
         match &reason {
             RejectReason::Invalid(error) => tracing::warn!(
-                %peer, source = %update.source_node_id, code = %error.code(), %error,
+                %peer, %source, kind, code = %error.code(), %error,
                 "validation failed"
             ),
             RejectReason::Untrusted(source) => {
-                tracing::debug!(%peer, %source, "dropping an update from an untrusted provider");
+                tracing::debug!(%peer, %source, kind, "dropping a message from an untrusted provider");
             }
-            RejectReason::RateLimited => tracing::debug!(%peer, "peer exceeds its update rate; dropping"),
+            RejectReason::RateLimited => tracing::debug!(%peer, kind, "peer exceeds its message rate; dropping"),
         }
-        self.counters.rejected(&reason);
         let ban = if points > 0.0 {
             let mut scores = lock(&self.scores);
             let banned = scores.penalise(peer, points, now).map(|score| Ban {
@@ -594,7 +625,55 @@ impl GossipEngine {
         } else {
             None
         };
-        Outcome::Rejected(Rejected { reason, ban })
+        Rejected { reason, ban }
+    }
+
+    // ---- announcements and alerts -------------------------------------------------------
+
+    /// Judges an `Announce` or `Alert` from `from` the way price updates are judged, in the
+    /// same order: the sender's rate (one budget for every gossiped message), the seen key,
+    /// the shared checks ([`Gossiped::validate_gossiped`]: TTL bound, clock, content), trust
+    /// (alerts only from trusted providers when a list is set; anyone may announce), the
+    /// signature, then the atomic mark. Penalties as for updates: only provable misbehaviour.
+    ///
+    /// # Errors
+    /// When the seen-message tracker fails.
+    pub async fn process_notice<M: Gossiped>(
+        &self,
+        from: NodeId,
+        notice: M,
+        needs_trust: bool,
+        now: Timestamp,
+    ) -> Result<Notice<M>, Error> {
+        let (source, _) = notice.signer();
+        let scoring = self.config.scoring;
+        let outcome = |engine: &Self, reason, points| {
+            metrics::counter!("mesh_gossip_notices_total", "kind" => M::KIND, "outcome" => "rejected").increment(1);
+            Ok(Notice::Rejected(engine.judge(from, source, M::KIND, reason, points, now)))
+        };
+        if !lock(&self.scores).take_token(from, now) {
+            return outcome(self, RejectReason::RateLimited, scoring.flood);
+        }
+        let key = notice.seen_key();
+        if self.tracker.has_seen(key).await? {
+            return Ok(Notice::Duplicate);
+        }
+        if let Err(error) = notice.validate_gossiped(&self.config.validation, now) {
+            let points = if error.is_policy_difference() { 0.0 } else { scoring.invalid_update };
+            return outcome(self, RejectReason::Invalid(error), points);
+        }
+        if needs_trust && !self.config.trust.allows(source) {
+            return outcome(self, RejectReason::Untrusted(source), 0.0);
+        }
+        if let Err(error) = notice.verify_signature() {
+            return outcome(self, RejectReason::Invalid(error), scoring.bad_signature);
+        }
+        if !self.tracker.check_and_mark(key).await? {
+            return Ok(Notice::Duplicate);
+        }
+        metrics::counter!("mesh_gossip_notices_total", "kind" => M::KIND, "outcome" => "accepted").increment(1);
+        let relay = (notice.ttl() > 0).then(|| notice.relayed());
+        Ok(Notice::Accepted { notice, relay })
     }
 
     /// Stores every price newest-wins; returns the ones that changed.
@@ -1068,6 +1147,70 @@ mod tests {
         assert!(!late.answers_request(peer(2), &answer), "not asked of peer 2");
         assert!(late.answers_request(peer(1), &answer));
         assert!(!late.answers_request(peer(1), &answer), "each asked asset is answered once");
+    }
+
+    #[tokio::test]
+    async fn notice_announcements_are_judged_like_updates_deduplicated_and_relayed_one_hop_further() {
+        let engine = engine(GossipConfig::default());
+        let node = NodeIdentity::generate();
+        let announce = mesh_types::Announce::new_signed(&node, false, None, 10, now());
+        let Notice::Accepted { relay, .. } =
+            engine.process_notice(peer(1), announce.clone(), false, now()).await.unwrap()
+        else {
+            panic!("a fresh, signed announcement is accepted");
+        };
+        let relay = relay.expect("ttl 10 is relayed");
+        assert_eq!((relay.ttl, relay.hop_count), (9, 1));
+        assert_eq!(engine.process_notice(peer(2), relay, false, now()).await.unwrap(), Notice::Duplicate);
+
+        let inflated = mesh_types::Announce { ttl: 16, hop_count: 5, ..mesh_types::Announce::new_signed(&node, false, None, 10, now()) };
+        let Notice::Rejected(refused) = engine.process_notice(peer(3), inflated, false, now()).await.unwrap() else {
+            panic!("a TTL beyond the bound is refused");
+        };
+        assert!(matches!(refused.reason, RejectReason::Invalid(ValidationError::TtlTooHigh { .. })));
+
+        let mut forged = mesh_types::Announce::new_signed(&node, true, None, 10, now());
+        forged.is_provider = false;
+        let Notice::Rejected(refused) = engine.process_notice(peer(3), forged, false, now()).await.unwrap() else {
+            panic!("a forged announcement is refused");
+        };
+        assert!(matches!(refused.reason, RejectReason::Invalid(ValidationError::BadSignature { .. })));
+    }
+
+    #[tokio::test]
+    async fn notice_alerts_need_a_trusted_author_and_cost_a_relay_nothing_when_refused() {
+        let trusted = NodeIdentity::generate();
+        let engine =
+            engine(GossipConfig { trust: TrustPolicy::only([trusted.node_id()]), ..GossipConfig::default() });
+        let kind = mesh_types::WarningKind::NoProviders;
+        let stranger = mesh_types::Alert::new_signed(&NodeIdentity::generate(), kind.clone(), 10, now());
+        let Notice::Rejected(refused) = engine.process_notice(peer(1), stranger, true, now()).await.unwrap() else {
+            panic!("an untrusted alert is refused");
+        };
+        assert!(matches!(refused.reason, RejectReason::Untrusted(_)));
+        assert_eq!(refused.ban, None);
+        let genuine = mesh_types::Alert::new_signed(&trusted, kind, 10, now());
+        assert!(matches!(
+            engine.process_notice(peer(1), genuine, true, now()).await.unwrap(),
+            Notice::Accepted { .. }
+        ));
+    }
+
+    #[tokio::test]
+    async fn notice_floods_share_the_senders_rate_budget() {
+        let scoring = ScoringConfig { rate_per_second: 10.0, burst: 10.0, ..ScoringConfig::default() };
+        let engine = engine(GossipConfig { scoring, ..GossipConfig::default() });
+        let at = now();
+        let mut limited = 0;
+        for _ in 0..30 {
+            let announce = mesh_types::Announce::new_signed(&NodeIdentity::generate(), false, None, 10, at);
+            if let Notice::Rejected(Rejected { reason: RejectReason::RateLimited, .. }) =
+                engine.process_notice(peer(8), announce, false, at).await.unwrap()
+            {
+                limited += 1;
+            }
+        }
+        assert_eq!(limited, 20, "beyond the burst of 10, every announcement is dropped");
     }
 
     fn received(from: u8, update: PriceUpdate) -> Received {

@@ -19,7 +19,7 @@ mod trust;
 
 pub use engine::{
     Accepted, Ban, Error, GossipConfig, GossipEngine, GossipStats, MAX_DIGEST_ENTRIES, MAX_HELD_ASSETS,
-    Outcome, Received, RejectReason, Rejected,
+    Notice, Outcome, Received, RejectReason, Rejected,
 };
 pub use requests::{MAX_PENDING_PER_PEER, MAX_REQUEST_ASSETS};
 pub use scoring::ScoringConfig;

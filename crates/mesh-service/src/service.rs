@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use mesh_coordination::{FetchCoordinator, ObservedCoordinator};
 use mesh_dedup::{LayeredTracker, MemoryTracker, MessageTracker, TrackerConfig};
-use mesh_gossip::{Accepted, GossipConfig, GossipEngine, Outcome, Received};
+use mesh_gossip::{Accepted, GossipConfig, GossipEngine, Notice, Outcome, Received};
 use mesh_peer_store::{MemoryPeerStore, PeerStore};
 use mesh_price_cache::{LayeredPriceStore, MemoryPriceStore, PriceStore};
 use mesh_provider::{ProviderNode, ProviderTask};
@@ -32,7 +32,7 @@ use mesh_transport::{
 };
 use mesh_types::{
     Alert, Announce, Asset, CachedPriceData, MeshMessage, MeshWarning, NetworkStatus, NetworkStatusSummary,
-    NodeId, NodeIdentity, PriceUpdate, SignedMessage, Supervisor, Timestamp, WarningKind,
+    Gossiped, NodeId, NodeIdentity, PriceUpdate, Supervisor, Timestamp, WarningKind,
 };
 use mesh_types::{ProviderConfig, ProviderConfigError};
 use thiserror::Error;
@@ -494,21 +494,38 @@ impl Inner {
                     metrics::counter!("mesh_provider_broadcast_success_total").increment(1);
                 }
             }
-            self.record(accepted.source, 0, &accepted.changed);
+            self.record(accepted.source, 0, &accepted.changed).await;
         }
         Ok(outcome)
     }
 
     /// Records an accepted update in the status, publishes its changed prices and any
     /// discrepancy it reveals. `distance` is the provider's distance in hops (0 for this node).
-    fn record(&self, source: NodeId, distance: u8, changed: &[CachedPriceData]) {
+    async fn record(&self, source: NodeId, distance: u8, changed: &[CachedPriceData]) {
         let warnings = lock(&self.status).update_received(source, distance, changed, now());
         if !changed.is_empty() {
             self.emit(ServiceEvent::Prices(changed.to_vec()));
         }
         for warning in warnings {
+            self.raise_alert(&warning).await;
             self.emit(ServiceEvent::Warning(warning));
         }
+    }
+
+    /// A provider that sees another provider's price diverge from the others tells the mesh,
+    /// signed: nodes that trust it show the warning even if the quotes never reach them.
+    /// Consumers only warn their own users; their alerts would be refused by every node with a
+    /// trust list anyway.
+    async fn raise_alert(&self, warning: &MeshWarning) {
+        if !self.is_provider.load(Ordering::Relaxed) {
+            return;
+        }
+        let alert = Alert::new_signed(&self.identity, warning.kind.clone(), self.config.message_ttl, now());
+        if let Err(err) = self.tracker.mark_seen(alert.seen_key()).await {
+            tracing::debug!(error = %err, "cannot mark an alert seen");
+        }
+        let peers = self.manager.broadcast(&MeshMessage::Alert(alert), None);
+        tracing::info!(code = %warning.code(), peers, "raised a mesh-wide alert");
     }
 
     async fn event_loop(self: Arc<Self>, mut events: mpsc::Receiver<TransportEvent>) {
@@ -644,43 +661,48 @@ impl Inner {
             }
         }
         // Each relay counts its hop before sending, so the hop count is the distance.
-        self.record(accepted.source, accepted.hop_count, &accepted.changed);
+        self.record(accepted.source, accepted.hop_count, &accepted.changed).await;
     }
 
-    /// Verifies, deduplicates and relays a signed message of the mesh-wide kinds; `true` if it
-    /// is new and authentic.
-    async fn accept_signed(
+    /// Runs an announcement or alert through the engine: bans a peer that earned it, relays
+    /// an accepted one; the message when it is new and authentic.
+    async fn judge_notice<M: Gossiped>(
         &self,
         from: NodeId,
-        message: &impl SignedMessage,
-        id: mesh_types::MessageId,
-    ) -> Result<bool, mesh_gossip::Error> {
-        if self.tracker.has_seen(id).await? {
-            return Ok(false);
+        notice: M,
+        needs_trust: bool,
+        wrap: fn(M) -> MeshMessage,
+    ) -> Result<Option<M>, mesh_gossip::Error> {
+        match self.engine.process_notice(from, notice, needs_trust, now()).await? {
+            Notice::Accepted { notice, relay } => {
+                if let Some(relay) = relay {
+                    self.manager.broadcast(&wrap(relay), Some(from));
+                }
+                Ok(Some(notice))
+            }
+            Notice::Duplicate => Ok(None),
+            Notice::Rejected(rejected) => {
+                if let Some(ban) = rejected.ban {
+                    self.manager.ban_for(ban.peer, ban.reason, ban.duration).await;
+                }
+                Ok(None)
+            }
         }
-        if let Err(error) = message.verify_signature() {
-            tracing::warn!(peer = %from, %error, "dropping a message with a bad signature");
-            return Ok(false);
-        }
-        Ok(self.tracker.check_and_mark(id).await?)
     }
 
     async fn on_announce(&self, from: NodeId, announce: Announce) -> Result<(), mesh_gossip::Error> {
-        if !self.accept_signed(from, &announce, announce.message_id).await? {
-            return Ok(());
-        }
-        lock(&self.status).node_seen(announce.node_id, now());
-        if let Some(ttl) = announce.ttl.checked_sub(1) {
-            let relay = Announce { ttl, hop_count: announce.hop_count.saturating_add(1), ..announce };
-            self.manager.broadcast(&MeshMessage::Announce(relay), Some(from));
+        // Anyone may announce itself: announcements only count the network.
+        if let Some(announce) = self.judge_notice(from, announce, false, MeshMessage::Announce).await? {
+            lock(&self.status).node_seen(announce.node_id, now());
         }
         Ok(())
     }
 
     async fn on_alert(&self, from: NodeId, alert: Alert) -> Result<(), mesh_gossip::Error> {
-        if !self.accept_signed(from, &alert, alert.message_id).await? {
+        // Alerts reach users, so only trusted providers may raise them (anyone in open mode).
+        let Some(alert) = self.judge_notice(from, alert, true, MeshMessage::Alert).await? else {
             return Ok(());
-        }
+        };
         let staleness = self.config.status.staleness_threshold;
         let warning = match &alert.kind {
             WarningKind::NoProviders => MeshWarning::no_providers(),
@@ -692,10 +714,6 @@ impl Inner {
             }
         };
         self.emit(ServiceEvent::Warning(warning));
-        if let Some(ttl) = alert.ttl.checked_sub(1) {
-            let relay = Alert { ttl, hop_count: alert.hop_count.saturating_add(1), ..alert };
-            self.manager.broadcast(&MeshMessage::Alert(relay), Some(from));
-        }
         Ok(())
     }
 
@@ -760,7 +778,7 @@ impl Inner {
             now(),
         );
         // This node's own announcement must not come back to it as new.
-        if let Err(err) = self.tracker.mark_seen(announce.message_id).await {
+        if let Err(err) = self.tracker.mark_seen(announce.seen_key()).await {
             tracing::debug!(error = %err, "cannot mark an announcement seen");
         }
         self.manager.broadcast(&MeshMessage::Announce(announce), None);

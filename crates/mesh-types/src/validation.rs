@@ -54,6 +54,30 @@ impl ValidationPolicy {
     pub const DEFAULT_MAX_PRICE: Decimal = Decimal::from_parts(3_567_587_328, 232, 0, false, 0);
 }
 
+impl ValidationPolicy {
+    /// Checks a message's `timestamp` against the local clock `now`: not ahead by more than
+    /// the skew, inside the years storage holds, and — when `check_age` — not older than the
+    /// maximum age.
+    ///
+    /// # Errors
+    /// [`ValidationError::FutureTimestamp`], [`ValidationError::TimestampOutOfRange`] or
+    /// [`ValidationError::TooOld`].
+    pub fn check_timestamp(&self, timestamp: Timestamp, now: Timestamp, check_age: bool) -> Result<(), ValidationError> {
+        let skew = chrono::Duration::from_std(self.max_clock_skew).unwrap_or(chrono::Duration::MAX);
+        if now.checked_add_signed(skew).is_some_and(|limit| timestamp > limit) {
+            return Err(ValidationError::FutureTimestamp { timestamp, now, max_skew: self.max_clock_skew });
+        }
+        if !(Self::EARLIEST_TIMESTAMP_SECS..=Self::LATEST_TIMESTAMP_SECS).contains(&timestamp.timestamp()) {
+            return Err(ValidationError::TimestampOutOfRange { timestamp });
+        }
+        let age = chrono::Duration::from_std(self.max_age).unwrap_or(chrono::Duration::MAX);
+        if check_age && now.checked_sub_signed(age).is_some_and(|limit| timestamp < limit) {
+            return Err(ValidationError::TooOld { timestamp, now, max_age: self.max_age });
+        }
+        Ok(())
+    }
+}
+
 impl Default for ValidationPolicy {
     fn default() -> Self {
         Self {
@@ -186,6 +210,12 @@ pub enum ValidationError {
         /// The refused timestamp.
         timestamp: Timestamp,
     },
+    /// An alert whose content cannot be shown (a discrepancy that is not a finite percentage).
+    #[error("alert is invalid: {detail}")]
+    InvalidAlert {
+        /// What is wrong.
+        detail: String,
+    },
     /// `ttl + hop_count` exceeds the largest TTL a provider may set.
     #[error("ttl {ttl} after {hop_count} hops exceeds the maximum ttl {max}")]
     TtlTooHigh {
@@ -237,6 +267,7 @@ impl ValidationError {
             | Self::FutureTimestamp { .. }
             | Self::TooOld { .. }
             | Self::TimestampOutOfRange { .. }
+            | Self::InvalidAlert { .. }
             | Self::TtlTooHigh { .. } => ErrorCode::InvalidPriceUpdate,
         }
     }
@@ -257,11 +288,7 @@ impl PriceUpdate {
     /// The first rule the update breaks.
     pub fn validate(&self, policy: &ValidationPolicy, now: Timestamp) -> Result<(), ValidationError> {
         self.validate_archived(policy, now)?;
-        let age = chrono::Duration::from_std(policy.max_age).unwrap_or(chrono::Duration::MAX);
-        if now.checked_sub_signed(age).is_some_and(|limit| self.timestamp < limit) {
-            return Err(ValidationError::TooOld { timestamp: self.timestamp, now, max_age: policy.max_age });
-        }
-        Ok(())
+        policy.check_timestamp(self.timestamp, now, true)
     }
 
     /// [`PriceUpdate::validate`] without the age limit, for anti-entropy answers: the newest
@@ -291,20 +318,7 @@ impl PriceUpdate {
                 max: policy.max_ttl,
             });
         }
-        let skew = chrono::Duration::from_std(policy.max_clock_skew).unwrap_or(chrono::Duration::MAX);
-        if now.checked_add_signed(skew).is_some_and(|limit| self.timestamp > limit) {
-            return Err(ValidationError::FutureTimestamp {
-                timestamp: self.timestamp,
-                now,
-                max_skew: policy.max_clock_skew,
-            });
-        }
-        let seconds = self.timestamp.timestamp();
-        if !(ValidationPolicy::EARLIEST_TIMESTAMP_SECS..=ValidationPolicy::LATEST_TIMESTAMP_SECS)
-            .contains(&seconds)
-        {
-            return Err(ValidationError::TimestampOutOfRange { timestamp: self.timestamp });
-        }
+        policy.check_timestamp(self.timestamp, now, false)?;
         if self.prices.is_empty() {
             return Err(ValidationError::EmptyPrices);
         }
