@@ -293,8 +293,10 @@ async fn a_provider_quoting_1e_28_beside_one_at_150_leaves_every_node_serving() 
         .await;
     }
     // Both quotes have met on every node; the relay, whose loop died before, must still relay.
-    let first = get(&client, &relay, "/api/mesh/network/status").await.unwrap()["data"]["last_update_time"].clone();
-    until(&client, &relay, "/api/mesh/network/status", |body| body["data"]["last_update_time"] != first).await;
+    let first =
+        get(&client, &relay, "/api/mesh/network/status").await.unwrap()["data"]["last_update_time"].clone();
+    until(&client, &relay, "/api/mesh/network/status", |body| body["data"]["last_update_time"] != first)
+        .await;
     for node in nodes {
         let response = client.get(format!("http://{}/health", node.api)).send().await.unwrap();
         assert_eq!(response.status().as_u16(), 200, "{}", response.text().await.unwrap());

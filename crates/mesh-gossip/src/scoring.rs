@@ -73,7 +73,8 @@ impl Scores {
         let config = self.config;
         let standing =
             self.peers.entry(peer).or_insert(Standing { score: 0.0, tokens: config.burst, updated: now });
-        let elapsed = (now - standing.updated).to_std().unwrap_or(Duration::ZERO).as_secs_f64();
+        let elapsed =
+            now.signed_duration_since(standing.updated).to_std().unwrap_or(Duration::ZERO).as_secs_f64();
         if elapsed > 0.0 {
             standing.score = (standing.score - elapsed * config.decay_per_second).max(0.0);
             standing.tokens = (standing.tokens + elapsed * config.rate_per_second).min(config.burst);

@@ -66,7 +66,7 @@ pub struct NetworkStatusTracker {
 }
 
 fn within(at: Timestamp, now: Timestamp, limit: Duration) -> bool {
-    (now - at).to_std().unwrap_or(Duration::ZERO) <= limit
+    now.signed_duration_since(at).to_std().unwrap_or(Duration::ZERO) <= limit
 }
 
 /// How far `high` is above `low`, in percent of `low`: finite for every pair of prices.
@@ -191,7 +191,7 @@ impl NetworkStatusTracker {
         NetworkStatus {
             active_providers,
             connected_peers: self.connected_peers,
-            total_network_size: u32::try_from(others + 1).unwrap_or(u32::MAX),
+            total_network_size: u32::try_from(others.saturating_add(1)).unwrap_or(u32::MAX),
             last_update_time: self.last_update_time,
             data_freshness: self.freshness(now),
         }
@@ -220,7 +220,10 @@ impl NetworkStatusTracker {
         self.raised_no_providers = no_providers;
         let stale = self.newest_price.is_some() && self.freshness(now).is_stale();
         if stale && !self.raised_stale {
-            let age = self.newest_price.and_then(|newest| (now - newest).to_std().ok()).unwrap_or_default();
+            let age = self
+                .newest_price
+                .and_then(|newest| now.signed_duration_since(newest).to_std().ok())
+                .unwrap_or_default();
             warnings.push(MeshWarning::stale_data(age, self.config.staleness_threshold));
         }
         self.raised_stale = stale;
