@@ -18,14 +18,14 @@ pub(crate) fn short_id(id: &NodeId) -> String {
 /// How long ago `then` was, seen at `now`, in the largest whole unit: `12s ago`, `3m ago`,
 /// `5h ago`, `2d ago`. A time ahead of `now` (clock skew) reads `in 4s`.
 pub(crate) fn age(then: Timestamp, now: Timestamp) -> String {
-    let secs = (now - then).num_seconds();
+    let secs = now.signed_duration_since(then).num_seconds();
     let span = |secs: i64| match secs {
         0..60 => format!("{secs}s"),
         60..3600 => format!("{}m", secs / 60),
         3600..86_400 => format!("{}h", secs / 3600),
         _ => format!("{}d", secs / 86_400),
     };
-    if secs >= 0 { format!("{} ago", span(secs)) } else { format!("in {}", span(-secs)) }
+    if secs >= 0 { format!("{} ago", span(secs)) } else { format!("in {}", span(secs.saturating_neg())) }
 }
 
 /// `2024-01-01 12:00:00 UTC (12s ago)`.

@@ -120,7 +120,7 @@ fn json_rejection(rejection: &JsonRejection, limit: usize) -> ApiError {
 
 /// The field of serde's "missing field `name`" message.
 fn missing_field(text: &str) -> Option<&str> {
-    let start = text.find("missing field `")? + "missing field `".len();
+    let start = text.find("missing field `")?.checked_add("missing field `".len())?;
     let rest = &text[start..];
     let field = &rest[..rest.find('`')?];
     field.chars().all(|c| c.is_ascii_alphanumeric() || c == '_').then_some(field)

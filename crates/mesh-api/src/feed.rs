@@ -46,6 +46,9 @@ const SOCKET_BUFFER: usize = 4 * 1024;
 /// The shortest ping interval used, whatever the configuration says (a zero interval would
 /// spin).
 const MIN_PING_INTERVAL: Duration = Duration::from_millis(10);
+/// The furthest off the first ping is scheduled: about 30 years, as tokio caps its own timers
+/// (in effect never), so no configured interval overflows the clock.
+const MAX_FIRST_PING: Duration = Duration::from_secs(30 * 365 * 86_400);
 /// How long a closing client may take to receive its close frame.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
 
@@ -307,7 +310,8 @@ async fn write(
     shared: Arc<Shared>,
     ping_interval: Duration,
 ) -> Result<(), axum::Error> {
-    let mut ping = tokio::time::interval_at(Instant::now() + ping_interval, ping_interval);
+    let first = Instant::now().checked_add(ping_interval.min(MAX_FIRST_PING)).unwrap_or_else(Instant::now);
+    let mut ping = tokio::time::interval_at(first, ping_interval);
     ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
     loop {
         tokio::select! {
@@ -356,7 +360,7 @@ async fn until_closing(closing: &mut watch::Receiver<bool>) {
 
 /// How often a client's lag is checked: a quarter of the limit, between 10 ms and 1 s.
 fn check_period(max_lag: Duration) -> Duration {
-    (max_lag / 4).clamp(Duration::from_millis(10), Duration::from_secs(1))
+    max_lag.checked_div(4).unwrap_or_default().clamp(Duration::from_millis(10), Duration::from_secs(1))
 }
 
 #[cfg(test)]

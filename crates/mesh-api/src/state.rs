@@ -213,8 +213,11 @@ impl ApiState {
 
     /// Waits until every WebSocket client has ended, for at most `limit`.
     pub(crate) async fn feeds_closed(&self, limit: Duration) {
-        let deadline = tokio::time::Instant::now() + limit;
-        while self.inner.clients.load(Ordering::Acquire) > 0 && tokio::time::Instant::now() < deadline {
+        // A limit past the clock's range is no limit.
+        let deadline = tokio::time::Instant::now().checked_add(limit);
+        while self.inner.clients.load(Ordering::Acquire) > 0
+            && deadline.is_none_or(|deadline| tokio::time::Instant::now() < deadline)
+        {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
@@ -228,7 +231,7 @@ impl ApiState {
         let limit = self.inner.config.ws_max_clients;
         self.inner
             .clients
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < limit).then_some(n + 1))
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < limit).then_some(n.saturating_add(1)))
             .ok()?;
         metrics::gauge!("mesh_api_ws_clients").increment(1.0);
         Some(FeedSlot { state: self.clone() })

@@ -57,7 +57,11 @@ impl MemoryCoordinator {
         let window = *self.window.lock().unwrap_or_else(PoisonError::into_inner);
         let mut last = self.last();
         let take = last.is_none_or(|held| {
-            let apart = if record.at > held.at { record.at - held.at } else { held.at - record.at };
+            let apart = if record.at > held.at {
+                record.at.saturating_duration_since(held.at)
+            } else {
+                held.at.saturating_duration_since(record.at)
+            };
             record.at > held.at || (apart < window && record.node < held.node)
         });
         if take {

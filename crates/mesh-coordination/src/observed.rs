@@ -53,7 +53,10 @@ impl FetchCoordinator for ObservedCoordinator {
     async fn observe(&self, source: NodeId, fetched_at: Timestamp) -> Result<()> {
         // The fetch happened `age` ago by the wall clock; place it on the monotonic clock.
         // A timestamp from the future (clock skew) counts as now.
-        let age = (mesh_types::chrono::Utc::now() - fetched_at).to_std().unwrap_or(Duration::ZERO);
+        let age = mesh_types::chrono::Utc::now()
+            .signed_duration_since(fetched_at)
+            .to_std()
+            .unwrap_or(Duration::ZERO);
         // A fetch older than this clock can express is long past any window: ignore it.
         if let Some(at) = Instant::now().checked_sub(age) {
             self.local.record_observed(FetchRecord { node: source, at, wall: fetched_at });

@@ -308,7 +308,8 @@ impl Shared {
 
     fn write_lag(&self) -> Duration {
         let queue = self.lock_queue();
-        earliest(queue.since, queue.in_flight_since).map_or(Duration::ZERO, |oldest| Instant::now() - oldest)
+        earliest(queue.since, queue.in_flight_since)
+            .map_or(Duration::ZERO, |oldest| Instant::now().saturating_duration_since(oldest))
     }
 
     fn publish_lag(&self) {
@@ -371,7 +372,7 @@ impl Shared {
         };
         let mut batch = InFlight { shared: self, ids, done: 0 };
         while batch.done < batch.ids.len() {
-            let end = (batch.done + self.config.batch_size).min(batch.ids.len());
+            let end = batch.done.saturating_add(self.config.batch_size).min(batch.ids.len());
             tokio::time::timeout(
                 self.config.write_timeout,
                 self.durable.mark_seen_many(&batch.ids[batch.done..end]),
@@ -381,7 +382,7 @@ impl Shared {
                 backend: "durable tracker",
                 detail: format!("no answer within {:?}", self.config.write_timeout),
             })??;
-            let count = end - batch.done;
+            let count = end.saturating_sub(batch.done);
             batch.done = end;
             self.written.fetch_add(count as u64, Ordering::Relaxed);
             self.batches.fetch_add(1, Ordering::Relaxed);
@@ -455,7 +456,7 @@ impl MessageTracker for LayeredTracker {
             return Ok(local);
         }
         match self.shared.durable.cleanup_expired().await {
-            Ok(durable) => Ok(local + durable),
+            Ok(durable) => Ok(local.saturating_add(durable)),
             Err(err) => {
                 if self.shared.health.failed(now()) {
                     tracing::warn!(error = %err, "dedup store unavailable; deduplicating in memory and keeping ids until it returns");

@@ -97,10 +97,10 @@ impl MessageTracker for MemoryTracker {
 
     async fn cleanup_expired(&self) -> Result<usize> {
         let now = self.now();
-        let removed = Cell::new(0);
+        let removed = Cell::new(0_usize);
         self.cache.retain(|_, expires| {
             let keep = *expires > now;
-            removed.set(removed.get() + usize::from(!keep));
+            removed.set(removed.get().saturating_add(usize::from(!keep)));
             keep
         });
         Ok(removed.get())

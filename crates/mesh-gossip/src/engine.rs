@@ -196,7 +196,7 @@ pub struct GossipStats {
 impl GossipStats {
     /// Every update received or published, whatever became of it.
     pub const fn total(&self) -> u64 {
-        self.accepted + self.duplicate + self.rejected
+        self.accepted.saturating_add(self.duplicate).saturating_add(self.rejected)
     }
 }
 

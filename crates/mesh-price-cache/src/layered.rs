@@ -323,7 +323,9 @@ impl Shared {
     }
 
     fn write_lag(&self) -> Duration {
-        self.lock_dirty().oldest().map_or(Duration::ZERO, |oldest| Instant::now() - oldest)
+        self.lock_dirty()
+            .oldest()
+            .map_or(Duration::ZERO, |oldest| Instant::now().saturating_duration_since(oldest))
     }
 
     fn publish_lag(&self) {
@@ -388,7 +390,7 @@ impl Shared {
         let mut batch = InFlight { shared: self, assets, done: 0 };
         let mut written = Written::default();
         while batch.done < batch.assets.len() {
-            let end = (batch.done + self.config.batch_size).min(batch.assets.len());
+            let end = batch.done.saturating_add(self.config.batch_size).min(batch.assets.len());
             // The price held now: every change up to this read is in it. A change after the
             // read marks its asset dirty again.
             let prices: Vec<CachedPriceData> = batch.assets[batch.done..end]
@@ -403,8 +405,9 @@ impl Shared {
                     detail: format!("no answer within {:?}", self.config.write_timeout),
                 })??;
             batch.done = end;
-            written.prices += count;
-            written.changed += outcomes.iter().filter(|outcome| outcome.changed()).count();
+            written.prices = written.prices.saturating_add(count);
+            written.changed =
+                written.changed.saturating_add(outcomes.iter().filter(|outcome| outcome.changed()).count());
             self.written.fetch_add(count as u64, Ordering::Relaxed);
             self.batches.fetch_add(1, Ordering::Relaxed);
             metrics::counter!("mesh_storage_written_total", "store" => "prices").increment(count as u64);

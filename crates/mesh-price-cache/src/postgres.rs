@@ -79,7 +79,10 @@ impl Row {
             .ok()
             .filter(|nanos| *nanos < 1000)
             .ok_or_else(|| corrupt(format!("timestamp_nanos {} is outside 0-999", self.timestamp_nanos)))?;
-        let timestamp = self.timestamp + mesh_types::chrono::Duration::nanoseconds(i64::from(nanos));
+        let timestamp = self
+            .timestamp
+            .checked_add_signed(mesh_types::chrono::Duration::nanoseconds(i64::from(nanos)))
+            .ok_or_else(|| corrupt(format!("timestamp {} + {nanos} ns is out of range", self.timestamp)))?;
         Ok(CachedPriceData {
             asset,
             price,
@@ -94,7 +97,11 @@ impl Row {
 /// The timestamp split into what `TIMESTAMPTZ` keeps (whole microseconds) and the remainder.
 fn split_timestamp(timestamp: Timestamp) -> (Timestamp, i32) {
     let remainder = timestamp.timestamp_subsec_nanos() % 1000;
-    (timestamp - mesh_types::chrono::Duration::nanoseconds(i64::from(remainder)), remainder as i32)
+    // Less than a microsecond off lands on a whole microsecond, within range: the fallback (keep
+    // the value, no remainder) cannot happen.
+    timestamp
+        .checked_sub_signed(mesh_types::chrono::Duration::nanoseconds(i64::from(remainder)))
+        .map_or((timestamp, 0), |whole| (whole, remainder as i32))
 }
 
 /// One multi-row conditional upsert of `prices[indexes]`, which must name distinct assets, in

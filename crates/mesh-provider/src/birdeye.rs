@@ -218,7 +218,7 @@ impl BirdeyeSource {
         let mut delays = self.config.retry_delays.iter();
         let mut attempts = 0_usize;
         let body = loop {
-            attempts += 1;
+            attempts = attempts.saturating_add(1);
             match self.attempt(&url, chain, query).await {
                 Ok(body) => break body,
                 Err(Failure::Final(error)) => return Err(error),
@@ -428,7 +428,7 @@ impl PriceSource for BirdeyeSource {
         for (chain, wanted) in &chains {
             match self.fetch_chain(chain, wanted).await {
                 Ok(found) => {
-                    succeeded += 1;
+                    succeeded = succeeded.saturating_add(1);
                     prices.extend(found);
                 }
                 Err(error @ (SourceError::InvalidApiKey | SourceError::RateLimited { .. })) => {

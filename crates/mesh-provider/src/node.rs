@@ -41,6 +41,9 @@ use crate::{PriceSource, SourceError};
 
 /// The fetch interval varies by up to this fraction either way.
 const JITTER: f64 = 0.1;
+/// The furthest off a fetch is scheduled: about 30 years, as tokio caps its own timers (in
+/// effect never), so no configured interval overflows the clock.
+const MAX_WAIT: Duration = Duration::from_secs(30 * 365 * 86_400);
 
 /// Counters of a provider since it was built.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -297,7 +300,9 @@ impl Drop for Running<'_> {
 
 /// The interval scaled by a random factor in `[1 - JITTER, 1 + JITTER]`.
 fn jittered(interval: Duration) -> Duration {
-    interval.mul_f64(rand::rng().random_range(1.0 - JITTER..=1.0 + JITTER))
+    // `mul_f64`, without its panic when an interval near `u64::MAX` seconds grows past the range.
+    let factor = rand::rng().random_range(1.0 - JITTER..=1.0 + JITTER);
+    Duration::try_from_secs_f64(factor * interval.as_secs_f64()).unwrap_or(Duration::MAX)
 }
 
 /// HELP lines for the provider's metrics.
@@ -341,7 +346,7 @@ async fn run(inner: Arc<Inner>, mut stop: oneshot::Receiver<()>) {
     // Providers started together (or enabled together) would ask the coordinator at the same
     // instant, before either hears of the other's fetch; a random start within the
     // coordination window spreads them apart.
-    let mut next = Instant::now() + start_delay(window);
+    let mut next = Instant::now().checked_add(start_delay(window).min(MAX_WAIT)).unwrap_or_else(Instant::now);
     // Until when a rate limit's `Retry-After` keeps this provider from fetching.
     let mut backoff_until: Option<Instant> = None;
     loop {
@@ -358,7 +363,7 @@ async fn run(inner: Arc<Inner>, mut stop: oneshot::Receiver<()>) {
                 () = tokio::time::sleep(start_delay(window)) => {}
             }
         }
-        next = Instant::now() + jittered(interval);
+        next = Instant::now().checked_add(jittered(interval).min(MAX_WAIT)).unwrap_or_else(Instant::now);
         tokio::select! {
             biased;
             _ = &mut stop => break,
@@ -469,7 +474,8 @@ impl Inner {
             SourceError::RateLimited { retry_after } => {
                 self.rate_limited.fetch_add(1, Ordering::Relaxed);
                 // The source's word is capped: a huge `Retry-After` would overflow the clock.
-                *backoff_until = retry_after.map(|wait| Instant::now() + wait.min(crate::MAX_RETRY_AFTER));
+                *backoff_until =
+                    retry_after.and_then(|wait| Instant::now().checked_add(wait.min(crate::MAX_RETRY_AFTER)));
                 tracing::warn!(source = source.name(), %error, "price fetch rate limited; backing off");
             }
             SourceError::InvalidApiKey => {

@@ -656,7 +656,7 @@ impl Inner {
             if let Err(err) = self.coordinator.observe(accepted.source, accepted.timestamp).await {
                 tracing::debug!(error = %err, "cannot report a fetch to the coordinator");
             }
-            if let Ok(latency) = (now() - accepted.timestamp).to_std() {
+            if let Ok(latency) = now().signed_duration_since(accepted.timestamp).to_std() {
                 self.propagation_latency.record(latency.as_secs_f64());
             }
         }
@@ -752,7 +752,7 @@ impl Inner {
                         let at = now();
                         (NetworkStatusSummary::from(&tracker.status(at)), tracker.check_warnings(at), tracker.newest_price())
                     };
-                    if let Some(age) = newest.and_then(|newest| (now() - newest).to_std().ok()) {
+                    if let Some(age) = newest.and_then(|newest| now().signed_duration_since(newest).to_std().ok()) {
                         metrics::gauge!("mesh_cache_data_age_seconds").set(age.as_secs_f64());
                     }
                     metrics::gauge!("mesh_network_active_providers").set(f64::from(summary.active_providers));

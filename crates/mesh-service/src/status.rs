@@ -253,7 +253,7 @@ impl NetworkStatusTracker {
         NetworkStatus {
             active_providers,
             connected_peers: self.connected_peers,
-            total_network_size: u32::try_from(others + 1).unwrap_or(u32::MAX),
+            total_network_size: u32::try_from(others.saturating_add(1)).unwrap_or(u32::MAX),
             last_update_time: self.last_update_time,
             data_freshness: self.freshness(now),
         }

@@ -8,6 +8,10 @@ use std::time::Duration;
 use rand::RngExt;
 use tokio::time::Instant;
 
+/// The longest wait before a redial: about 30 years, as tokio caps its own timers (in effect
+/// never), so no configured maximum overflows the clock.
+const MAX_WAIT: Duration = Duration::from_secs(30 * 365 * 86_400);
+
 /// When each failed address may be dialled again.
 #[derive(Debug)]
 pub(crate) struct Backoff {
@@ -30,7 +34,7 @@ impl Backoff {
     pub(crate) fn failed(&mut self, addr: SocketAddr, now: Instant, permanent: bool) {
         let attempts = self.failures.get(&addr).map_or(0, |(attempts, _)| *attempts).saturating_add(1);
         let delay = if permanent { self.max } else { self.delay(attempts) };
-        self.failures.insert(addr, (attempts, now + delay));
+        self.failures.insert(addr, (attempts, now.checked_add(delay.min(MAX_WAIT)).unwrap_or(now)));
     }
 
     /// Records a success: the address starts over.
@@ -42,7 +46,8 @@ impl Backoff {
         let exponential =
             self.initial.saturating_mul(1u32 << attempts.saturating_sub(1).min(16)).min(self.max);
         let jitter = rand::rng().random_range(0.8..=1.2);
-        exponential.mul_f64(jitter).min(self.max)
+        // `mul_f64`, without its panic when a maximum near `u64::MAX` seconds grows past the range.
+        Duration::try_from_secs_f64(jitter * exponential.as_secs_f64()).unwrap_or(self.max).min(self.max)
     }
 }
 
@@ -68,5 +73,15 @@ mod tests {
         assert!(backoff.ready(addr, start));
         let delays: Vec<Duration> = (1..=4).map(|n| backoff.delay(n)).collect();
         assert!(delays[0] >= Duration::from_millis(800) && delays[3] >= Duration::from_millis(6400));
+    }
+
+    #[test]
+    fn a_maximum_past_the_clock_neither_panics_nor_overflows() {
+        let addr: SocketAddr = "127.0.0.1:9470".parse().unwrap();
+        let mut backoff = Backoff::new(Duration::MAX, Duration::MAX);
+        let start = Instant::now();
+        backoff.failed(addr, start, false);
+        backoff.failed(addr, start, true);
+        assert!(!backoff.ready(addr, start + Duration::from_secs(3600)));
     }
 }

@@ -58,7 +58,7 @@ impl Beacon {
     /// `MAGIC | version | node id (16) | port (u16 BE) | network length (u8) | network`.
     pub(crate) fn encode(&self) -> Vec<u8> {
         let network = self.network.as_str().as_bytes();
-        let mut bytes = Vec::with_capacity(24 + network.len());
+        let mut bytes = Vec::with_capacity(network.len().saturating_add(24));
         bytes.extend_from_slice(MAGIC);
         bytes.push(VERSION);
         bytes.extend_from_slice(self.node_id.as_uuid().as_bytes());

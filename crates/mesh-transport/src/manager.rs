@@ -391,13 +391,20 @@ impl Inner {
             let Some(connection) = connection else { break };
             let admitted = {
                 let mut state = self.lock();
-                let inbound =
-                    state.peers.values().filter(|peer| peer.direction == Direction::Inbound).count()
-                        + state.pending_inbound;
-                let total = state.peers.len() + state.pending_inbound + state.pending_outbound;
+                let inbound = state
+                    .peers
+                    .values()
+                    .filter(|peer| peer.direction == Direction::Inbound)
+                    .count()
+                    .saturating_add(state.pending_inbound);
+                let total = state
+                    .peers
+                    .len()
+                    .saturating_add(state.pending_inbound)
+                    .saturating_add(state.pending_outbound);
                 let room = inbound < self.config.max_inbound && total < self.config.max_peers;
                 if room {
-                    state.pending_inbound += 1;
+                    state.pending_inbound = state.pending_inbound.saturating_add(1);
                 }
                 room
             };
@@ -416,7 +423,10 @@ impl Inner {
             // connection can take it meanwhile.
             Ok(info) => self.admit(connection, info, Direction::Inbound, None).await,
             Err(failure) => {
-                self.lock().pending_inbound -= 1;
+                {
+                    let mut state = self.lock();
+                    state.pending_inbound = state.pending_inbound.saturating_sub(1);
+                }
                 self.handshake_failed(failure, remote, None).await;
             }
         }
@@ -434,10 +444,15 @@ impl Inner {
             }
             let wanted = {
                 let state = self.lock();
-                let have = state.peers.len() + state.pending_outbound + state.pending_inbound;
+                let have = state
+                    .peers
+                    .len()
+                    .saturating_add(state.pending_outbound)
+                    .saturating_add(state.pending_inbound);
                 let room = self.config.max_peers.saturating_sub(have);
-                let outbound = state.pending_outbound
-                    + state.peers.values().filter(|peer| peer.direction == Direction::Outbound).count();
+                let outbound = state.pending_outbound.saturating_add(
+                    state.peers.values().filter(|peer| peer.direction == Direction::Outbound).count(),
+                );
                 // Inbound connections alone never satisfy the minimum: a node others happened
                 // to reach first would otherwise never dial its bootstrap peers, and whoever
                 // fills its slots would decide what it hears.
@@ -450,10 +465,14 @@ impl Inner {
             for addr in self.candidates(wanted).await {
                 let reserved = {
                     let mut state = self.lock();
-                    let total = state.peers.len() + state.pending_inbound + state.pending_outbound;
+                    let total = state
+                        .peers
+                        .len()
+                        .saturating_add(state.pending_inbound)
+                        .saturating_add(state.pending_outbound);
                     let free = total < self.config.max_peers && state.dialing.insert(addr);
                     if free {
-                        state.pending_outbound += 1;
+                        state.pending_outbound = state.pending_outbound.saturating_add(1);
                     }
                     free
                 };
@@ -514,7 +533,10 @@ impl Inner {
                 let error =
                     TransportError::DnsResolutionFailed { host: entry.to_owned(), detail: err.to_string() };
                 tracing::warn!(%error, "bootstrap peer unreachable");
-                self.lock().dns_retry.insert(entry.to_owned(), Instant::now() + Duration::from_secs(30));
+                // Without a retry time (a clock at its end) the name is simply looked up again.
+                if let Some(at) = Instant::now().checked_add(Duration::from_secs(30)) {
+                    self.lock().dns_retry.insert(entry.to_owned(), at);
+                }
                 Vec::new()
             }
         }
@@ -534,7 +556,7 @@ impl Inner {
             Err(failure) => {
                 {
                     let mut state = self.lock();
-                    state.pending_outbound -= 1;
+                    state.pending_outbound = state.pending_outbound.saturating_sub(1);
                     state.dialing.remove(&addr);
                     if matches!(failure.error, TransportError::SelfConnection { .. }) {
                         state.own_addrs.insert(addr);
@@ -590,9 +612,9 @@ impl Inner {
             // Release the slot reserved before the handshake in the same critical section that
             // registers the peer, so no other connection can slip into it meanwhile.
             match direction {
-                Direction::Inbound => state.pending_inbound -= 1,
+                Direction::Inbound => state.pending_inbound = state.pending_inbound.saturating_sub(1),
                 Direction::Outbound => {
-                    state.pending_outbound -= 1;
+                    state.pending_outbound = state.pending_outbound.saturating_sub(1);
                     if let Some(addr) = dialled {
                         state.dialing.remove(&addr);
                     }
@@ -670,7 +692,7 @@ impl Inner {
     /// smaller node id; if one node opened both, the one with the larger opener nonce. An
     /// existing connection silent for two heartbeat intervals yields (a restarted peer).
     fn keep_new(&self, me: NodeId, info: &PeerInfo, direction: Direction, existing: &Connected) -> bool {
-        if existing.last_heard.elapsed() > self.config.heartbeat_interval * 2 {
+        if existing.last_heard.elapsed() > self.config.heartbeat_interval.saturating_mul(2) {
             return true;
         }
         let opener = |direction| if direction == Direction::Outbound { me } else { info.node_id };
@@ -1058,9 +1080,13 @@ impl Inner {
             tracing::info!(?reason, "banned a peer that gave no address by its key only");
             return;
         };
+        // A ban reaching past the calendar's end lasts until its end.
         let until = mesh_types::chrono::Utc::now()
-            + mesh_types::chrono::Duration::from_std(duration)
-                .unwrap_or(mesh_types::chrono::Duration::days(1));
+            .checked_add_signed(
+                mesh_types::chrono::Duration::from_std(duration)
+                    .unwrap_or(mesh_types::chrono::Duration::days(1)),
+            )
+            .unwrap_or(mesh_types::chrono::DateTime::<mesh_types::chrono::Utc>::MAX_UTC);
         let id = match self.stored(addr).await {
             Some(mut peer) => {
                 // Only a proven key may be attached to the record.

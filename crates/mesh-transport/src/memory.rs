@@ -196,7 +196,8 @@ impl MemoryNetwork {
     fn unpack(&self, outbound: &Outbound, to: SocketAddr) -> Option<MeshMessage> {
         let Some(codec) = &self.codec else { return Some(outbound.to_message()) };
         let decoded = outbound.payload(codec.max_message_size()).and_then(|payload| {
-            self.bytes_delivered.fetch_add((payload.len() + LENGTH_FIELD_LEN) as u64, Ordering::Relaxed);
+            self.bytes_delivered
+                .fetch_add(payload.len().saturating_add(LENGTH_FIELD_LEN) as u64, Ordering::Relaxed);
             codec.decode(&payload)
         });
         match decoded {
@@ -377,8 +378,13 @@ async fn carry(
         };
         let Some(message) = message else { return };
         let Some(latency) = network.route(direction.from, direction.to) else { continue };
+        // A latency past the clock's range is a message that never arrives.
+        let Some(due) = Instant::now().checked_add(latency) else {
+            network.dropped.fetch_add(1, Ordering::Relaxed);
+            continue;
+        };
         // Never before the previous message, so a drop in latency cannot reorder the stream.
-        let due = (Instant::now() + latency).max(last_due);
+        let due = due.max(last_due);
         last_due = due;
         tokio::select! {
             biased;

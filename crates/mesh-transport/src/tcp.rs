@@ -405,8 +405,8 @@ async fn write_batch(
     let mut bytes = feed(frames, &first, max_size, addr).await?;
     while count < MAX_BATCH_MESSAGES && bytes < MAX_BATCH_BYTES {
         let Ok(message) = outgoing.try_recv() else { break };
-        bytes += feed(frames, &message, max_size, addr).await?;
-        count += 1;
+        bytes = bytes.saturating_add(feed(frames, &message, max_size, addr).await?);
+        count = count.saturating_add(1);
     }
     flush(frames).await?;
     trace!(%addr, count, bytes, "wrote batch");

@@ -109,7 +109,7 @@ impl Codec {
             buffer.truncate(start);
             return Err(CodecError::Encode { detail: err.to_string() });
         }
-        let size = buffer.len() - start;
+        let size = buffer.len().saturating_sub(start);
         if size > self.max_message_size {
             buffer.truncate(start);
             return Err(CodecError::Oversized { size, max: self.max_message_size });

@@ -47,7 +47,7 @@ impl DataFreshness {
     /// The bucket for data published at `timestamp`, judged at `now`. A timestamp ahead of
     /// `now` (clock skew) counts as age zero.
     pub fn of(timestamp: Timestamp, now: Timestamp, staleness_threshold: Duration) -> Self {
-        let age = (now - timestamp).to_std().unwrap_or(Duration::ZERO);
+        let age = now.signed_duration_since(timestamp).to_std().unwrap_or(Duration::ZERO);
         Self::from_age(age, staleness_threshold)
     }
 

@@ -10,6 +10,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+/// The longest wait between probes: about 30 years, as tokio's timers cap theirs (far enough to
+/// mean never, near enough for every platform's clock), so no retry interval overflows it.
+const MAX_RETRY_INTERVAL: Duration = Duration::from_secs(30 * 365 * 86_400);
+
 /// Health of one durable backend, shared by all tasks using it.
 #[derive(Debug)]
 pub struct BackendHealth {
@@ -43,13 +47,14 @@ impl BackendHealth {
         if next_probe.is_some_and(|at| now < at) {
             return false;
         }
-        *next_probe = Some(now + self.retry_interval);
+        *next_probe = now.checked_add(self.retry_interval.min(MAX_RETRY_INTERVAL));
         true
     }
 
     /// Records a failure at `now`; `true` if the backend was healthy until now (log it once).
     pub fn failed(&self, now: Instant) -> bool {
-        *self.next_probe.lock().unwrap_or_else(PoisonError::into_inner) = Some(now + self.retry_interval);
+        *self.next_probe.lock().unwrap_or_else(PoisonError::into_inner) =
+            now.checked_add(self.retry_interval.min(MAX_RETRY_INTERVAL));
         !self.degraded.swap(true, Ordering::AcqRel)
     }
 
@@ -83,5 +88,13 @@ mod tests {
         assert!(health.succeeded(), "recovery is a transition");
         assert!(!health.succeeded());
         assert!(health.should_try(start));
+    }
+
+    #[test]
+    fn an_interval_past_the_clock_defers_the_probe_without_overflowing() {
+        let health = BackendHealth::new(Duration::MAX);
+        let start = Instant::now();
+        assert!(health.failed(start));
+        assert!(!health.should_try(start + Duration::from_secs(3600)));
     }
 }

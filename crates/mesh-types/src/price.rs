@@ -117,7 +117,7 @@ fn serialize_change<S: SerializeStruct>(
 }
 
 fn field_count(base: usize, human_readable: bool, change_24h: Option<Decimal>) -> usize {
-    base + usize::from(!human_readable || change_24h.is_some())
+    base.saturating_add(usize::from(!human_readable || change_24h.is_some()))
 }
 
 impl Serialize for PriceData {

@@ -147,13 +147,13 @@ pub(crate) mod fixed_bytes {
         type Value = [u8; N];
 
         fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            write!(f, "{N} bytes (as {} hex digits in text formats)", 2 * N)
+            write!(f, "{N} bytes (as {} hex digits in text formats)", N.saturating_mul(2))
         }
 
         fn visit_str<E: de::Error>(self, text: &str) -> Result<[u8; N], E> {
             let mut out = [0u8; N];
             hex::decode_to_slice(text, &mut out).map_err(|err| {
-                E::custom(format_args!("expected {} hex digits, got {:?}: {err}", 2 * N, text))
+                E::custom(format_args!("expected {} hex digits, got {:?}: {err}", N.saturating_mul(2), text))
             })?;
             Ok(out)
         }

@@ -137,7 +137,10 @@ impl Supervisor {
     where
         F: Future<Output = ()> + Send + 'static,
     {
-        *lock(&self.inner.running).entry(name).or_default() += 1;
+        lock(&self.inner.running)
+            .entry(name)
+            .and_modify(|count| *count = count.saturating_add(1))
+            .or_insert(1);
         let inner = Arc::clone(&self.inner);
         let stopped = self.shutdown.clone();
         self.inner.tracker.spawn(async move {

@@ -311,7 +311,7 @@ impl PriceUpdate {
                 derived: NodeId::from_public_key(&self.source_key),
             });
         }
-        if u16::from(self.ttl) + u16::from(self.hop_count) > u16::from(policy.max_ttl) {
+        if u16::from(self.ttl).saturating_add(u16::from(self.hop_count)) > u16::from(policy.max_ttl) {
             return Err(ValidationError::TtlTooHigh {
                 ttl: self.ttl,
                 hop_count: self.hop_count,

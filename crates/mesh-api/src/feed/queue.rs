@@ -39,7 +39,7 @@ impl Batch {
     /// The feed messages: one `PriceMeshUpdate` with every changed asset, then the status,
     /// then the warnings.
     pub(crate) fn into_messages(self) -> Vec<FeedMessage> {
-        let mut messages = Vec::with_capacity(2 + self.warnings.len());
+        let mut messages = Vec::with_capacity(self.warnings.len().saturating_add(2));
         if !self.prices.is_empty() {
             let prices: PriceMap = self.prices.into_iter().map(|price| (price.asset, price)).collect();
             messages.push(FeedMessage::PriceMeshUpdate(prices));
@@ -93,7 +93,7 @@ impl FeedQueue {
 
     /// Distinct items pending (assets and warnings).
     pub(crate) fn len(&self) -> usize {
-        self.order.len() + self.warnings.len()
+        self.order.len().saturating_add(self.warnings.len())
     }
 
     /// Queues `price` unless the client already has it or a newer one; replaces the pending

@@ -425,3 +425,10 @@ fn debug_names_the_node_and_state_without_secrets() {
     assert!(shown.contains(&provider.node_id().to_string()), "{shown}");
     assert!(shown.contains("enabled: false"), "{shown}");
 }
+
+#[test]
+fn an_interval_near_u64_max_seconds_jitters_without_panicking() {
+    let interval = Duration::from_secs(u64::MAX);
+    assert!(jittered(interval) >= interval.mul_f64(0.85));
+    assert!(start_delay(interval) <= interval);
+}
