@@ -32,7 +32,7 @@ use mesh_peer_store::BanReason;
 use mesh_price_cache::PriceStore;
 use mesh_types::{
     Asset, AuthorKey, CachedPriceData, Digest, DigestEntry, Gossiped, MessageId, NodeId, PriceUpdate,
-    PublicKey, Request, SignedMessage, Timestamp, ValidationError, ValidationPolicy,
+    PublicKey, Request, Timestamp, ValidationError, ValidationPolicy,
 };
 use quick_cache::sync::Cache;
 use thiserror::Error;
@@ -288,6 +288,10 @@ impl GossipEngine {
         metrics::describe_counter!(
             "mesh_gossip_updates_total",
             "Price updates received, by outcome (accepted, duplicate, invalid, untrusted, rate_limited)"
+        );
+        metrics::describe_counter!(
+            "mesh_gossip_notices_total",
+            "Announcements and alerts received, by kind and outcome (accepted, rejected)"
         );
         if config.trust.accepts_anyone() {
             tracing::info!("no trusted providers configured: accepting every correctly signed provider");
@@ -608,7 +612,9 @@ impl GossipEngine {
             RejectReason::Untrusted(source) => {
                 tracing::debug!(%peer, %source, kind, "dropping a message from an untrusted provider");
             }
-            RejectReason::RateLimited => tracing::debug!(%peer, kind, "peer exceeds its message rate; dropping"),
+            RejectReason::RateLimited => {
+                tracing::debug!(%peer, kind, "peer exceeds its message rate; dropping")
+            }
         }
         let ban = if points > 0.0 {
             let mut scores = lock(&self.scores);
@@ -648,7 +654,8 @@ impl GossipEngine {
         let (source, _) = notice.signer();
         let scoring = self.config.scoring;
         let outcome = |engine: &Self, reason, points| {
-            metrics::counter!("mesh_gossip_notices_total", "kind" => M::KIND, "outcome" => "rejected").increment(1);
+            metrics::counter!("mesh_gossip_notices_total", "kind" => M::KIND, "outcome" => "rejected")
+                .increment(1);
             Ok(Notice::Rejected(engine.judge(from, source, M::KIND, reason, points, now)))
         };
         if !lock(&self.scores).take_token(from, now) {
@@ -671,7 +678,8 @@ impl GossipEngine {
         if !self.tracker.check_and_mark(key).await? {
             return Ok(Notice::Duplicate);
         }
-        metrics::counter!("mesh_gossip_notices_total", "kind" => M::KIND, "outcome" => "accepted").increment(1);
+        metrics::counter!("mesh_gossip_notices_total", "kind" => M::KIND, "outcome" => "accepted")
+            .increment(1);
         let relay = (notice.ttl() > 0).then(|| notice.relayed());
         Ok(Notice::Accepted { notice, relay })
     }
@@ -1163,15 +1171,21 @@ mod tests {
         assert_eq!((relay.ttl, relay.hop_count), (9, 1));
         assert_eq!(engine.process_notice(peer(2), relay, false, now()).await.unwrap(), Notice::Duplicate);
 
-        let inflated = mesh_types::Announce { ttl: 16, hop_count: 5, ..mesh_types::Announce::new_signed(&node, false, None, 10, now()) };
-        let Notice::Rejected(refused) = engine.process_notice(peer(3), inflated, false, now()).await.unwrap() else {
+        let inflated = mesh_types::Announce {
+            ttl: 16,
+            hop_count: 5,
+            ..mesh_types::Announce::new_signed(&node, false, None, 10, now())
+        };
+        let Notice::Rejected(refused) = engine.process_notice(peer(3), inflated, false, now()).await.unwrap()
+        else {
             panic!("a TTL beyond the bound is refused");
         };
         assert!(matches!(refused.reason, RejectReason::Invalid(ValidationError::TtlTooHigh { .. })));
 
         let mut forged = mesh_types::Announce::new_signed(&node, true, None, 10, now());
         forged.is_provider = false;
-        let Notice::Rejected(refused) = engine.process_notice(peer(3), forged, false, now()).await.unwrap() else {
+        let Notice::Rejected(refused) = engine.process_notice(peer(3), forged, false, now()).await.unwrap()
+        else {
             panic!("a forged announcement is refused");
         };
         assert!(matches!(refused.reason, RejectReason::Invalid(ValidationError::BadSignature { .. })));
@@ -1184,7 +1198,8 @@ mod tests {
             engine(GossipConfig { trust: TrustPolicy::only([trusted.node_id()]), ..GossipConfig::default() });
         let kind = mesh_types::WarningKind::NoProviders;
         let stranger = mesh_types::Alert::new_signed(&NodeIdentity::generate(), kind.clone(), 10, now());
-        let Notice::Rejected(refused) = engine.process_notice(peer(1), stranger, true, now()).await.unwrap() else {
+        let Notice::Rejected(refused) = engine.process_notice(peer(1), stranger, true, now()).await.unwrap()
+        else {
             panic!("an untrusted alert is refused");
         };
         assert!(matches!(refused.reason, RejectReason::Untrusted(_)));

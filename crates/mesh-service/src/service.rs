@@ -31,8 +31,8 @@ use mesh_transport::{
     ConnectionManager, LinkConfig, ManagerConfig, StartError, TcpTransport, Transport, TransportEvent,
 };
 use mesh_types::{
-    Alert, Announce, Asset, CachedPriceData, MeshMessage, MeshWarning, NetworkStatus, NetworkStatusSummary,
-    Gossiped, NodeId, NodeIdentity, PriceUpdate, Supervisor, Timestamp, WarningKind,
+    Alert, Announce, Asset, CachedPriceData, Gossiped, MeshMessage, MeshWarning, NetworkStatus,
+    NetworkStatusSummary, NodeId, NodeIdentity, PriceUpdate, Supervisor, Timestamp, WarningKind,
 };
 use mesh_types::{ProviderConfig, ProviderConfigError};
 use thiserror::Error;

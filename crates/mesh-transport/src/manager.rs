@@ -988,7 +988,7 @@ impl Inner {
     /// Whether `node` may have its peer exchange heard now: one per half exchange interval (it
     /// sends one per interval), so a peer cannot make this node churn its peer store.
     fn take_exchange_turn(&self, node: NodeId) -> bool {
-        let spacing = self.config.peer_exchange_interval / 2;
+        let spacing = self.config.peer_exchange_interval.checked_div(2).unwrap_or_default();
         let now = Instant::now();
         let mut state = self.lock();
         let Some(peer) = state.peers.get_mut(&node) else { return false };

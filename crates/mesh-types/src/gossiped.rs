@@ -10,7 +10,9 @@
 use sha2::{Digest as _, Sha256};
 
 use crate::validation::ValidationPolicy;
-use crate::{Alert, Announce, MessageId, PriceUpdate, SignedMessage, Timestamp, ValidationError, WarningKind};
+use crate::{
+    Alert, Announce, MessageId, PriceUpdate, SignedMessage, Timestamp, ValidationError, WarningKind,
+};
 
 /// A signed message gossiped with a TTL.
 pub trait Gossiped: SignedMessage + Clone {
@@ -162,7 +164,9 @@ impl Gossiped for Alert {
             WarningKind::PriceDiscrepancy { discrepancy_percent, .. }
                 if !(discrepancy_percent.is_finite() && discrepancy_percent >= 0.0) =>
             {
-                Err(ValidationError::InvalidAlert { detail: format!("discrepancy of {discrepancy_percent}%") })
+                Err(ValidationError::InvalidAlert {
+                    detail: format!("discrepancy of {discrepancy_percent}%"),
+                })
             }
             _ => Ok(()),
         }
@@ -195,7 +199,7 @@ mod tests {
         let mut copied = PriceUpdate::new_signed(&attacker, update.prices.values().cloned(), 10, now());
         copied.message_id = update.message_id;
         assert_ne!(copied.seen_key(), update.seen_key(), "another author");
-        assert_eq!(update.relayed().seen_key(), update.seen_key(), "relaying keeps the key");
+        assert_eq!(Gossiped::relayed(&update).seen_key(), update.seen_key(), "relaying keeps the key");
     }
 
     #[test]
@@ -211,7 +215,10 @@ mod tests {
         assert!(matches!(old.validate_gossiped(&policy, at), Err(ValidationError::TooOld { .. })));
         let alert = Alert::new_signed(
             &node,
-            WarningKind::PriceDiscrepancy { asset: Asset::new("SOL").unwrap(), discrepancy_percent: f64::NAN },
+            WarningKind::PriceDiscrepancy {
+                asset: Asset::new("SOL").unwrap(),
+                discrepancy_percent: f64::NAN,
+            },
             10,
             at,
         );

@@ -62,7 +62,12 @@ impl ValidationPolicy {
     /// # Errors
     /// [`ValidationError::FutureTimestamp`], [`ValidationError::TimestampOutOfRange`] or
     /// [`ValidationError::TooOld`].
-    pub fn check_timestamp(&self, timestamp: Timestamp, now: Timestamp, check_age: bool) -> Result<(), ValidationError> {
+    pub fn check_timestamp(
+        &self,
+        timestamp: Timestamp,
+        now: Timestamp,
+        check_age: bool,
+    ) -> Result<(), ValidationError> {
         let skew = chrono::Duration::from_std(self.max_clock_skew).unwrap_or(chrono::Duration::MAX);
         if now.checked_add_signed(skew).is_some_and(|limit| timestamp > limit) {
             return Err(ValidationError::FutureTimestamp { timestamp, now, max_skew: self.max_clock_skew });

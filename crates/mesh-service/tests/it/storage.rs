@@ -42,7 +42,8 @@ async fn shutdown_flushes_the_layered_stores() {
         change_24h: None,
     };
     let update = PriceUpdate::new_signed(&node.identity(), [price], 10, mesh_types::chrono::Utc::now());
-    let id = update.message_id;
+    // The seen cache remembers the update by its seen key (kind, author, id).
+    let id = mesh_types::Gossiped::seen_key(&update);
     node.set_provider(true);
     node.publish(update).await.unwrap();
     assert!(node.prices().get(sol).await.unwrap().is_some(), "memory holds it at once");
