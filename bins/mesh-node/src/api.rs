@@ -16,6 +16,25 @@ pub(crate) fn install_metrics() -> anyhow::Result<PrometheusHandle> {
     PrometheusBuilder::new().install_recorder().context("cannot install the metrics recorder")
 }
 
+/// The API's configuration from the node's settings. On loopback the API answers to the
+/// loopback names and the listed hosts (DNS rebinding is the threat there); beyond loopback to
+/// the listed hosts, or any host when none are listed.
+pub(crate) fn api_config(settings: &NodeSettings, on_loopback: bool) -> ApiConfig {
+    let listed = &settings.api_allowed_hosts;
+    let allowed_hosts = if on_loopback {
+        let loopback = ApiConfig::LOOPBACK_HOSTS.iter().map(|host| (*host).to_owned());
+        Some(loopback.chain(listed.iter().cloned()).collect())
+    } else {
+        (!listed.is_empty()).then(|| listed.clone())
+    };
+    ApiConfig {
+        admin_token: settings.admin_token.clone(),
+        allowed_hosts,
+        allowed_origins: settings.api_allowed_origins.clone(),
+        ..ApiConfig::default()
+    }
+}
+
 /// Serves the API of `service` on `listener` until `shutdown` resolves.
 pub(crate) async fn serve(
     listener: tokio::net::TcpListener,
@@ -28,7 +47,7 @@ pub(crate) async fn serve(
     // Provider enable over the API builds a Birdeye source with the key it was given.
     let sources = birdeye_factory(crate::run::birdeye_config(settings));
     let ready = Arc::new(AtomicBool::new(false));
-    let config = ApiConfig { admin_token: settings.admin_token.clone(), ..ApiConfig::default() };
+    let config = api_config(settings, listener.local_addr().map_or(true, |addr| addr.ip().is_loopback()));
     let state = ApiState::new(service, provider, sources, Some(metrics), ready.clone(), config);
     ready.store(true, Ordering::Release);
     mesh_api::serve(listener, state, shutdown).await.context("the API server failed")

@@ -72,6 +72,14 @@ pub(crate) struct SettingArgs {
     /// File holding the admin token (its first line).
     #[arg(long, env = "MESH_ADMIN_TOKEN_FILE")]
     pub(crate) admin_token_file: Option<PathBuf>,
+    /// Host names the API answers to besides localhost, 127.0.0.1 and [::1] (comma-separated;
+    /// with the API beyond loopback and none listed, any).
+    #[arg(long, env = "MESH_API_ALLOWED_HOSTS", value_delimiter = ',')]
+    pub(crate) api_allowed_hosts: Option<Vec<String>>,
+    /// Web origins whose pages may use the API and feed, e.g. https://dash.example
+    /// (comma-separated).
+    #[arg(long, env = "MESH_API_ALLOWED_ORIGINS", value_delimiter = ',')]
+    pub(crate) api_allowed_origins: Option<Vec<String>>,
     /// Seconds between provider fetches [default: 30].
     #[arg(long, env = "MESH_PROVIDER_FETCH_INTERVAL_SECS")]
     pub(crate) fetch_interval_secs: Option<u64>,
@@ -222,6 +230,9 @@ impl SettingArgs {
             storage_flush_interval: prefer!(self.storage_flush_interval_ms, file.storage_flush_interval_ms)
                 .map_or(defaults.storage_flush_interval, Duration::from_millis),
             admin_token,
+            api_allowed_hosts: prefer!(self.api_allowed_hosts, file.api_allowed_hosts).unwrap_or_default(),
+            api_allowed_origins: prefer!(self.api_allowed_origins, file.api_allowed_origins)
+                .unwrap_or_default(),
             fetch_interval: secs(
                 prefer!(self.fetch_interval_secs, file.fetch_interval_secs),
                 defaults.fetch_interval,

@@ -54,16 +54,17 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
-use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 
 mod error;
 mod feed;
 mod middleware;
 mod routes;
+mod server;
 mod state;
 
 pub use metrics_exporter_prometheus::PrometheusHandle;
+pub use server::{MAX_HEAD_BYTES, SEND_BUFFER_BYTES};
 pub use state::{ApiConfig, ApiState, ApiStateBuilder, FeedStats, SourceFactory, birdeye_factory};
 
 /// How long [`serve`] waits for WebSocket clients to close at shutdown.
@@ -91,6 +92,7 @@ pub fn router(state: ApiState) -> Router {
         .method_not_allowed_fallback(middleware::method_not_allowed)
         .fallback(middleware::not_found)
         .layer(DefaultBodyLimit::max(max_body))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), middleware::guard_origin))
         .layer(axum::middleware::from_fn(middleware::observe))
         .with_state(state)
 }
@@ -120,20 +122,13 @@ pub async fn serve(
         })
     });
     let app = router(state.clone());
-    let listener = listener.tap_io(|stream| {
-        // Feed messages are small and latency matters more than packet count.
-        if let Err(error) = stream.set_nodelay(true) {
-            tracing::debug!(%error, "cannot set TCP_NODELAY");
-        }
-    });
     let closing = state.clone();
-    let result = axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            tracing::info!("HTTP API shutting down");
-            closing.close_feeds();
-        })
-        .await;
+    let result = server::run(listener, app, state.config(), async move {
+        shutdown.await;
+        tracing::info!("HTTP API shutting down");
+        closing.close_feeds();
+    })
+    .await;
     // Upgraded connections are not the HTTP server's any more: give the feeds the time to
     // send their close frames.
     state.feeds_closed(FEED_CLOSE_WAIT).await;

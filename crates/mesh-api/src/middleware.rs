@@ -1,17 +1,19 @@
-//! The layer around every route: counts requests (`mesh_api_requests_total{route,status}`),
-//! turns a panicking handler into a 500 envelope instead of a dropped connection, and makes
-//! sure every error leaves as the `{success, data, error}` envelope, whatever produced it.
+//! The layers around every route: counts requests (`mesh_api_requests_total{route,status}`),
+//! turns a panicking handler into a 500 envelope instead of a dropped connection, makes sure
+//! every error leaves as the `{success, data, error}` envelope, whatever produced it — and
+//! refuses requests that name another host or come from a foreign web page ([`guard_origin`]).
 
 use std::panic::AssertUnwindSafe;
 
-use axum::extract::{MatchedPath, Request};
-use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE, HOST, ORIGIN};
 use axum::http::{HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use futures::FutureExt;
 
-use crate::error::status_error;
+use crate::ApiState;
+use crate::error::{ApiError, status_error};
 
 /// The `route` label of requests that matched no route, so unknown paths cannot grow the
 /// label set.
@@ -66,6 +68,54 @@ pub(crate) async fn not_found() -> Response {
 /// The fallback for a known path with a method it does not take.
 pub(crate) async fn method_not_allowed() -> Response {
     status_error(StatusCode::METHOD_NOT_ALLOWED).into_response()
+}
+
+/// DNS rebinding and cross-site use: a request whose `Host` is not one of the node's names, or
+/// whose `Origin` (sent by browsers, on WebSocket upgrades too) is a page from elsewhere, gets
+/// 403. Programs (curl, meshctl) send no `Origin` and pass; so do the node's own pages, whose
+/// origin is the host they were loaded from.
+pub(crate) async fn guard_origin(State(state): State<ApiState>, request: Request, next: Next) -> Response {
+    let config = state.config();
+    // Browsers always send `Host`; a request without one (HTTP/1.0, an in-process call)
+    // cannot be a rebound page.
+    let host = request.headers().get(HOST).map(|value| value.to_str().unwrap_or("\u{fffd}"));
+    let name = host.map(host_name);
+    if let (Some(allowed), Some(name)) = (&config.allowed_hosts, name)
+        && !allowed.iter().any(|allowed| allowed.eq_ignore_ascii_case(name))
+    {
+        return ApiError::new(
+            StatusCode::FORBIDDEN,
+            format!(
+                "Forbidden: this node does not answer to host '{name}'; add it to MESH_API_ALLOWED_HOSTS"
+            ),
+        )
+        .into_response();
+    }
+    if let Some(origin) = request.headers().get(ORIGIN) {
+        let origin = origin.to_str().unwrap_or_default();
+        let own = ["http://", "https://"].iter().any(|scheme| {
+            origin
+                .strip_prefix(scheme)
+                .is_some_and(|rest| host.is_some_and(|host| rest.eq_ignore_ascii_case(host)))
+        });
+        let listed = config.allowed_origins.iter().any(|allowed| allowed.eq_ignore_ascii_case(origin));
+        if !(own || listed) {
+            return ApiError::new(
+                StatusCode::FORBIDDEN,
+                format!("Forbidden: pages from '{origin}' may not use this node; add the origin to MESH_API_ALLOWED_ORIGINS"),
+            )
+            .into_response();
+        }
+    }
+    next.run(request).await
+}
+
+/// The name part of a `Host` header: without the port, brackets kept for IPv6.
+fn host_name(host: &str) -> &str {
+    if host.starts_with('[') {
+        return host.find(']').and_then(|end| host.get(..=end)).unwrap_or(host);
+    }
+    host.rsplit_once(':').map_or(host, |(name, _)| name)
 }
 
 #[cfg(test)]
@@ -129,5 +179,13 @@ mod tests {
         let response =
             router.oneshot(Request::builder().uri("/fine").body(Body::empty()).unwrap()).await.unwrap();
         assert_eq!(response.status(), StatusCode::OK);
+    }
+
+    #[test]
+    fn host_names_lose_their_port() {
+        assert_eq!(host_name("localhost:8080"), "localhost");
+        assert_eq!(host_name("127.0.0.1"), "127.0.0.1");
+        assert_eq!(host_name("[::1]:8080"), "[::1]");
+        assert_eq!(host_name("evil.example:80"), "evil.example");
     }
 }

@@ -43,6 +43,20 @@ pub struct ApiConfig {
     pub ws_ping_interval: Duration,
     /// The most WebSocket clients served at once (default 10,000); more get 503.
     pub ws_max_clients: usize,
+    /// The most HTTP connections open at once, WebSocket clients included (default 11,000);
+    /// more are answered 503 and closed.
+    pub max_connections: usize,
+    /// How long a client may take to send a request head (default 10 s); a slower one is
+    /// answered 408 and closed, so idle half-requests cannot pile up.
+    pub header_timeout: Duration,
+    /// The `Host` names (without port) requests must carry, so a web page cannot reach a
+    /// loopback node through DNS rebinding (default: `localhost`, `127.0.0.1`, `[::1]`);
+    /// `None` accepts any, for an API behind a proxy that checks it.
+    pub allowed_hosts: Option<Vec<String>>,
+    /// Web origins whose pages may call the API and open the feed (`https://dash.example`);
+    /// pages served by the node itself and requests without an `Origin` (curl, programs)
+    /// are always allowed. Default: none.
+    pub allowed_origins: Vec<String>,
 }
 
 impl ApiConfig {
@@ -56,6 +70,12 @@ impl ApiConfig {
     pub const DEFAULT_WS_PING_INTERVAL: Duration = Duration::from_secs(20);
     /// Default client limit: 10,000.
     pub const DEFAULT_WS_MAX_CLIENTS: usize = 10_000;
+    /// Default connection limit: the WebSocket clients plus 1,000 for REST.
+    pub const DEFAULT_MAX_CONNECTIONS: usize = Self::DEFAULT_WS_MAX_CLIENTS + 1000;
+    /// Default request-head deadline: 10 s.
+    pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+    /// The names a node on loopback answers to by default.
+    pub const LOOPBACK_HOSTS: [&'static str; 3] = ["localhost", "127.0.0.1", "[::1]"];
 }
 
 impl Default for ApiConfig {
@@ -67,6 +87,10 @@ impl Default for ApiConfig {
             ws_max_lag: Self::DEFAULT_WS_MAX_LAG,
             ws_ping_interval: Self::DEFAULT_WS_PING_INTERVAL,
             ws_max_clients: Self::DEFAULT_WS_MAX_CLIENTS,
+            max_connections: Self::DEFAULT_MAX_CONNECTIONS,
+            header_timeout: Self::DEFAULT_HEADER_TIMEOUT,
+            allowed_hosts: Some(Self::LOOPBACK_HOSTS.iter().map(|host| (*host).to_owned()).collect()),
+            allowed_origins: Vec::new(),
         }
     }
 }
@@ -80,6 +104,10 @@ impl fmt::Debug for ApiConfig {
             .field("ws_max_lag", &self.ws_max_lag)
             .field("ws_ping_interval", &self.ws_ping_interval)
             .field("ws_max_clients", &self.ws_max_clients)
+            .field("max_connections", &self.max_connections)
+            .field("header_timeout", &self.header_timeout)
+            .field("allowed_hosts", &self.allowed_hosts)
+            .field("allowed_origins", &self.allowed_origins)
             .finish()
     }
 }

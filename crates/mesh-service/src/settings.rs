@@ -79,6 +79,10 @@ pub struct NodeSettings {
     /// `MESH_ADMIN_TOKEN`: required for provider enable/disable when the API is not on
     /// loopback; never logged.
     pub admin_token: Option<String>,
+    /// `MESH_API_ALLOWED_HOSTS`: host names the API answers to besides the loopback names.
+    pub api_allowed_hosts: Vec<String>,
+    /// `MESH_API_ALLOWED_ORIGINS`: web origins whose pages may use the API and the feed.
+    pub api_allowed_origins: Vec<String>,
     /// `MESH_PROVIDER_FETCH_INTERVAL_SECS` (default 30).
     pub fetch_interval: Duration,
     /// `MESH_COORDINATION_WINDOW_SECS` (default 5).
@@ -142,6 +146,8 @@ impl Default for NodeSettings {
             database_url: None,
             storage_flush_interval: Duration::from_millis(100),
             admin_token: None,
+            api_allowed_hosts: Vec::new(),
+            api_allowed_origins: Vec::new(),
             fetch_interval: Duration::from_secs(ProviderConfig::DEFAULT_FETCH_INTERVAL_SECS),
             coordination_window: Duration::from_secs(ProviderConfig::DEFAULT_COORDINATION_WINDOW_SECS),
             message_ttl: ProviderConfig::DEFAULT_MESSAGE_TTL,

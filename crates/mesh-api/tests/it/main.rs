@@ -6,6 +6,7 @@
 mod dashboard;
 mod errors;
 mod feed;
+mod hostile;
 mod metrics;
 mod provider;
 mod rest;
