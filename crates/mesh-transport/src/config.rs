@@ -32,6 +32,16 @@ pub struct ManagerConfig {
     /// Never more inbound peers than this (default: `max_peers`), so outbound dials always
     /// find room.
     pub max_inbound: usize,
+    /// The most inbound handshakes in progress at once (default 8): sockets that connect and
+    /// say nothing wait here, never in the peer slots, so they cannot keep the node from its own
+    /// dials.
+    pub max_pending_inbound: usize,
+    /// The most inbound connections (in handshake or established) from one IP address
+    /// (default 4), so one host cannot fill the inbound slots. Loopback is exempt unless
+    /// `limit_loopback`: nodes of one machine (tests, the demo) all connect from there.
+    pub max_inbound_per_ip: usize,
+    /// Apply `max_inbound_per_ip` to loopback addresses too (default off).
+    pub limit_loopback: bool,
     /// How often each peer is pinged (default 5 s).
     pub heartbeat_interval: Duration,
     /// A peer silent this long is disconnected and marked inaccessible (default 30 s).
@@ -55,6 +65,9 @@ pub struct ManagerConfig {
     /// Whether to share and learn peer addresses (default on). A simulator that imposes a
     /// topology turns it off.
     pub peer_exchange: bool,
+    /// The most banned addresses recorded in the peer store (default 4,096); failed
+    /// handshakes beyond it are not recorded, so they cannot grow the store without bound.
+    pub max_banned_records: usize,
     /// The most untried addresses kept as dial candidates (default 1,024); learning stops at
     /// this many, so peers cannot grow the peer store without bound.
     pub max_candidates: usize,
@@ -109,6 +122,9 @@ impl ManagerConfig {
             min_peers: 3,
             max_peers: 10,
             max_inbound: 10,
+            max_pending_inbound: 8,
+            max_inbound_per_ip: 4,
+            limit_loopback: false,
             heartbeat_interval: Duration::from_secs(5),
             heartbeat_timeout: Duration::from_secs(30),
             handshake_timeout: Duration::from_secs(10),
@@ -120,6 +136,7 @@ impl ManagerConfig {
             peer_exchange_limit: 32,
             peer_exchange: true,
             max_candidates: 1024,
+            max_banned_records: 4096,
             event_queue: 4096,
             user_agent: format!("pricemesh/{}", env!("CARGO_PKG_VERSION")),
             lan_discovery: None,

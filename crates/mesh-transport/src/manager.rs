@@ -30,7 +30,7 @@
 //!   heartbeats, peer exchange and goodbyes is passed up as a message.
 
 use std::collections::{HashMap, HashSet};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
@@ -102,6 +102,8 @@ struct Inner {
 struct State {
     peers: HashMap<NodeId, Connected>,
     pending_inbound: usize,
+    /// Inbound handshakes in progress per remote IP, for the per-IP limit.
+    pending_by_ip: HashMap<IpAddr, usize>,
     pending_outbound: usize,
     dialing: HashSet<SocketAddr>,
     backoff: Backoff,
@@ -117,6 +119,17 @@ struct State {
 const MAX_KEY_BANS: usize = 4096;
 
 impl State {
+    /// An inbound handshake from `ip` ended (with a peer or a failure).
+    fn release_pending_inbound(&mut self, ip: IpAddr) {
+        self.pending_inbound = self.pending_inbound.saturating_sub(1);
+        if let Some(pending) = self.pending_by_ip.get_mut(&ip) {
+            *pending = pending.saturating_sub(1);
+            if *pending == 0 {
+                self.pending_by_ip.remove(&ip);
+            }
+        }
+    }
+
     fn ban_key(&mut self, key: PublicKey, until: Instant) {
         let now = Instant::now();
         self.key_bans.retain(|_, end| *end > now);
@@ -220,6 +233,7 @@ impl ConnectionManager {
         let state = State {
             peers: HashMap::new(),
             pending_inbound: 0,
+            pending_by_ip: HashMap::new(),
             pending_outbound: 0,
             dialing: HashSet::new(),
             backoff: Backoff::new(config.backoff_initial, config.backoff_max),
@@ -389,22 +403,28 @@ impl Inner {
                 connection = listener.accept() => connection,
             };
             let Some(connection) = connection else { break };
+            let ip = connection.remote_addr.ip();
             let admitted = {
                 let mut state = self.lock();
-                let inbound = state
-                    .peers
-                    .values()
-                    .filter(|peer| peer.direction == Direction::Inbound)
-                    .count()
-                    .saturating_add(state.pending_inbound);
-                let total = state
-                    .peers
-                    .len()
-                    .saturating_add(state.pending_inbound)
-                    .saturating_add(state.pending_outbound);
-                let room = inbound < self.config.max_inbound && total < self.config.max_peers;
+                let established = state.peers.values().filter(|peer| peer.direction == Direction::Inbound);
+                let (inbound, from_ip) = established.fold((0usize, 0usize), |(all, same), peer| {
+                    (
+                        all.saturating_add(1),
+                        same.saturating_add(usize::from(peer.info.remote_addr.ip() == ip)),
+                    )
+                });
+                let from_ip = from_ip.saturating_add(state.pending_by_ip.get(&ip).copied().unwrap_or(0));
+                let limits_ip = self.config.limit_loopback || !ip.is_loopback();
+                // Pending handshakes have their own small pool: they never count against the
+                // peer slots, so idle sockets cannot keep this node from dialling.
+                let room = inbound.saturating_add(state.pending_inbound) < self.config.max_inbound
+                    && state.pending_inbound < self.config.max_pending_inbound
+                    && state.peers.len() < self.config.max_peers
+                    && !(limits_ip && from_ip >= self.config.max_inbound_per_ip);
                 if room {
                     state.pending_inbound = state.pending_inbound.saturating_add(1);
+                    let pending = state.pending_by_ip.entry(ip).or_default();
+                    *pending = pending.saturating_add(1);
                 }
                 room
             };
@@ -423,10 +443,7 @@ impl Inner {
             // connection can take it meanwhile.
             Ok(info) => self.admit(connection, info, Direction::Inbound, None).await,
             Err(failure) => {
-                {
-                    let mut state = self.lock();
-                    state.pending_inbound = state.pending_inbound.saturating_sub(1);
-                }
+                self.lock().release_pending_inbound(remote.ip());
                 self.handshake_failed(failure, remote, None).await;
             }
         }
@@ -444,11 +461,8 @@ impl Inner {
             }
             let wanted = {
                 let state = self.lock();
-                let have = state
-                    .peers
-                    .len()
-                    .saturating_add(state.pending_outbound)
-                    .saturating_add(state.pending_inbound);
+                // Inbound handshakes in progress do not count: they may be idle sockets.
+                let have = state.peers.len().saturating_add(state.pending_outbound);
                 let room = self.config.max_peers.saturating_sub(have);
                 let outbound = state.pending_outbound.saturating_add(
                     state.peers.values().filter(|peer| peer.direction == Direction::Outbound).count(),
@@ -465,11 +479,7 @@ impl Inner {
             for addr in self.candidates(wanted).await {
                 let reserved = {
                     let mut state = self.lock();
-                    let total = state
-                        .peers
-                        .len()
-                        .saturating_add(state.pending_inbound)
-                        .saturating_add(state.pending_outbound);
+                    let total = state.peers.len().saturating_add(state.pending_outbound);
                     let free = total < self.config.max_peers && state.dialing.insert(addr);
                     if free {
                         state.pending_outbound = state.pending_outbound.saturating_add(1);
@@ -612,7 +622,7 @@ impl Inner {
             // Release the slot reserved before the handshake in the same critical section that
             // registers the peer, so no other connection can slip into it meanwhile.
             match direction {
-                Direction::Inbound => state.pending_inbound = state.pending_inbound.saturating_sub(1),
+                Direction::Inbound => state.release_pending_inbound(info.remote_addr.ip()),
                 Direction::Outbound => {
                     state.pending_outbound = state.pending_outbound.saturating_sub(1);
                     if let Some(addr) = dialled {
@@ -1097,6 +1107,13 @@ impl Inner {
                 peer.id
             }
             None => {
+                // Failed handshakes cost the attacker nothing and each may claim another port:
+                // past the cap, new addresses are not recorded (key bans still hold).
+                let banned = self.peer_store.count_by_status(PeerStatus::Banned).await.unwrap_or(usize::MAX);
+                if banned >= self.config.max_banned_records {
+                    tracing::debug!(%addr, banned, "ban records at their cap; not recording another address");
+                    return;
+                }
                 let mut peer = StoredPeer::new(addr.ip(), addr.port());
                 peer.public_key = key;
                 let id = peer.id;

@@ -433,3 +433,69 @@ async fn a_peer_that_does_not_listen_is_still_banned_by_its_key() {
     assert_eq!(a.manager.peer_count(), 0, "the banned key never got back in");
     assert!(b.transport.dials_to(a.addr()) >= 2, "it did try again");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_sockets_cannot_keep_a_node_from_its_own_dials() {
+    // The case: ten sockets that connect and say nothing isolated a node.
+    let b_addr = {
+        let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        free.local_addr().unwrap()
+    };
+    let mut a_config = config("devnet", vec![b_addr.to_string()]);
+    a_config.max_peers = 3;
+    a_config.max_inbound = 3;
+    a_config.min_peers = 1;
+    a_config.handshake_timeout = Duration::from_secs(20);
+    let a = start(a_config, Arc::new(NodeIdentity::generate())).await;
+    let mut idle = Vec::new();
+    for _ in 0..10 {
+        idle.push(tokio::net::TcpStream::connect(a.addr()).await.unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut b_config = config("devnet", vec![]);
+    b_config.listen_addr = Some(b_addr);
+    let b = start(b_config, Arc::new(NodeIdentity::generate())).await;
+    assert!(
+        eventually(Duration::from_secs(5), || a.manager.peer_count() == 1).await,
+        "the node reached its bootstrap peer despite the idle sockets"
+    );
+    assert_eq!(b.manager.peer_count(), 1);
+    drop(idle);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_host_cannot_take_more_than_its_share_of_inbound_slots() {
+    let mut a_config = config("devnet", vec![]);
+    a_config.max_inbound_per_ip = 2;
+    a_config.limit_loopback = true;
+    a_config.handshake_timeout = Duration::from_secs(20);
+    let a = start(a_config, Arc::new(NodeIdentity::generate())).await;
+    let mut sockets = Vec::new();
+    for _ in 0..5 {
+        sockets.push(tokio::net::TcpStream::connect(a.addr()).await.unwrap());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut closed = 0;
+    for socket in &mut sockets {
+        let mut sink = Vec::new();
+        // Refused sockets get a goodbye and are closed at once; admitted ones wait for a Hello.
+        if tokio::time::timeout(Duration::from_millis(800), socket.read_to_end(&mut sink)).await.is_ok() {
+            closed += 1;
+        }
+    }
+    assert_eq!(closed, 3, "two handshakes from this host may wait, the rest are refused");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_handshakes_cannot_grow_the_peer_store_without_bound() {
+    let mut a_config = config("devnet", vec![]);
+    a_config.max_banned_records = 3;
+    let a = start(a_config, Arc::new(NodeIdentity::generate())).await;
+    for port in 2001..2007 {
+        let listen = format!("127.0.0.1:{port}");
+        forged_handshake(a.addr(), |me| hello_from(me, &listen), Signature::from_bytes([7; 64])).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let banned = a.store.count_by_status(PeerStatus::Banned).await.unwrap();
+    assert_eq!(banned, 3, "ban records stop at the cap");
+}
