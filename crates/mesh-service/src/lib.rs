@@ -29,7 +29,8 @@ mod settings;
 mod status;
 
 pub use service::{
-    MeshPriceService, SHUTDOWN_GRACE, ServiceBuilder, ServiceConfig, ServiceError, ServiceEvent,
+    MeshPriceService, SHUTDOWN_GRACE, SWEEP_INTERVAL, ServiceBuilder, ServiceConfig, ServiceError,
+    ServiceEvent,
 };
 pub use settings::{NodeSettings, PriceSourceKind, SettingsError};
 pub use status::{

@@ -44,6 +44,9 @@ use crate::status::{NetworkStatusTracker, StatusConfig};
 /// signature cost under load, few enough that the first waits little for the last.
 const MAX_UPDATE_BATCH: usize = 64;
 
+/// How often expired seen ids, bans and fetch records are swept.
+pub const SWEEP_INTERVAL: Duration = Duration::from_secs(60);
+
 /// How long shutdown waits for the node's tasks to end after telling them to.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
@@ -214,7 +217,7 @@ impl ServiceBuilder {
             config.network.clone(),
             self.identity.clone(),
             transport,
-            peer_store,
+            peer_store.clone(),
             &supervisor,
         )
         .await?;
@@ -227,6 +230,7 @@ impl ServiceBuilder {
             tracker,
             prices,
             coordinator,
+            peer_store,
             layered_prices: self.layered_prices,
             layered_tracker: self.layered_tracker,
             events,
@@ -238,6 +242,7 @@ impl ServiceBuilder {
         });
         inner.supervisor.spawn_service("event_loop", inner.clone().event_loop(transport_events));
         inner.supervisor.spawn_service("timers", inner.clone().timers());
+        inner.supervisor.spawn_service("sweeps", inner.clone().sweeps());
         Ok(MeshPriceService { inner })
     }
 }
@@ -262,6 +267,7 @@ struct Inner {
     tracker: Arc<dyn MessageTracker>,
     prices: Arc<dyn PriceStore>,
     coordinator: Arc<dyn FetchCoordinator>,
+    peer_store: Arc<dyn PeerStore>,
     layered_prices: Option<Arc<LayeredPriceStore>>,
     layered_tracker: Option<Arc<LayeredTracker>>,
     // std Mutexes: held for map updates only, never across an await.
@@ -766,6 +772,36 @@ impl Inner {
                     }
                 }
             }
+        }
+    }
+
+    /// Every [`SWEEP_INTERVAL`]: forgets expired seen ids (the durable trackers keep them
+    /// until swept), lifts bans that ran out, and drops fetch records older than any window.
+    async fn sweeps(self: Arc<Self>) {
+        let mut ticks = tokio::time::interval(SWEEP_INTERVAL);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ticks.tick().await;
+        loop {
+            tokio::select! {
+                () = self.supervisor.cancelled() => break,
+                _ = ticks.tick() => self.sweep().await,
+            }
+        }
+    }
+
+    async fn sweep(&self) {
+        match self.tracker.cleanup_expired().await {
+            Ok(removed) => tracing::debug!(removed, "swept expired seen ids"),
+            Err(err) => tracing::warn!(error = %err, "cannot sweep expired seen ids"),
+        }
+        match self.peer_store.unban_expired().await {
+            Ok(lifted) => tracing::debug!(lifted, "lifted expired bans"),
+            Err(err) => tracing::warn!(error = %err, "cannot lift expired bans"),
+        }
+        // A fetch record matters for one coordination window; an hour covers any window.
+        match self.coordinator.cleanup_stale_records(Duration::from_secs(3600)).await {
+            Ok(removed) => tracing::debug!(removed, "swept stale fetch records"),
+            Err(err) => tracing::warn!(error = %err, "cannot sweep stale fetch records"),
         }
     }
 

@@ -56,3 +56,78 @@ async fn shutdown_flushes_the_layered_stores() {
     assert_eq!(prices.write_lag(), Duration::ZERO);
     assert_eq!(tracker.write_lag(), Duration::ZERO);
 }
+
+/// A memory peer store that counts the sweeps it was asked for.
+struct CountingPeers {
+    inner: mesh_peer_store::MemoryPeerStore,
+    sweeps: std::sync::atomic::AtomicUsize,
+}
+
+#[async_trait::async_trait]
+impl mesh_peer_store::PeerStore for CountingPeers {
+    async fn create(&self, peer: mesh_peer_store::Peer) -> mesh_peer_store::Result<()> {
+        self.inner.create(peer).await
+    }
+    async fn read(&self, id: mesh_peer_store::PeerId) -> mesh_peer_store::Result<mesh_peer_store::Peer> {
+        self.inner.read(id).await
+    }
+    async fn update(&self, peer: mesh_peer_store::Peer) -> mesh_peer_store::Result<()> {
+        self.inner.update(peer).await
+    }
+    async fn delete(&self, id: mesh_peer_store::PeerId) -> mesh_peer_store::Result<()> {
+        self.inner.delete(id).await
+    }
+    async fn list_all(&self) -> mesh_peer_store::Result<Vec<mesh_peer_store::Peer>> {
+        self.inner.list_all().await
+    }
+    async fn find_by_status(
+        &self,
+        status: mesh_peer_store::PeerStatus,
+    ) -> mesh_peer_store::Result<Vec<mesh_peer_store::Peer>> {
+        self.inner.find_by_status(status).await
+    }
+    async fn find_by_ip_port(
+        &self,
+        ip: std::net::IpAddr,
+        port: u16,
+    ) -> mesh_peer_store::Result<Option<mesh_peer_store::Peer>> {
+        self.inner.find_by_ip_port(ip, port).await
+    }
+    async fn count_by_status(&self, status: mesh_peer_store::PeerStatus) -> mesh_peer_store::Result<usize> {
+        self.inner.count_by_status(status).await
+    }
+    async fn ban(
+        &self,
+        id: mesh_peer_store::PeerId,
+        reason: mesh_peer_store::BanReason,
+        until: mesh_types::Timestamp,
+    ) -> mesh_peer_store::Result<()> {
+        self.inner.ban(id, reason, until).await
+    }
+    async fn unban_expired(&self) -> mesh_peer_store::Result<usize> {
+        self.sweeps.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.inner.unban_expired().await
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_sweeps_run_every_interval() {
+    // Nothing called the sweeps before, so PostgreSQL's seen ids and bans grew for ever.
+    let peers = Arc::new(CountingPeers {
+        inner: mesh_peer_store::MemoryPeerStore::new(),
+        sweeps: std::sync::atomic::AtomicUsize::new(0),
+    });
+    let network = MemoryNetwork::new();
+    let addr = SocketAddr::from(([10, 0, 0, 2], 9470));
+    let mut manager = ManagerConfig::new(mesh_types::NetworkId::devnet());
+    manager.listen_addr = Some(addr);
+    let node = MeshPriceService::builder(Arc::new(NodeIdentity::generate()), ServiceConfig::new(manager))
+        .transport(Arc::new(network.transport(addr)))
+        .peer_store(peers.clone())
+        .start()
+        .await
+        .expect("node starts");
+    tokio::time::sleep(mesh_service::SWEEP_INTERVAL * 3 + Duration::from_secs(1)).await;
+    assert_eq!(peers.sweeps.load(std::sync::atomic::Ordering::SeqCst), 3, "one sweep per interval");
+    node.shutdown().await;
+}
