@@ -13,11 +13,12 @@
 //!
 //! Batch verification checks a random linear combination of the equations (random
 //! coefficients derived from the batch itself). It accepts a batch only if every signature
-//! in it is valid, up to a negligible probability, for keys of prime order; a key crafted with
-//! a torsion component could make its owner's own signature pass in a batch and fail alone.
-//! That only lets a signer disagree with itself — which it can do anyway by signing two
-//! prices — and cannot forge anyone else's signature. When a batch fails, each signature is
-//! checked alone to find the bad ones.
+//! in it is valid, up to a negligible probability, for keys of prime order. A key crafted with
+//! a torsion component could make its owner's signature pass in a batch about half the time
+//! and always fail alone, so nodes would disagree on what they accepted; such keys are refused
+//! in [`AuthorKey::new`] (one multiplication by the group order, once per key), so batch and
+//! single verification always agree. When a batch fails, each signature is checked alone to
+//! find the bad ones.
 
 use std::sync::LazyLock;
 
@@ -40,7 +41,7 @@ pub struct AuthorKey {
 
 impl AuthorKey {
     /// Checks that `node_id` derives from `public_key` and that the key is a valid Ed25519
-    /// point not of small order.
+    /// point in the prime-order subgroup (neither of small order nor with a torsion part).
     ///
     /// # Errors
     /// [`ValidationError::SourceKeyMismatch`] or [`ValidationError::InvalidPublicKey`].
@@ -53,7 +54,7 @@ impl AuthorKey {
         }
         let key =
             public_key.verifying_key().map_err(|_| ValidationError::InvalidPublicKey { node: node_id })?;
-        if key.is_weak() {
+        if key.is_weak() || !key.to_edwards().is_torsion_free() {
             return Err(ValidationError::InvalidPublicKey { node: node_id });
         }
         Ok(Self { node_id, public_key: *public_key, key })
@@ -161,6 +162,21 @@ mod tests {
             AuthorKey::new(NodeId::from_public_key(&weak), &weak),
             Err(ValidationError::InvalidPublicKey { .. })
         ));
+    }
+
+    #[test]
+    fn a_key_with_a_torsion_component_is_refused() {
+        // A real key plus a point of order 8: a valid encoding, not of small order, but outside
+        // the prime-order subgroup — the kind whose signatures pass a batch half the time.
+        let honest = NodeIdentity::generate();
+        let point = honest.public_key().verifying_key().unwrap().to_edwards() + EIGHT_TORSION[1];
+        let crafted = PublicKey::from_bytes(point.compress().to_bytes());
+        assert!(!crafted.verifying_key().unwrap().is_weak(), "passes the small-order check alone");
+        assert!(matches!(
+            AuthorKey::new(NodeId::from_public_key(&crafted), &crafted),
+            Err(ValidationError::InvalidPublicKey { .. })
+        ));
+        author(&honest);
     }
 
     #[test]
