@@ -30,7 +30,7 @@ pub(crate) async fn load(path: &Path) -> Result<Vec<Peer>> {
         }
         Err(source) => return Err(Error::File { path: path.to_owned(), action: "read", source }),
     };
-    match parse(&bytes) {
+    match parse_peer_file(&bytes) {
         Ok(peers) => Ok(peers),
         Err(detail) => {
             let moved_to = move_aside(path).await;
@@ -50,7 +50,10 @@ pub(crate) async fn load(path: &Path) -> Result<Vec<Peer>> {
 
 /// The peers in `bytes`, checked against the rules the store enforces on every write, so the
 /// file cannot smuggle in a state the store could not have produced.
-fn parse(bytes: &[u8]) -> Result<Vec<Peer>, String> {
+///
+/// # Errors
+/// What is wrong with the file, in words.
+pub fn parse_peer_file(bytes: &[u8]) -> Result<Vec<Peer>, String> {
     let peers: Vec<Peer> = serde_json::from_slice(bytes).map_err(|err| format!("invalid JSON: {err}"))?;
     let mut ids = HashSet::new();
     let mut addresses = HashSet::new();

@@ -33,6 +33,7 @@ mod postgres;
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
 
+pub use file::parse_peer_file;
 pub use memory::MemoryPeerStore;
 pub use peer::{BanReason, Peer, PeerId, PeerStatus, UnknownStatus};
 #[cfg(feature = "postgres")]

@@ -233,16 +233,7 @@ impl BirdeyeSource {
                 }
             }
         };
-        let envelope: Envelope = serde_json::from_slice(&body).map_err(|error| SourceError::Malformed {
-            detail: format!("{path} ({chain}) answered with invalid JSON: {error}"),
-        })?;
-        if !envelope.success {
-            let message = envelope.message.as_deref().unwrap_or("no message");
-            return Err(SourceError::Malformed {
-                detail: format!("{path} ({chain}) answered \"success\": false ({message})"),
-            });
-        }
-        Ok(envelope)
+        parse_envelope(&body, path, chain)
     }
 
     /// Prices of `wanted` (assets on `chain`), one request per chunk of addresses.
@@ -257,28 +248,9 @@ impl BirdeyeSource {
         for chunk in addresses.chunks(MAX_ADDRESSES_PER_REQUEST) {
             let list = chunk.join(",");
             let envelope = self.get("/defi/multi_price", chain, &[("list_address", &list)]).await?;
-            let data = match envelope.data {
-                Some(serde_json::Value::Object(data)) => data,
-                other => {
-                    return Err(SourceError::Malformed {
-                        detail: format!(
-                            "/defi/multi_price ({chain}) answered without a data object (data: {})",
-                            json_kind(other.as_ref())
-                        ),
-                    });
-                }
-            };
-            // Birdeye may change the case of EVM addresses; fall back to a case-insensitive match.
-            let folded: HashMap<String, &serde_json::Value> =
-                data.iter().map(|(address, value)| (address.to_ascii_lowercase(), value)).collect();
-            for (asset, entry) in wanted.iter().filter(|(_, entry)| chunk.contains(&entry.address.as_str())) {
-                let found = data
-                    .get(&entry.address)
-                    .or_else(|| folded.get(&entry.address.to_ascii_lowercase()).copied());
-                if let Some(price) = to_price_data(*asset, entry, found) {
-                    prices.push(price);
-                }
-            }
+            let asked: Vec<(Asset, &SymbolEntry)> =
+                wanted.iter().filter(|(_, entry)| chunk.contains(&entry.address.as_str())).copied().collect();
+            prices.extend(prices_in(envelope, chain, &asked)?);
         }
         Ok(prices)
     }
@@ -290,6 +262,62 @@ impl BirdeyeSource {
             error_chain(error)
         }
     }
+}
+
+/// The prices of `wanted` in a `/defi/multi_price` answer `body` for `chain`: what the client
+/// makes of every answer Birdeye (or anything posing as it) sends. Entries that are missing,
+/// not a positive finite number or too large for a `Decimal` are skipped with a warning.
+///
+/// # Errors
+/// [`SourceError::Malformed`] when the body is not JSON, says `"success": false`, or has no
+/// data object.
+pub fn parse_multi_price(
+    body: &[u8],
+    chain: &str,
+    wanted: &[(Asset, &SymbolEntry)],
+) -> Result<Vec<PriceData>> {
+    prices_in(parse_envelope(body, "/defi/multi_price", chain)?, chain, wanted)
+}
+
+/// The envelope of an answer to `path`, refused unless it says `"success": true`.
+fn parse_envelope(body: &[u8], path: &str, chain: &str) -> Result<Envelope> {
+    let envelope: Envelope = serde_json::from_slice(body).map_err(|error| SourceError::Malformed {
+        detail: format!("{path} ({chain}) answered with invalid JSON: {error}"),
+    })?;
+    if !envelope.success {
+        let message = envelope.message.as_deref().unwrap_or("no message");
+        return Err(SourceError::Malformed {
+            detail: format!("{path} ({chain}) answered \"success\": false ({message})"),
+        });
+    }
+    Ok(envelope)
+}
+
+/// The prices of `wanted` in a `multi_price` envelope.
+fn prices_in(envelope: Envelope, chain: &str, wanted: &[(Asset, &SymbolEntry)]) -> Result<Vec<PriceData>> {
+    let data = match envelope.data {
+        Some(serde_json::Value::Object(data)) => data,
+        other => {
+            return Err(SourceError::Malformed {
+                detail: format!(
+                    "/defi/multi_price ({chain}) answered without a data object (data: {})",
+                    json_kind(other.as_ref())
+                ),
+            });
+        }
+    };
+    // Birdeye may change the case of EVM addresses; fall back to a case-insensitive match.
+    let folded: HashMap<String, &serde_json::Value> =
+        data.iter().map(|(address, value)| (address.to_ascii_lowercase(), value)).collect();
+    let mut prices = Vec::with_capacity(wanted.len());
+    for (asset, entry) in wanted {
+        let found =
+            data.get(&entry.address).or_else(|| folded.get(&entry.address.to_ascii_lowercase()).copied());
+        if let Some(price) = to_price_data(*asset, entry, found) {
+            prices.push(price);
+        }
+    }
+    Ok(prices)
 }
 
 /// `error` and its sources, joined with `": "`.

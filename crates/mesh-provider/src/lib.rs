@@ -47,7 +47,7 @@ mod secret;
 mod simulated;
 mod symbols;
 
-pub use birdeye::{BirdeyeConfig, BirdeyeSource};
+pub use birdeye::{BirdeyeConfig, BirdeyeSource, parse_multi_price};
 
 /// The longest back-off a rate limit can impose: a price API that asks for more (or a
 /// `Retry-After` of billions of seconds, which would overflow the clock) gets this.
