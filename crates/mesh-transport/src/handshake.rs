@@ -176,9 +176,25 @@ async fn exchange(
         node_id: theirs.node_id,
         public_key: theirs.public_key,
         listen_addr: theirs.listen_addr,
-        user_agent: theirs.user_agent,
+        user_agent: bounded(theirs.user_agent, MAX_USER_AGENT_LEN),
         remote_addr: addr,
     })
+}
+
+/// The most of a peer's user agent kept: it is only shown in logs and status, and a peer
+/// must not make this node hold a megabyte per connection.
+pub const MAX_USER_AGENT_LEN: usize = 64;
+
+/// `text` cut to at most `max` bytes, at a character boundary.
+pub(crate) fn bounded(mut text: String, max: usize) -> String {
+    if text.len() > max {
+        let mut end = max;
+        while !text.is_char_boundary(end) {
+            end = end.saturating_sub(1);
+        }
+        text.truncate(end);
+    }
+    text
 }
 
 /// Network, version and self-connection, judged once the peer's key is proven.

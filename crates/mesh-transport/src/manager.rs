@@ -48,7 +48,10 @@ use tokio::time::Instant;
 use crate::backoff::Backoff;
 use crate::discovery::{self, Beacon, LanDiscovery};
 use crate::events::{ConnectedPeer, Direction, TransportEvent};
-use crate::handshake::{HandshakeConfig, HandshakeFailure, PeerInfo, handshake};
+use crate::handshake::{HandshakeConfig, HandshakeFailure, PeerInfo, bounded, handshake};
+
+/// The most of a peer's goodbye reason kept.
+const MAX_GOODBYE_LEN: usize = 128;
 use crate::{
     ConfigError, Connection, Listener, ManagerConfig, MessageReceiver, MessageSender, Outbound, Transport,
     TransportError,
@@ -754,7 +757,10 @@ impl Inner {
                         self.learn(exchange).await;
                     }
                 }
-                MeshMessage::Goodbye(Goodbye { reason }) => break format!("peer said goodbye: {reason:?}"),
+                MeshMessage::Goodbye(Goodbye { reason }) => {
+                    // The reason is the peer's text: kept short, it ends up in events and logs.
+                    break format!("peer said goodbye: {}", bounded(format!("{reason:?}"), MAX_GOODBYE_LEN));
+                }
                 MeshMessage::Hello(_) | MeshMessage::HelloAck(_) => {
                     break "protocol violation: handshake message after the handshake".to_owned();
                 }

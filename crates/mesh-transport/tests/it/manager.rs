@@ -499,3 +499,14 @@ async fn failed_handshakes_cannot_grow_the_peer_store_without_bound() {
     let banned = a.store.count_by_status(PeerStatus::Banned).await.unwrap();
     assert_eq!(banned, 3, "ban records stop at the cap");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peers_user_agent_is_kept_short() {
+    let a = node("devnet", vec![]).await;
+    let mut chatty = config("devnet", vec![a.addr().to_string()]);
+    chatty.user_agent = "x".repeat(200_000);
+    let _b = start(chatty, Arc::new(NodeIdentity::generate())).await;
+    assert!(eventually(Duration::from_secs(5), || a.manager.peer_count() == 1).await);
+    let peers = a.manager.connected_peers();
+    assert_eq!(peers[0].info.user_agent.len(), mesh_transport::handshake::MAX_USER_AGENT_LEN);
+}
