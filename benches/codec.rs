@@ -18,7 +18,13 @@ fn one_price_update() -> PriceUpdate {
         blockchain: "Solana".into(),
         change_24h: Some(Decimal::new(52, 1)),
     };
-    PriceUpdate::new_signed(&NodeIdentity::from_secret_bytes(&[1; 32]), [price], 10, chrono::Utc::now())
+    PriceUpdate::new_signed(
+        &NodeIdentity::from_secret_bytes(&[1; 32]),
+        &mesh_types::NetworkId::mainnet(),
+        [price],
+        10,
+        chrono::Utc::now(),
+    )
 }
 
 fn codec(c: &mut Criterion) {

@@ -26,6 +26,7 @@ fn frames(codec: &Codec, count: usize, start: chrono::DateTime<chrono::Utc>) -> 
     let provider = NodeIdentity::from_secret_bytes(&[1; 32]);
     let signed = PriceUpdate::new_signed(
         &provider,
+        &mesh_types::NetworkId::mainnet(),
         [PriceData {
             asset: Asset::new("SOL").expect("valid symbol"),
             price: Decimal::new(12345, 2),

@@ -30,7 +30,13 @@ fn signed_updates(providers: &[NodeIdentity], count: usize) -> Vec<PriceUpdate> 
                 change_24h: Some(Decimal::new(52, 1)),
             };
             let at = start + chrono::Duration::microseconds(i64::try_from(i).expect("small"));
-            PriceUpdate::new_signed(&providers[i % providers.len()], [price], 10, at)
+            PriceUpdate::new_signed(
+                &providers[i % providers.len()],
+                &mesh_types::NetworkId::mainnet(),
+                [price],
+                10,
+                at,
+            )
         })
         .collect()
 }
@@ -43,16 +49,18 @@ fn signatures(c: &mut Criterion) {
     let mut group = c.benchmark_group("signature");
     group.throughput(Throughput::Elements(1));
     group.bench_function("verify_from_scratch", |b| {
-        b.iter(|| black_box(&updates[0]).verify_signature().expect("verifies"));
+        b.iter(|| {
+            black_box(&updates[0]).verify_signature(&mesh_types::NetworkId::mainnet()).expect("verifies")
+        });
     });
     group.bench_function("verify_with_cached_key", |b| {
-        b.iter(|| key.verify(black_box(&updates[0])).expect("verifies"));
+        b.iter(|| key.verify(black_box(&updates[0]), &mesh_types::NetworkId::mainnet()).expect("verifies"));
     });
     for size in [8, 64] {
         let items: Vec<(&AuthorKey, &PriceUpdate)> = updates[..size].iter().map(|u| (&key, u)).collect();
         group.throughput(Throughput::Elements(size as u64));
         group.bench_with_input(BenchmarkId::new("verify_batch", size), &items, |b, items| {
-            b.iter(|| assert!(verify_batch(black_box(items))));
+            b.iter(|| assert!(verify_batch(&mesh_types::NetworkId::mainnet(), black_box(items))));
         });
     }
     group.finish();

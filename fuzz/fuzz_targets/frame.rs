@@ -16,17 +16,17 @@ fuzz_target!(|data: &[u8]| {
         MeshMessage::PriceUpdate(update) => {
             let _ = update.validate(&policy, now);
             let _ = update.validate_archived(&policy, now);
-            let _ = update.verify_signature();
+            let _ = update.verify_signature(&mesh_types::NetworkId::mainnet());
             let _ = update.seen_key();
             let _ = update.cached_prices().count();
         }
         MeshMessage::Announce(announce) => {
             let _ = announce.validate_gossiped(&policy, now);
-            let _ = announce.verify_signature();
+            let _ = announce.verify_signature(&mesh_types::NetworkId::mainnet());
         }
         MeshMessage::Alert(alert) => {
             let _ = alert.validate_gossiped(&policy, now);
-            let _ = alert.verify_signature();
+            let _ = alert.verify_signature(&mesh_types::NetworkId::mainnet());
         }
         _ => {}
     }

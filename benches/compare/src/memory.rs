@@ -38,7 +38,9 @@ pub async fn run() -> Result<(), String> {
             blockchain: "Solana".into(),
             change_24h: Some(Decimal::new(52, 1)),
         });
-        loader.publish(PriceUpdate::new_signed(loader.identity(), prices, 10, now)).await?;
+        loader
+            .publish(PriceUpdate::new_signed(loader.identity(), loader.network_id(), prices, 10, now))
+            .await?;
     }
     for seq in 0..SEEN_CACHE {
         loader.publish(signed_update(loader.identity(), seq)).await?;

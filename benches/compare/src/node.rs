@@ -187,6 +187,11 @@ impl Injector {
         &self.identity
     }
 
+    /// The network it signs for: the nodes'.
+    pub fn network_id(&self) -> &NetworkId {
+        self.service.network_id()
+    }
+
     /// Publishes a signed update to the connected node.
     ///
     /// # Errors

@@ -405,7 +405,7 @@ impl GossipEngine {
             Screened::Done(outcome) => return Ok(outcome),
             Screened::Verify(key) => key,
         };
-        if let Err(error) = key.verify(update.as_ref()) {
+        if let Err(error) = key.verify(update.as_ref(), &self.config.validation.network) {
             return Ok(self.reject_bad_signature(from, &update, error, now));
         }
         self.accept(from, update, synced).await
@@ -498,10 +498,11 @@ impl GossipEngine {
         }
         let items: Vec<(&AuthorKey, &PriceUpdate)> =
             to_verify.iter().map(|(index, key)| (*key, batch[*index].update.as_ref())).collect();
-        let all_valid = items.len() > 1 && mesh_types::verify_batch(&items);
+        let network = &self.config.validation.network;
+        let all_valid = items.len() > 1 && mesh_types::verify_batch(network, &items);
         for (index, key) in &to_verify {
             verdicts[*index] =
-                Some(if all_valid { Ok(()) } else { key.verify(batch[*index].update.as_ref()) });
+                Some(if all_valid { Ok(()) } else { key.verify(batch[*index].update.as_ref(), network) });
         }
         for (index, first) in copy_of.iter().enumerate() {
             if let Some(first) = first {
@@ -672,7 +673,7 @@ impl GossipEngine {
         if needs_trust && !self.config.trust.allows(source) {
             return outcome(self, RejectReason::Untrusted(source), 0.0);
         }
-        if let Err(error) = notice.verify_signature() {
+        if let Err(error) = notice.verify_signature(&self.config.validation.network) {
             return outcome(self, RejectReason::Invalid(error), scoring.bad_signature);
         }
         if !self.tracker.check_and_mark(key).await? {
@@ -842,7 +843,7 @@ mod tests {
             blockchain: "Solana".into(),
             change_24h: None,
         };
-        PriceUpdate::new_signed(provider, [price], ttl, now())
+        PriceUpdate::new_signed(provider, &mesh_types::NetworkId::mainnet(), [price], ttl, now())
     }
 
     fn peer(n: u8) -> NodeId {
@@ -878,7 +879,10 @@ mod tests {
             original,
             "everything else unchanged"
         );
-        assert!(relay.verify_signature().is_ok(), "the signature still verifies at the next hop");
+        assert!(
+            relay.verify_signature(&mesh_types::NetworkId::mainnet()).is_ok(),
+            "the signature still verifies at the next hop"
+        );
     }
 
     #[tokio::test]
@@ -953,8 +957,13 @@ mod tests {
             blockchain: "Ethereum".into(),
             change_24h: None,
         };
-        let future =
-            PriceUpdate::new_signed(&provider, [price], 10, now() + mesh_types::chrono::Duration::hours(1));
+        let future = PriceUpdate::new_signed(
+            &provider,
+            &mesh_types::NetworkId::mainnet(),
+            [price],
+            10,
+            now() + mesh_types::chrono::Duration::hours(1),
+        );
         let refused = rejected(engine.process_update(peer(1), future, now()).await.unwrap());
         assert!(matches!(refused.reason, RejectReason::Invalid(ValidationError::FutureTimestamp { .. })));
         assert_eq!(refused.ban, None);
@@ -993,7 +1002,8 @@ mod tests {
             blockchain: "Solana".into(),
             change_24h: None,
         };
-        let old = PriceUpdate::new_signed(&provider, [price], 10, signed_at);
+        let old =
+            PriceUpdate::new_signed(&provider, &mesh_types::NetworkId::mainnet(), [price], 10, signed_at);
         let refused = rejected(engine.process_update(peer(1), old.clone(), now()).await.unwrap());
         assert!(matches!(refused.reason, RejectReason::Invalid(ValidationError::TooOld { .. })));
         let synced = accepted(engine.process_synced(peer(1), old, now()).await.unwrap());
@@ -1050,7 +1060,10 @@ mod tests {
         let answers = early.on_request(&request);
         assert_eq!(answers.len(), 3);
         for answer in answers {
-            assert!(answer.verify_signature().is_ok(), "the original signatures travel");
+            assert!(
+                answer.verify_signature(&mesh_types::NetworkId::mainnet()).is_ok(),
+                "the original signatures travel"
+            );
             accepted(late.process_synced(peer(1), answer, now()).await.unwrap());
         }
         assert_eq!(late.on_digest(&early.digest().await.unwrap()).await.unwrap(), None, "now up to date");
@@ -1103,7 +1116,13 @@ mod tests {
         for start in (0..10_000).step_by(1000) {
             engine
                 .publish(
-                    PriceUpdate::new_signed(&provider, many_prices(start..start + 1000), 10, now()),
+                    PriceUpdate::new_signed(
+                        &provider,
+                        &mesh_types::NetworkId::mainnet(),
+                        many_prices(start..start + 1000),
+                        10,
+                        now(),
+                    ),
                     now(),
                 )
                 .await
@@ -1125,7 +1144,13 @@ mod tests {
         let engine = engine(GossipConfig::default());
         let provider = NodeIdentity::generate();
         for start in (0..MAX_HELD_ASSETS + 1000).step_by(1000) {
-            let update = PriceUpdate::new_signed(&provider, many_prices(start..start + 1000), 10, now());
+            let update = PriceUpdate::new_signed(
+                &provider,
+                &mesh_types::NetworkId::mainnet(),
+                many_prices(start..start + 1000),
+                10,
+                now(),
+            );
             engine.process_update(peer(1), update, now()).await.unwrap();
         }
         assert_eq!(engine.prices.len().await.unwrap(), MAX_HELD_ASSETS);
@@ -1161,7 +1186,14 @@ mod tests {
     async fn notice_announcements_are_judged_like_updates_deduplicated_and_relayed_one_hop_further() {
         let engine = engine(GossipConfig::default());
         let node = NodeIdentity::generate();
-        let announce = mesh_types::Announce::new_signed(&node, false, None, 10, now());
+        let announce = mesh_types::Announce::new_signed(
+            &node,
+            &mesh_types::NetworkId::mainnet(),
+            false,
+            None,
+            10,
+            now(),
+        );
         let Notice::Accepted { relay, .. } =
             engine.process_notice(peer(1), announce.clone(), false, now()).await.unwrap()
         else {
@@ -1174,7 +1206,14 @@ mod tests {
         let inflated = mesh_types::Announce {
             ttl: 16,
             hop_count: 5,
-            ..mesh_types::Announce::new_signed(&node, false, None, 10, now())
+            ..mesh_types::Announce::new_signed(
+                &node,
+                &mesh_types::NetworkId::mainnet(),
+                false,
+                None,
+                10,
+                now(),
+            )
         };
         let Notice::Rejected(refused) = engine.process_notice(peer(3), inflated, false, now()).await.unwrap()
         else {
@@ -1182,7 +1221,8 @@ mod tests {
         };
         assert!(matches!(refused.reason, RejectReason::Invalid(ValidationError::TtlTooHigh { .. })));
 
-        let mut forged = mesh_types::Announce::new_signed(&node, true, None, 10, now());
+        let mut forged =
+            mesh_types::Announce::new_signed(&node, &mesh_types::NetworkId::mainnet(), true, None, 10, now());
         forged.is_provider = false;
         let Notice::Rejected(refused) = engine.process_notice(peer(3), forged, false, now()).await.unwrap()
         else {
@@ -1197,14 +1237,21 @@ mod tests {
         let engine =
             engine(GossipConfig { trust: TrustPolicy::only([trusted.node_id()]), ..GossipConfig::default() });
         let kind = mesh_types::WarningKind::NoProviders;
-        let stranger = mesh_types::Alert::new_signed(&NodeIdentity::generate(), kind.clone(), 10, now());
+        let stranger = mesh_types::Alert::new_signed(
+            &NodeIdentity::generate(),
+            &mesh_types::NetworkId::mainnet(),
+            kind.clone(),
+            10,
+            now(),
+        );
         let Notice::Rejected(refused) = engine.process_notice(peer(1), stranger, true, now()).await.unwrap()
         else {
             panic!("an untrusted alert is refused");
         };
         assert!(matches!(refused.reason, RejectReason::Untrusted(_)));
         assert_eq!(refused.ban, None);
-        let genuine = mesh_types::Alert::new_signed(&trusted, kind, 10, now());
+        let genuine =
+            mesh_types::Alert::new_signed(&trusted, &mesh_types::NetworkId::mainnet(), kind, 10, now());
         assert!(matches!(
             engine.process_notice(peer(1), genuine, true, now()).await.unwrap(),
             Notice::Accepted { .. }
@@ -1218,7 +1265,14 @@ mod tests {
         let at = now();
         let mut limited = 0;
         for _ in 0..30 {
-            let announce = mesh_types::Announce::new_signed(&NodeIdentity::generate(), false, None, 10, at);
+            let announce = mesh_types::Announce::new_signed(
+                &NodeIdentity::generate(),
+                &mesh_types::NetworkId::mainnet(),
+                false,
+                None,
+                10,
+                at,
+            );
             if let Notice::Rejected(Rejected { reason: RejectReason::RateLimited, .. }) =
                 engine.process_notice(peer(8), announce, false, at).await.unwrap()
             {

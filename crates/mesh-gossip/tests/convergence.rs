@@ -123,6 +123,7 @@ async fn run(scenario: Scenario) {
         let at = base() + mesh_types::chrono::Duration::seconds(publication.second);
         let update = PriceUpdate::new_signed(
             &providers[usize::from(publication.provider)],
+            &mesh_types::NetworkId::mainnet(),
             [price],
             publication.ttl,
             at,

@@ -430,7 +430,13 @@ impl Inner {
             tracing::debug!("provider mode was disabled during the fetch; not publishing");
             return true;
         }
-        let update = PriceUpdate::new_signed(&self.identity, prices, self.config.message_ttl, Utc::now());
+        let update = PriceUpdate::new_signed(
+            &self.identity,
+            &self.config.network,
+            prices,
+            self.config.message_ttl,
+            Utc::now(),
+        );
         let (id, count) = (update.message_id, update.prices.len());
         match self.updates.try_send(update) {
             Ok(()) => {

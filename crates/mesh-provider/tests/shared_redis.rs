@@ -19,6 +19,7 @@ async fn providers_sharing_redis_fetch_once_per_window() {
         fetch_interval_secs: 1,
         coordination_window_secs: 1,
         message_ttl: 10,
+        ..ProviderConfig::default()
     };
     let (updates, mut published) = mpsc::channel(64);
     let mut tasks = Vec::new();

@@ -200,6 +200,8 @@ impl ServiceBuilder {
     pub async fn start(self) -> Result<MeshPriceService, ServiceError> {
         let mut config = self.config;
         config.gossip.trust = config.gossip.trust.including(self.identity.node_id());
+        // One network for everything: signatures are checked for the one the node joined.
+        config.gossip.validation.network = config.network.network.clone();
         let transport = self.transport.unwrap_or_else(|| Arc::new(TcpTransport::new(LinkConfig::default())));
         let peer_store = self.peer_store.unwrap_or_else(|| Arc::new(MemoryPeerStore::new()));
         let tracker = self.tracker.unwrap_or_else(|| Arc::new(MemoryTracker::new(config.tracker)));
@@ -344,6 +346,11 @@ impl MeshPriceService {
         self.inner.identity.node_id()
     }
 
+    /// The network this node joined: what it signs for and checks signatures against.
+    pub fn network_id(&self) -> &mesh_types::NetworkId {
+        &self.inner.config.network.network
+    }
+
     /// This node's identity (for signing what it publishes).
     pub fn identity(&self) -> Arc<NodeIdentity> {
         self.inner.identity.clone()
@@ -429,9 +436,11 @@ impl MeshPriceService {
     /// When `config` cannot work.
     pub fn start_provider(
         &self,
-        config: ProviderConfig,
+        mut config: ProviderConfig,
         assets: Vec<Asset>,
     ) -> Result<ProviderNode, ProviderConfigError> {
+        // Its updates are signed for the network this node is on, whatever the config said.
+        config.network = self.inner.config.network.network.clone();
         let (updates, published) = mpsc::channel(64);
         let provider = ProviderNode::new(
             config,
@@ -526,7 +535,9 @@ impl Inner {
         if !self.is_provider.load(Ordering::Relaxed) {
             return;
         }
-        let alert = Alert::new_signed(&self.identity, warning.kind.clone(), self.config.message_ttl, now());
+        let network = &self.config.network.network;
+        let alert =
+            Alert::new_signed(&self.identity, network, warning.kind.clone(), self.config.message_ttl, now());
         if let Err(err) = self.tracker.mark_seen(alert.seen_key()).await {
             tracing::debug!(error = %err, "cannot mark an alert seen");
         }
@@ -808,6 +819,7 @@ impl Inner {
     async fn announce(&self) {
         let announce = Announce::new_signed(
             &self.identity,
+            &self.config.network.network,
             self.is_provider.load(Ordering::Relaxed),
             self.manager.local_addr(),
             self.config.message_ttl,

@@ -317,6 +317,7 @@ impl NodeSettings {
             fetch_interval_secs: self.fetch_interval.as_secs(),
             coordination_window_secs: self.coordination_window.as_secs(),
             message_ttl: self.message_ttl,
+            network: self.network.clone(),
         }
     }
 

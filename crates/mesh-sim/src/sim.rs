@@ -311,6 +311,7 @@ pub async fn run(config: &SimConfig) -> Result<Report, SimError> {
         let provider = &nodes[round % config.providers.clamp(1, config.nodes)];
         let update = PriceUpdate::new_signed(
             &provider.identity(),
+            provider.network_id(),
             [price(asset, round)],
             config.message_ttl,
             mesh_types::chrono::Utc::now(),

@@ -473,7 +473,7 @@ mod tests {
             blockchain: "Solana".into(),
             change_24h: Some(Decimal::new(-31, 1)),
         };
-        PriceUpdate::new_signed(identity, [price], 10, now)
+        PriceUpdate::new_signed(identity, &mesh_types::NetworkId::mainnet(), [price], 10, now)
     }
 
     /// One message of every kind.
@@ -510,9 +510,17 @@ mod tests {
             MeshMessage::PeerExchange(PeerExchange {
                 peers: vec![PeerAddress { node_id: identity.node_id(), addr }],
             }),
-            MeshMessage::Announce(Announce::new_signed(&identity, true, Some(addr), 5, now)),
+            MeshMessage::Announce(Announce::new_signed(
+                &identity,
+                &mesh_types::NetworkId::mainnet(),
+                true,
+                Some(addr),
+                5,
+                now,
+            )),
             MeshMessage::Alert(Alert::new_signed(
                 &identity,
+                &mesh_types::NetworkId::mainnet(),
                 WarningKind::StaleData { age_seconds: 90 },
                 5,
                 now,

@@ -25,7 +25,7 @@ use std::sync::LazyLock;
 use curve25519_dalek::constants::EIGHT_TORSION;
 use ed25519_dalek::VerifyingKey;
 
-use crate::{NodeId, PublicKey, SignedMessage, ValidationError};
+use crate::{NetworkId, NodeId, PublicKey, SignedMessage, ValidationError};
 
 /// The canonical encodings of the eight points of small order.
 static SMALL_ORDER_ENCODINGS: LazyLock<[[u8; 32]; 8]> =
@@ -75,13 +75,17 @@ impl AuthorKey {
     /// # Errors
     /// [`ValidationError::SourceKeyMismatch`] when the message claims another node or carries
     /// another key; [`ValidationError::BadSignature`] when the signature does not verify.
-    pub fn verify<M: SignedMessage + ?Sized>(&self, message: &M) -> Result<(), ValidationError> {
+    pub fn verify<M: SignedMessage + ?Sized>(
+        &self,
+        message: &M,
+        network: &NetworkId,
+    ) -> Result<(), ValidationError> {
         self.check_author(message)?;
         let signature = message.signature();
         if has_small_order_r(signature.as_bytes()) {
             return Err(ValidationError::BadSignature { node: self.node_id });
         }
-        ed25519_dalek::Verifier::verify(&self.key, &message.signing_bytes(), &signature.to_dalek())
+        ed25519_dalek::Verifier::verify(&self.key, &message.signing_bytes(network), &signature.to_dalek())
             .map_err(|_| ValidationError::BadSignature { node: self.node_id })
     }
 
@@ -103,13 +107,13 @@ fn has_small_order_r(signature: &[u8; 64]) -> bool {
 /// Checks the signatures of many messages at once, each against the key given with it.
 /// `true` only if every one is valid (by the same rules as [`AuthorKey::verify`]); `false`
 /// says at least one is not, and which ones is left to [`AuthorKey::verify`].
-pub fn verify_batch<M: SignedMessage>(items: &[(&AuthorKey, &M)]) -> bool {
+pub fn verify_batch<M: SignedMessage>(network: &NetworkId, items: &[(&AuthorKey, &M)]) -> bool {
     if items.iter().any(|(key, message)| {
         key.check_author(*message).is_err() || has_small_order_r(message.signature().as_bytes())
     }) {
         return false;
     }
-    let messages: Vec<Vec<u8>> = items.iter().map(|(_, message)| message.signing_bytes()).collect();
+    let messages: Vec<Vec<u8>> = items.iter().map(|(_, message)| message.signing_bytes(network)).collect();
     let message_slices: Vec<&[u8]> = messages.iter().map(Vec::as_slice).collect();
     let signatures: Vec<ed25519_dalek::Signature> =
         items.iter().map(|(_, message)| message.signature().to_dalek()).collect();
@@ -132,7 +136,7 @@ mod tests {
             blockchain: "Solana".into(),
             change_24h: None,
         };
-        PriceUpdate::new_signed(identity, [price], 10, chrono::Utc::now())
+        PriceUpdate::new_signed(identity, &NetworkId::mainnet(), [price], 10, chrono::Utc::now())
     }
 
     fn author(identity: &NodeIdentity) -> AuthorKey {
@@ -183,10 +187,10 @@ mod tests {
     fn a_message_by_someone_else_is_refused_before_any_curve_work() {
         let (alice, bob) = (NodeIdentity::generate(), NodeIdentity::generate());
         assert!(matches!(
-            author(&alice).verify(&update(&bob, 1)),
+            author(&alice).verify(&update(&bob, 1), &NetworkId::mainnet()),
             Err(ValidationError::SourceKeyMismatch { .. })
         ));
-        assert!(!verify_batch(&[(&author(&alice), &update(&bob, 1))]));
+        assert!(!verify_batch(&NetworkId::mainnet(), &[(&author(&alice), &update(&bob, 1))]));
     }
 
     #[test]
@@ -196,8 +200,11 @@ mod tests {
         let mut bytes = *forged.signature.as_bytes();
         bytes[..32].copy_from_slice(&SMALL_ORDER_ENCODINGS[1]);
         forged.signature = Signature::from_bytes(bytes);
-        assert!(matches!(author(&alice).verify(&forged), Err(ValidationError::BadSignature { .. })));
-        assert!(!verify_batch(&[(&author(&alice), &forged)]));
+        assert!(matches!(
+            author(&alice).verify(&forged, &NetworkId::mainnet()),
+            Err(ValidationError::BadSignature { .. })
+        ));
+        assert!(!verify_batch(&NetworkId::mainnet(), &[(&author(&alice), &forged)]));
     }
 
     proptest! {
@@ -218,11 +225,11 @@ mod tests {
                 .public_key()
                 .verifying_key()
                 .unwrap()
-                .verify_strict(&message.signing_bytes(), &message.signature.to_dalek())
+                .verify_strict(&message.signing_bytes(&crate::NetworkId::mainnet()), &message.signature.to_dalek())
                 .is_ok();
             let key = author(&alice);
-            prop_assert_eq!(key.verify(&message).is_ok(), strict);
-            prop_assert_eq!(verify_batch(&[(&key, &message)]), strict);
+            prop_assert_eq!(key.verify(&message, &NetworkId::mainnet()).is_ok(), strict);
+            prop_assert_eq!(verify_batch(&NetworkId::mainnet(), &[(&key, &message)]), strict);
         }
 
         /// A batch passes exactly when every member is valid.
@@ -238,7 +245,7 @@ mod tests {
             }
             let items: Vec<(&AuthorKey, &PriceUpdate)> =
                 messages.iter().enumerate().map(|(i, message)| (&keys[i % 3], message)).collect();
-            prop_assert_eq!(verify_batch(&items), bad.is_none());
+            prop_assert_eq!(verify_batch(&NetworkId::mainnet(), &items), bad.is_none());
         }
     }
 }

@@ -2,12 +2,13 @@
 //!
 //! It is written by hand, field by field in a fixed order with fixed-width big-endian integers
 //! and length-prefixed strings, so it never changes when a serde implementation or the wire
-//! format does. Every signed message starts with its own domain tag, so a signature made for
-//! one kind of message can never be replayed as another.
+//! format does. Every signed message starts with its own domain tag and the network id, so a
+//! signature made for one kind of message can never be replayed as another, nor one made on
+//! one network (a devnet update) on another (mainnet).
 
 use rust_decimal::Decimal;
 
-use crate::{Asset, MessageId, NodeId, PublicKey, Timestamp};
+use crate::{Asset, MessageId, NetworkId, NodeId, PublicKey, Timestamp};
 
 /// Appends the fields of a signed message to a buffer.
 pub(crate) struct CanonicalWriter {
@@ -15,9 +16,9 @@ pub(crate) struct CanonicalWriter {
 }
 
 impl CanonicalWriter {
-    pub(crate) fn new(domain: &str) -> Self {
+    pub(crate) fn new(domain: &str, network: &NetworkId) -> Self {
         let mut writer = Self { bytes: Vec::with_capacity(256) };
-        writer.str(domain);
+        writer.str(domain).str(network.as_str());
         writer
     }
 

@@ -279,6 +279,7 @@ mod size_tests {
         };
         let update = PriceUpdate::new_signed(
             &NodeIdentity::from_secret_bytes(&[1; 32]),
+            &crate::NetworkId::mainnet(),
             [price],
             10,
             chrono::Utc::now(),

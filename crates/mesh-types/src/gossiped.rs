@@ -191,12 +191,19 @@ mod tests {
             blockchain: "Solana".into(),
             change_24h: None,
         };
-        let update = PriceUpdate::new_signed(&provider, [price], 10, now());
+        let update = PriceUpdate::new_signed(&provider, &crate::NetworkId::mainnet(), [price], 10, now());
         let attacker = NodeIdentity::generate();
-        let mut announce = Announce::new_signed(&attacker, false, None, 10, now());
+        let mut announce =
+            Announce::new_signed(&attacker, &crate::NetworkId::mainnet(), false, None, 10, now());
         announce.message_id = update.message_id;
         assert_ne!(announce.seen_key(), update.seen_key(), "another kind");
-        let mut copied = PriceUpdate::new_signed(&attacker, update.prices.values().cloned(), 10, now());
+        let mut copied = PriceUpdate::new_signed(
+            &attacker,
+            &crate::NetworkId::mainnet(),
+            update.prices.values().cloned(),
+            10,
+            now(),
+        );
         copied.message_id = update.message_id;
         assert_ne!(copied.seen_key(), update.seen_key(), "another author");
         assert_eq!(Gossiped::relayed(&update).seen_key(), update.seen_key(), "relaying keeps the key");
@@ -207,14 +214,22 @@ mod tests {
         let node = NodeIdentity::generate();
         let policy = ValidationPolicy::default();
         let at = now();
-        let announce = Announce::new_signed(&node, false, None, 10, at);
+        let announce = Announce::new_signed(&node, &crate::NetworkId::mainnet(), false, None, 10, at);
         assert_eq!(announce.validate_gossiped(&policy, at), Ok(()));
         let far = Announce { ttl: 16, hop_count: 3, ..announce.clone() };
         assert!(matches!(far.validate_gossiped(&policy, at), Err(ValidationError::TtlTooHigh { .. })));
-        let old = Announce::new_signed(&node, false, None, 10, at - chrono::Duration::hours(1));
+        let old = Announce::new_signed(
+            &node,
+            &crate::NetworkId::mainnet(),
+            false,
+            None,
+            10,
+            at - chrono::Duration::hours(1),
+        );
         assert!(matches!(old.validate_gossiped(&policy, at), Err(ValidationError::TooOld { .. })));
         let alert = Alert::new_signed(
             &node,
+            &crate::NetworkId::mainnet(),
             WarningKind::PriceDiscrepancy {
                 asset: Asset::new("SOL").unwrap(),
                 discrepancy_percent: f64::NAN,

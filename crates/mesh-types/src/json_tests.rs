@@ -194,7 +194,7 @@ fn price_update_data_model() {
         change_24h: Some("5.2".parse().unwrap()),
     };
     let timestamp = "2024-01-01T12:00:00Z".parse().unwrap();
-    let update = PriceUpdate::new_signed(&identity, [sol], 10, timestamp);
+    let update = PriceUpdate::new_signed(&identity, &crate::NetworkId::mainnet(), [sol], 10, timestamp);
     let json = serde_json::to_value(&update).unwrap();
     assert_eq!(json["timestamp"], "2024-01-01T12:00:00Z");
     assert_eq!(json["ttl"], 10);
@@ -208,13 +208,14 @@ fn price_update_data_model() {
     assert_eq!(json["signature"].as_str().unwrap().len(), 128);
     let back: PriceUpdate = serde_json::from_value(json).unwrap();
     assert_eq!(back, update);
-    assert!(back.verify_signature().is_ok());
+    assert!(back.verify_signature(&crate::NetworkId::mainnet()).is_ok());
 }
 
 #[test]
 fn a_price_filed_under_another_key_is_refused() {
     let mut json = serde_json::to_value(PriceUpdate::new_signed(
         &NodeIdentity::from_secret_bytes(&[1; 32]),
+        &crate::NetworkId::mainnet(),
         [PriceData {
             asset: Asset::new("SOL").unwrap(),
             price: 1.into(),

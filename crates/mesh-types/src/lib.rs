@@ -28,7 +28,7 @@
 //!     blockchain: "Solana".into(),
 //!     change_24h: None,
 //! };
-//! let update = PriceUpdate::new_signed(&provider, [sol], 10, chrono::Utc::now());
+//! let update = PriceUpdate::new_signed(&provider, &mesh_types::NetworkId::mainnet(), [sol], 10, chrono::Utc::now());
 //!
 //! let codec = Codec::default();
 //! let payload = codec.encode(&MeshMessage::from(update.clone()))?;

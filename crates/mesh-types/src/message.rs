@@ -116,8 +116,8 @@ const HANDSHAKE_DOMAIN: &str = "pricemesh/handshake/v1";
 /// The bytes a node signs to prove it holds its key: bound to the network, the peer's nonce and
 /// the signer's id, so a proof is useless on another network, connection or node.
 pub fn handshake_proof_bytes(network: &NetworkId, peer_nonce: &[u8; NONCE_LEN], signer: &NodeId) -> Vec<u8> {
-    let mut writer = CanonicalWriter::new(HANDSHAKE_DOMAIN);
-    writer.str(network.as_str()).raw(peer_nonce).node_id(signer);
+    let mut writer = CanonicalWriter::new(HANDSHAKE_DOMAIN, network);
+    writer.raw(peer_nonce).node_id(signer);
     writer.finish()
 }
 
@@ -246,6 +246,7 @@ impl Announce {
     /// A signed announcement by `identity`.
     pub fn new_signed(
         identity: &NodeIdentity,
+        network: &NetworkId,
         is_provider: bool,
         listen_addr: Option<SocketAddr>,
         ttl: u8,
@@ -262,7 +263,7 @@ impl Announce {
             hop_count: 0,
             signature: Signature::EMPTY,
         };
-        announce.signature = identity.sign(&announce.signing_bytes());
+        announce.signature = identity.sign(&announce.signing_bytes(network));
         announce
     }
 }
@@ -276,8 +277,8 @@ impl SignedMessage for Announce {
         &self.signature
     }
 
-    fn signing_bytes(&self) -> Vec<u8> {
-        let mut writer = CanonicalWriter::new(ANNOUNCE_DOMAIN);
+    fn signing_bytes(&self, network: &NetworkId) -> Vec<u8> {
+        let mut writer = CanonicalWriter::new(ANNOUNCE_DOMAIN, network);
         writer
             .message_id(&self.message_id)
             .node_id(&self.node_id)
@@ -315,7 +316,13 @@ const ALERT_DOMAIN: &str = "pricemesh/alert/v1";
 
 impl Alert {
     /// A signed alert raised by `identity`.
-    pub fn new_signed(identity: &NodeIdentity, kind: WarningKind, ttl: u8, timestamp: Timestamp) -> Self {
+    pub fn new_signed(
+        identity: &NodeIdentity,
+        network: &NetworkId,
+        kind: WarningKind,
+        ttl: u8,
+        timestamp: Timestamp,
+    ) -> Self {
         let mut alert = Self {
             message_id: MessageId::new(),
             origin: identity.node_id(),
@@ -326,7 +333,7 @@ impl Alert {
             hop_count: 0,
             signature: Signature::EMPTY,
         };
-        alert.signature = identity.sign(&alert.signing_bytes());
+        alert.signature = identity.sign(&alert.signing_bytes(network));
         alert
     }
 }
@@ -340,8 +347,8 @@ impl SignedMessage for Alert {
         &self.signature
     }
 
-    fn signing_bytes(&self) -> Vec<u8> {
-        let mut writer = CanonicalWriter::new(ALERT_DOMAIN);
+    fn signing_bytes(&self, network: &NetworkId) -> Vec<u8> {
+        let mut writer = CanonicalWriter::new(ALERT_DOMAIN, network);
         writer
             .message_id(&self.message_id)
             .node_id(&self.origin)

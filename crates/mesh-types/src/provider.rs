@@ -21,6 +21,9 @@ pub struct ProviderConfig {
     pub coordination_window_secs: u64,
     /// TTL given to published updates (`MESH_MESSAGE_TTL`, default 10).
     pub message_ttl: u8,
+    /// The network the updates are signed for (`MESH_NETWORK`, default `mainnet`): nodes of
+    /// other networks refuse them.
+    pub network: crate::NetworkId,
 }
 
 /// A [`ProviderConfig`] value that cannot work.
@@ -93,6 +96,7 @@ impl Default for ProviderConfig {
             fetch_interval_secs: Self::DEFAULT_FETCH_INTERVAL_SECS,
             coordination_window_secs: Self::DEFAULT_COORDINATION_WINDOW_SECS,
             message_ttl: Self::DEFAULT_MESSAGE_TTL,
+            network: crate::NetworkId::mainnet(),
         }
     }
 }

@@ -5,7 +5,7 @@
 //! `R`, canonical signatures only; see [`AuthorKey`]) and first checks that the claimed node id is the one derived from the
 //! carried key, so a valid signature by some other key cannot pass as the claimed node.
 
-use crate::{AuthorKey, NodeId, PublicKey, Signature, ValidationError};
+use crate::{AuthorKey, NetworkId, NodeId, PublicKey, Signature, ValidationError};
 
 /// A message signed by the node that wrote it.
 pub trait SignedMessage {
@@ -15,17 +15,19 @@ pub trait SignedMessage {
     /// The carried signature.
     fn signature(&self) -> &Signature;
 
-    /// The canonical bytes the signature covers. Relay-mutable fields (`ttl`, `hop_count`) are
-    /// not part of them.
-    fn signing_bytes(&self) -> Vec<u8>;
+    /// The canonical bytes the signature covers on `network`: the kind's domain tag, the
+    /// network id, then the fields. Relay-mutable fields (`ttl`, `hop_count`) are not part of
+    /// them.
+    fn signing_bytes(&self, network: &NetworkId) -> Vec<u8>;
 
-    /// Checks authorship: the claimed id derives from the key, and the signature verifies.
+    /// Checks authorship on `network`: the claimed id derives from the key, and the signature,
+    /// made for this network, verifies.
     ///
     /// # Errors
     /// [`ValidationError::SourceKeyMismatch`], [`ValidationError::InvalidPublicKey`] or
-    /// [`ValidationError::BadSignature`].
-    fn verify_signature(&self) -> Result<(), ValidationError> {
+    /// [`ValidationError::BadSignature`] (a message signed for another network included).
+    fn verify_signature(&self, network: &NetworkId) -> Result<(), ValidationError> {
         let (claimed, key) = self.signer();
-        AuthorKey::new(claimed, key)?.verify(self)
+        AuthorKey::new(claimed, key)?.verify(self, network)
     }
 }

@@ -126,7 +126,8 @@ pub fn cached_price_data() -> impl Strategy<Value = CachedPriceData> {
 pub fn valid_update() -> impl Strategy<Value = PriceUpdate> {
     (identity(), vec(valid_price_data(), 1..8), 0u8..=10, 0u8..=6, valid_timestamp()).prop_map(
         |(identity, prices, ttl, hop_count, timestamp)| {
-            let mut update = PriceUpdate::new_signed(&identity, prices, ttl, timestamp);
+            let mut update =
+                PriceUpdate::new_signed(&identity, &crate::NetworkId::mainnet(), prices, ttl, timestamp);
             update.hop_count = hop_count;
             update
         },

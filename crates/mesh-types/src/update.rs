@@ -12,7 +12,8 @@ use crate::canonical::CanonicalWriter;
 use crate::serde_util::timestamp;
 use crate::signing::SignedMessage;
 use crate::{
-    Asset, CachedPriceData, MessageId, NodeId, NodeIdentity, PriceData, PublicKey, Signature, Timestamp,
+    Asset, CachedPriceData, MessageId, NetworkId, NodeId, NodeIdentity, PriceData, PublicKey, Signature,
+    Timestamp,
 };
 
 /// A signed set of prices published by one provider at one moment.
@@ -46,6 +47,7 @@ impl PriceUpdate {
     /// holds the same asset twice, the later entry is kept.
     pub fn new_signed(
         identity: &NodeIdentity,
+        network: &NetworkId,
         prices: impl IntoIterator<Item = PriceData>,
         ttl: u8,
         timestamp: Timestamp,
@@ -60,7 +62,7 @@ impl PriceUpdate {
             hop_count: 0,
             signature: Signature::EMPTY,
         };
-        update.signature = identity.sign(&update.signing_bytes());
+        update.signature = identity.sign(&update.signing_bytes(network));
         update
     }
 
@@ -99,8 +101,8 @@ impl SignedMessage for PriceUpdate {
         &self.signature
     }
 
-    fn signing_bytes(&self) -> Vec<u8> {
-        let mut writer = CanonicalWriter::new(PRICE_UPDATE_DOMAIN);
+    fn signing_bytes(&self, network: &NetworkId) -> Vec<u8> {
+        let mut writer = CanonicalWriter::new(PRICE_UPDATE_DOMAIN, network);
         writer
             .message_id(&self.message_id)
             .node_id(&self.source_node_id)
@@ -248,12 +250,34 @@ mod tests {
             blockchain: "Solana".into(),
             change_24h: None,
         };
-        let update = PriceUpdate::new_signed(&identity, [price], 1, chrono::Utc::now());
+        let update =
+            PriceUpdate::new_signed(&identity, &crate::NetworkId::mainnet(), [price], 1, chrono::Utc::now());
         let relayed = update.relayed().unwrap();
         assert_eq!((relayed.ttl, relayed.hop_count), (0, 1));
         assert_eq!(PriceUpdate { ttl: 1, hop_count: 0, ..relayed.clone() }, update);
-        assert!(relayed.verify_signature().is_ok());
+        assert!(relayed.verify_signature(&crate::NetworkId::mainnet()).is_ok());
         assert!(relayed.relayed().is_none());
+    }
+
+    #[test]
+    fn an_update_signed_for_another_network_does_not_verify() {
+        let identity = NodeIdentity::from_secret_bytes(&[4; 32]);
+        let price = PriceData {
+            asset: Asset::new("SOL").unwrap(),
+            price: Decimal::ONE,
+            blockchain: "Solana".into(),
+            change_24h: None,
+        };
+        let devnet =
+            PriceUpdate::new_signed(&identity, &NetworkId::devnet(), [price], 10, chrono::Utc::now());
+        assert!(devnet.verify_signature(&NetworkId::devnet()).is_ok());
+        assert!(
+            matches!(
+                devnet.verify_signature(&NetworkId::mainnet()),
+                Err(crate::ValidationError::BadSignature { .. })
+            ),
+            "a devnet update replayed on mainnet fails"
+        );
     }
 
     #[test]
@@ -265,9 +289,13 @@ mod tests {
             blockchain: "Ethereum".into(),
             change_24h: None,
         };
-        let mut update = PriceUpdate::new_signed(&identity, [price], 5, chrono::Utc::now());
+        let mut update =
+            PriceUpdate::new_signed(&identity, &crate::NetworkId::mainnet(), [price], 5, chrono::Utc::now());
         update.source_node_id = NodeIdentity::from_secret_bytes(&[5; 32]).node_id();
-        assert!(matches!(update.verify_signature(), Err(ValidationError::SourceKeyMismatch { .. })));
+        assert!(matches!(
+            update.verify_signature(&crate::NetworkId::mainnet()),
+            Err(ValidationError::SourceKeyMismatch { .. })
+        ));
     }
 
     proptest! {
@@ -280,21 +308,21 @@ mod tests {
             let MeshMessage::PriceUpdate(received) = codec.decode(&payload).unwrap() else {
                 panic!("decoded another message kind");
             };
-            prop_assert!(received.verify_signature().is_ok());
+            prop_assert!(received.verify_signature(&crate::NetworkId::mainnet()).is_ok());
             prop_assert_eq!(&*received, &update);
         }
 
         #[test]
         fn changing_a_signed_field_breaks_the_signature(mut update in strategies::valid_update(), how in tamper()) {
             prop_assume!(apply(&mut update, &how));
-            prop_assert!(update.verify_signature().is_err(), "tampering {:?} went unnoticed", how);
+            prop_assert!(update.verify_signature(&crate::NetworkId::mainnet()).is_err(), "tampering {:?} went unnoticed", how);
         }
 
         #[test]
         fn changing_ttl_or_hop_count_keeps_the_signature(mut update in strategies::valid_update(), ttl in any::<u8>(), hops in any::<u8>()) {
             update.ttl = ttl;
             update.hop_count = hops;
-            prop_assert!(update.verify_signature().is_ok());
+            prop_assert!(update.verify_signature(&crate::NetworkId::mainnet()).is_ok());
         }
     }
 }

@@ -13,11 +13,14 @@ use thiserror::Error;
 
 use crate::price::MAX_BLOCKCHAIN_LEN;
 use crate::signing::SignedMessage;
-use crate::{Asset, NodeId, PriceUpdate, Timestamp};
+use crate::{Asset, NetworkId, NodeId, PriceUpdate, Timestamp};
 
 /// Limits an update must respect to be accepted.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ValidationPolicy {
+    /// The network whose signatures count: a message signed for another network (a devnet
+    /// update replayed on mainnet) fails to verify.
+    pub network: NetworkId,
     /// How far in the future a timestamp may be, to allow for clock differences. Kept tight:
     /// a future-dated price wins newest-wins against every real one until its time comes.
     pub max_clock_skew: Duration,
@@ -86,6 +89,7 @@ impl ValidationPolicy {
 impl Default for ValidationPolicy {
     fn default() -> Self {
         Self {
+            network: NetworkId::mainnet(),
             max_clock_skew: Self::DEFAULT_MAX_CLOCK_SKEW,
             max_age: Self::DEFAULT_MAX_AGE,
             max_ttl: Self::DEFAULT_MAX_TTL,
@@ -368,7 +372,7 @@ impl PriceUpdate {
         now: Timestamp,
     ) -> Result<(), ValidationError> {
         self.validate(policy, now)?;
-        self.verify_signature()
+        self.verify_signature(&policy.network)
     }
 }
 
@@ -395,7 +399,13 @@ mod tests {
     }
 
     fn signed(prices: Vec<PriceData>) -> PriceUpdate {
-        PriceUpdate::new_signed(&NodeIdentity::from_secret_bytes(&[9; 32]), prices, 10, now())
+        PriceUpdate::new_signed(
+            &NodeIdentity::from_secret_bytes(&[9; 32]),
+            &crate::NetworkId::mainnet(),
+            prices,
+            10,
+            now(),
+        )
     }
 
     /// Validates `update` after re-signing it, so only the rule under test can fail.

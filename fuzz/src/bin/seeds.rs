@@ -25,15 +25,26 @@ fn main() {
         blockchain: "Solana".into(),
         change_24h: Some(mesh_types::rust_decimal::Decimal::new(-21, 1)),
     };
-    let update = PriceUpdate::new_signed(&identity, [price], 10, now);
+    let update = PriceUpdate::new_signed(&identity, &mesh_types::NetworkId::mainnet(), [price], 10, now);
     let codec = Codec::default();
     let messages = [
         ("price_update", MeshMessage::from(update.clone())),
-        ("announce", MeshMessage::Announce(Announce::new_signed(&identity, true, None, 10, now))),
+        (
+            "announce",
+            MeshMessage::Announce(Announce::new_signed(
+                &identity,
+                &mesh_types::NetworkId::mainnet(),
+                true,
+                None,
+                10,
+                now,
+            )),
+        ),
         (
             "alert",
             MeshMessage::Alert(Alert::new_signed(
                 &identity,
+                &mesh_types::NetworkId::mainnet(),
                 WarningKind::PriceDiscrepancy { asset: sol, discrepancy_percent: 6.5 },
                 10,
                 now,

@@ -49,7 +49,7 @@ pub(crate) fn price(symbol: &str, cents: i64) -> PriceData {
 
 /// Publishes `prices` on `service`, signed by it, at `at`.
 pub(crate) async fn publish_at(service: &MeshPriceService, prices: Vec<PriceData>, at: DateTime<Utc>) {
-    let update = PriceUpdate::new_signed(&service.identity(), prices, 10, at);
+    let update = PriceUpdate::new_signed(&service.identity(), service.network_id(), prices, 10, at);
     let outcome = service.publish(update).await.expect("publish");
     assert!(matches!(outcome, mesh_gossip::Outcome::Accepted(_)), "the update was accepted: {outcome:?}");
 }

@@ -22,6 +22,7 @@ fn config(interval: u64, window: u64) -> ProviderConfig {
         fetch_interval_secs: interval,
         coordination_window_secs: window,
         message_ttl: TTL,
+        ..ProviderConfig::default()
     }
 }
 
@@ -130,7 +131,7 @@ async fn publishes_signed_valid_updates_with_the_configured_ttl_every_interval()
 
     assert!((9.0..=11.0).contains(&gap.as_secs_f64()), "interval with ±10 % jitter, was {gap:?}");
     for update in [&first, &second] {
-        assert_eq!(update.verify_signature(), Ok(()));
+        assert_eq!(update.verify_signature(&mesh_types::NetworkId::mainnet()), Ok(()));
         assert_eq!(update.validate_and_verify(&ValidationPolicy::default(), Utc::now()), Ok(()));
         assert_eq!((update.ttl, update.hop_count), (TTL, 0));
         assert_eq!(update.source_node_id, provider.node_id());
@@ -264,7 +265,7 @@ async fn providers_sharing_a_coordinator_fetch_at_most_once_per_window_in_total(
     let mut published = 0;
     for (_, task, mut received) in providers {
         while let Ok(update) = received.try_recv() {
-            assert_eq!(update.verify_signature(), Ok(()));
+            assert_eq!(update.verify_signature(&mesh_types::NetworkId::mainnet()), Ok(()));
             published += 1;
         }
         task.shutdown().await;
@@ -375,7 +376,7 @@ async fn an_update_is_dropped_not_queued_when_the_channel_is_full() {
     assert!(counters.attempts >= 3, "the schedule goes on: {counters:?}");
     assert_eq!(counters.published, 1, "one fits in the channel");
     let first = received.try_recv().unwrap();
-    assert_eq!(first.verify_signature(), Ok(()));
+    assert_eq!(first.verify_signature(&mesh_types::NetworkId::mainnet()), Ok(()));
     assert_eq!(received.try_recv().unwrap_err(), TryRecvError::Empty);
     assert!(!task.is_finished());
     task.shutdown().await;

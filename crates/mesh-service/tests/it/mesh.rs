@@ -48,7 +48,13 @@ fn sol_update(provider: &MeshPriceService, cents: i64, ttl: u8) -> PriceUpdate {
         blockchain: "Solana".into(),
         change_24h: None,
     };
-    PriceUpdate::new_signed(&provider.identity(), [price], ttl, mesh_types::chrono::Utc::now())
+    PriceUpdate::new_signed(
+        &provider.identity(),
+        provider.network_id(),
+        [price],
+        ttl,
+        mesh_types::chrono::Utc::now(),
+    )
 }
 
 async fn eventually(limit: Duration, mut condition: impl AsyncFnMut() -> bool) -> bool {

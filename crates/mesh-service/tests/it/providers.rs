@@ -57,6 +57,7 @@ async fn independent_providers_fetch_once_per_window_through_the_mesh() {
         fetch_interval_secs: 1,
         coordination_window_secs: 1,
         message_ttl: 10,
+        ..ProviderConfig::default()
     };
     let assets = vec![Asset::new("SOL").unwrap(), Asset::new("ETH").unwrap()];
     let providers = [

@@ -41,7 +41,13 @@ async fn shutdown_flushes_the_layered_stores() {
         blockchain: "Solana".into(),
         change_24h: None,
     };
-    let update = PriceUpdate::new_signed(&node.identity(), [price], 10, mesh_types::chrono::Utc::now());
+    let update = PriceUpdate::new_signed(
+        &node.identity(),
+        node.network_id(),
+        [price],
+        10,
+        mesh_types::chrono::Utc::now(),
+    );
     // The seen cache remembers the update by its seen key (kind, author, id).
     let id = mesh_types::Gossiped::seen_key(&update);
     node.set_provider(true);
