@@ -197,7 +197,9 @@ impl ServiceBuilder {
     pub async fn start(self) -> Result<MeshPriceService, ServiceError> {
         let mut config = self.config;
         config.gossip.trust = config.gossip.trust.including(self.identity.node_id());
-        let transport = self.transport.unwrap_or_else(|| Arc::new(TcpTransport::new(LinkConfig::default())));
+        let transport = self.transport.unwrap_or_else(|| {
+            Arc::new(TcpTransport::new(LinkConfig::default(), &self.identity, &config.network.network))
+        });
         let peer_store = self.peer_store.unwrap_or_else(|| Arc::new(MemoryPeerStore::new()));
         let tracker = self.tracker.unwrap_or_else(|| Arc::new(MemoryTracker::new(config.tracker)));
         let prices = self.prices.unwrap_or_else(|| Arc::new(MemoryPriceStore::new()));
