@@ -268,7 +268,7 @@ impl Node {
         if self.author.as_ref().is_none_or(|key| key.node_id() != update.source_node_id) {
             self.author = Some(AuthorKey::new(update.source_node_id, &update.source_key).ok()?);
         }
-        self.author.as_ref()?.verify(&*update, &mesh_types::NetworkId::mainnet()).ok()?;
+        self.author.as_ref()?.verify(&*update, &pricemesh::types::NetworkId::mainnet()).ok()?;
         for price in update.cached_prices() {
             self.prices.store(price).await.ok()?;
         }

@@ -202,7 +202,9 @@ impl ServiceBuilder {
         config.gossip.trust = config.gossip.trust.including(self.identity.node_id());
         // One network for everything: signatures are checked for the one the node joined.
         config.gossip.validation.network = config.network.network.clone();
-        let transport = self.transport.unwrap_or_else(|| Arc::new(TcpTransport::new(LinkConfig::default())));
+        let transport = self.transport.unwrap_or_else(|| {
+            Arc::new(TcpTransport::new(LinkConfig::default(), &self.identity, &config.network.network))
+        });
         let peer_store = self.peer_store.unwrap_or_else(|| Arc::new(MemoryPeerStore::new()));
         let tracker = self.tracker.unwrap_or_else(|| Arc::new(MemoryTracker::new(config.tracker)));
         let prices = self.prices.unwrap_or_else(|| Arc::new(MemoryPriceStore::new()));

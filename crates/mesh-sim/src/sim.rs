@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use mesh_service::{MeshPriceService, ServiceConfig, ServiceError, ServiceEvent};
-use mesh_transport::{LinkConfig, LinkFaults, ManagerConfig, MemoryNetwork, TcpTransport, Transport};
+use mesh_transport::{LinkConfig, LinkFaults, ManagerConfig, MemoryNetwork, Transport};
 use mesh_types::rust_decimal::Decimal;
 use mesh_types::{Asset, CachedPriceData, NetworkId, NodeIdentity, PriceData, PriceUpdate, Timestamp};
 use thiserror::Error;
@@ -239,11 +239,10 @@ pub async fn run(config: &SimConfig) -> Result<Report, SimError> {
             .filter(|peer| **peer > index)
             .filter_map(|peer| started[*peer].as_ref().map(|(_, addr)| addr.to_string()))
             .collect();
-        let (transport, listen): (Arc<dyn Transport>, SocketAddr) = match &network {
-            Some(network) => (Arc::new(network.transport(address(index))), address(index)),
-            None => {
-                (Arc::new(TcpTransport::new(LinkConfig::default())), SocketAddr::from(([127, 0, 0, 1], 0)))
-            }
+        // Over TCP the service builds its own transport, bound to the node's identity and network.
+        let (transport, listen): (Option<Arc<dyn Transport>>, SocketAddr) = match &network {
+            Some(network) => (Some(Arc::new(network.transport(address(index)))), address(index)),
+            None => (None, SocketAddr::from(([127, 0, 0, 1], 0))),
         };
         let node = start_node(config, links.len(), listen, bootstrap, transport)
             .await
@@ -398,7 +397,7 @@ async fn start_node(
     degree: usize,
     listen: SocketAddr,
     bootstrap: Vec<String>,
-    transport: Arc<dyn Transport>,
+    transport: Option<Arc<dyn Transport>>,
 ) -> Result<MeshPriceService, ServiceError> {
     let mut manager = ManagerConfig::new(NetworkId::new("sim").expect("a valid network name"));
     manager.listen_addr = Some(listen);
@@ -417,7 +416,13 @@ async fn start_node(
     service.message_ttl = config.message_ttl;
     service.gossip.scoring.rate_per_second = f64::MAX;
     service.gossip.scoring.burst = f64::MAX;
-    MeshPriceService::builder(Arc::new(NodeIdentity::generate()), service).transport(transport).start().await
+    let builder = MeshPriceService::builder(Arc::new(NodeIdentity::generate()), service);
+    match transport {
+        Some(transport) => builder.transport(transport),
+        None => builder,
+    }
+    .start()
+    .await
 }
 
 /// The price of update `round`: `round + 1` hundredths, so each one is distinct and newer.

@@ -1,11 +1,12 @@
 //! [`Connection`]: one link to another node, the same type whatever the transport — a
 //! [`MessageSender`] that queues messages for the link, a [`MessageReceiver`] of what arrives,
-//! and the remote address. Transports build it with [`Connection::channels`] and move the
-//! bytes (TCP) or the messages (in memory) between the two ends in tasks of their own.
+//! the remote address, and the peer's authenticated key when the transport has sessions.
+//! Transports build it with [`Connection::channels`] and move the bytes (TCP) or the messages
+//! (in memory) between the two ends in tasks of their own.
 
 use std::net::SocketAddr;
 
-use mesh_types::MeshMessage;
+use mesh_types::{MeshMessage, PublicKey};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -20,6 +21,10 @@ pub struct Connection {
     pub receiver: MessageReceiver,
     /// The remote address (for an inbound connection, the dialler's address).
     pub remote_addr: SocketAddr,
+    /// The Ed25519 key the transport's session authenticated (TCP: the key bound to the peer's
+    /// Noise static key); `None` for a transport without sessions (in memory). The handshake
+    /// refuses a `Hello` claiming any other key.
+    pub remote_identity: Option<PublicKey>,
 }
 
 /// The transport's side of a [`Connection`]: what to send, where to deliver what arrives,
@@ -45,6 +50,7 @@ impl Connection {
             sender: MessageSender { queue: outgoing_tx, remote_addr, closed: closed.clone() },
             receiver: MessageReceiver { queue: incoming_rx, closed: closed.clone() },
             remote_addr,
+            remote_identity: None,
         };
         (connection, ConnectionIo { outgoing: outgoing_rx, incoming: incoming_tx, closed })
     }

@@ -1,12 +1,13 @@
 //! [`TransportError`]: everything that can go wrong between two nodes, split as the BSV peer
 //! module splits it — connection failures worth retrying (refused, timeout, reset), failures
-//! that retrying will not fix (handshake failed, banned), and failures that are grounds for a
-//! ban (wrong network, failed key proof).
+//! that retrying will not fix (handshake failed, Noise session refused, banned), and failures
+//! that are grounds for a ban (wrong network, failed key proof, a `Hello` claiming another key
+//! than the session's).
 
 use std::net::SocketAddr;
 
 use mesh_peer_store::BanReason;
-use mesh_types::{CodecError, NetworkId, NodeId};
+use mesh_types::{CodecError, NetworkId, NodeId, PublicKey};
 use thiserror::Error;
 
 /// Why a connection could not be made, kept, or used.
@@ -102,6 +103,44 @@ pub enum TransportError {
         /// The peer's version.
         received: u16,
     },
+    /// The Noise handshake that secures a TCP connection failed: a message too large,
+    /// malformed, or one that does not decrypt (the peer is on another network or protocol
+    /// version, both of which the prologue binds, or the bytes were tampered with). Nothing
+    /// about the peer is proven, so this is no ban reason.
+    #[error("noise handshake with {addr} failed: {detail}")]
+    NoiseHandshakeFailed {
+        /// The remote address.
+        addr: SocketAddr,
+        /// What went wrong.
+        detail: String,
+    },
+    /// The peer's Noise identity payload does not bind the static key of the session to an
+    /// Ed25519 key: a relay splicing two handshakes, or a forger. No ban reason: a relay on the
+    /// path could otherwise get an honest address banned.
+    #[error("peer at {addr} did not bind its noise static key to an ed25519 identity: {detail}")]
+    InvalidIdentityBinding {
+        /// The remote address.
+        addr: SocketAddr,
+        /// What was wrong with the payload.
+        detail: String,
+    },
+    /// The peer's `Hello` claims another key than the one its Noise session authenticated.
+    #[error("peer at {addr} authenticated as {session} in its noise session but claims key {claimed}")]
+    SessionKeyMismatch {
+        /// The remote address.
+        addr: SocketAddr,
+        /// The key the session authenticated.
+        session: PublicKey,
+        /// The key the `Hello` claims.
+        claimed: PublicKey,
+    },
+    /// An encrypted frame failed to decrypt or authenticate (a flipped bit, or bytes injected,
+    /// replayed or reordered on the path); the connection is closed.
+    #[error("a message from {addr} failed to decrypt or authenticate; closing the connection")]
+    DecryptionFailed {
+        /// The remote address.
+        addr: SocketAddr,
+    },
     /// The peer's id does not derive from its key, or its proof of key possession failed.
     #[error("peer at {addr} failed to prove it holds the key of {claimed}")]
     InvalidKeyProof {
@@ -179,7 +218,9 @@ impl TransportError {
     pub const fn ban_reason(&self) -> Option<BanReason> {
         match self {
             Self::NetworkMismatch { .. } => Some(BanReason::NetworkMismatch),
-            Self::InvalidKeyProof { .. } => Some(BanReason::InvalidSignature),
+            Self::InvalidKeyProof { .. } | Self::SessionKeyMismatch { .. } => {
+                Some(BanReason::InvalidSignature)
+            }
             _ => None,
         }
     }

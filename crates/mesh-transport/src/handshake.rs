@@ -8,8 +8,13 @@
 //! always names a key its holder proved — nobody can get an honest provider banned by copying
 //! its public key into a bad `Hello`. Everything must happen within the timeout.
 //!
+//! Over a transport with sessions (TCP's Noise session), the connection already knows the
+//! peer's authenticated Ed25519 key ([`Connection::remote_identity`]), and the `Hello` must claim
+//! exactly that key; the in-memory transport has no sessions, and the check is skipped there.
+//!
 //! | problem | result |
 //! | --- | --- |
+//! | a `Hello` key other than the session's | [`TransportError::SessionKeyMismatch`] — a ban reason (the claimed key is not proven: the ban names the address) |
 //! | id not derived from the key, or a proof that does not verify | [`TransportError::InvalidKeyProof`] — a ban reason (the key is not proven: the ban names the address) |
 //! | other network id | [`TransportError::NetworkMismatch`] — a ban reason (the key is proven) |
 //! | other protocol version | [`TransportError::ProtocolMismatch`] — disconnect |
@@ -138,6 +143,14 @@ async fn exchange(
                 .into());
         }
     };
+    // Over a session, the key is already authenticated: a `Hello` may claim only that one.
+    if let Some(session) = connection.remote_identity
+        && session != theirs.public_key
+    {
+        let error = TransportError::SessionKeyMismatch { addr, session, claimed: theirs.public_key };
+        let error = refuse(connection, GoodbyeReason::ProtocolViolation, error).await;
+        return Err(HandshakeFailure { error, hello: Some(theirs), proven: false });
+    }
     if !theirs.node_id.is_derived_from(&theirs.public_key) {
         let error = TransportError::InvalidKeyProof { addr, claimed: theirs.node_id };
         let error = refuse(connection, GoodbyeReason::ProtocolViolation, error).await;
@@ -353,6 +366,35 @@ mod tests {
         let failure = result.unwrap_err();
         assert!(matches!(failure.error, TransportError::InvalidKeyProof { .. }), "{}", failure.error);
         assert!(!failure.proven, "nothing may be held against the victim's key");
+    }
+
+    #[tokio::test]
+    async fn over_a_session_the_hello_must_name_the_authenticated_key() {
+        let (mut a, mut b) = pair().await;
+        let (me, peer) = (NodeIdentity::generate(), NodeIdentity::generate());
+        // As a transport with sessions would set it: this end authenticated another key.
+        a.remote_identity = Some(NodeIdentity::generate().public_key());
+        let settings = config();
+        let (result, ()) =
+            tokio::join!(handshake(&mut a, &me, &settings), scripted(&mut b, hello(&peer), &peer));
+        let failure = result.unwrap_err();
+        assert!(matches!(failure.error, TransportError::SessionKeyMismatch { .. }), "{}", failure.error);
+        assert!(!failure.proven);
+
+        // The authenticated keys themselves pass, on both sides.
+        let (mut a, mut b) = pair().await;
+        a.remote_identity = Some(peer.public_key());
+        b.remote_identity = Some(me.public_key());
+        let (from_a, from_b) =
+            tokio::join!(handshake(&mut a, &me, &settings), handshake(&mut b, &peer, &settings));
+        assert_eq!(from_a.unwrap().public_key, peer.public_key());
+        assert_eq!(from_b.unwrap().public_key, me.public_key());
+    }
+
+    #[tokio::test]
+    async fn without_a_session_there_is_no_key_to_match() {
+        let (a, b) = pair().await;
+        assert_eq!((a.remote_identity, b.remote_identity), (None, None), "the memory transport has none");
     }
 
     #[tokio::test]

@@ -2,12 +2,14 @@
 //! connected. It moves [`mesh_types::MeshMessage`]s and knows nothing about prices.
 //!
 //! - [`Transport`]: listen and dial, yielding [`Connection`]s. Two implementations:
-//!   [`TcpTransport`] (length-delimited frames carrying the [`mesh_types::Codec`] payload,
-//!   size-limited before allocation, batched writes, read and write timeouts) and
+//!   [`TcpTransport`] (a Noise XX session bound to the node's Ed25519 identity, then
+//!   length-delimited frames carrying the [`mesh_types::Codec`] payload, encrypted and
+//!   authenticated, size-limited before allocation, batched writes, read and write timeouts) and
 //!   [`MemoryTransport`] (nodes in one process over channels, with per-link latency, loss and
-//!   partitions — for the simulator and tests).
+//!   partitions — for the simulator and tests; no session, nothing to encrypt).
 //! - [`handshake`]: `Hello`/`HelloAck` — network id, protocol version, identity, and a signed
-//!   proof of key possession over the other side's nonce.
+//!   proof of key possession over the other side's nonce; over a session, the `Hello` must name
+//!   the key the session authenticated ([`Connection::remote_identity`]).
 //! - [`ConnectionManager`]: keeps the node between its minimum and maximum number of peers,
 //!   dials bootstrap and known peers with backoff, refuses banned and duplicate peers, sends
 //!   heartbeats and drops silent peers, exchanges peer addresses, optionally finds peers on
@@ -29,6 +31,7 @@ mod events;
 pub mod handshake;
 mod manager;
 mod memory;
+mod noise;
 mod outbound;
 mod tcp;
 
@@ -95,6 +98,9 @@ pub struct LinkConfig {
     pub send_queue: usize,
     /// How long connecting may take (default 5 s).
     pub connect_timeout: Duration,
+    /// How long the Noise handshake that secures a fresh TCP connection may take (default
+    /// 10 s); the `Hello` exchange after it has its own deadline.
+    pub handshake_timeout: Duration,
     /// How long one batch of writes may take before the connection is dropped (default 10 s).
     pub write_timeout: Duration,
     /// How long a connection may stay silent before it is dropped (default 60 s); heartbeats
@@ -108,6 +114,7 @@ impl Default for LinkConfig {
             max_frame_size: mesh_types::codec::DEFAULT_MAX_MESSAGE_SIZE,
             send_queue: 1024,
             connect_timeout: Duration::from_secs(5),
+            handshake_timeout: Duration::from_secs(10),
             write_timeout: Duration::from_secs(10),
             read_timeout: Duration::from_secs(60),
         }

@@ -93,10 +93,12 @@ fn inside_the_namespace() {
             config.listen_addr = Some("127.0.0.1:0".parse().unwrap());
             config.lan_discovery = Some(lan);
             config.maintenance_interval = Duration::from_millis(50);
+            let identity = Arc::new(NodeIdentity::generate());
+            let transport = TcpTransport::new(LinkConfig::default(), &identity, &config.network);
             let (manager, mut events) = ConnectionManager::start(
                 config,
-                Arc::new(NodeIdentity::generate()),
-                Arc::new(TcpTransport::new(LinkConfig::default())),
+                identity,
+                Arc::new(transport),
                 Arc::new(MemoryPeerStore::new()),
             )
             .await

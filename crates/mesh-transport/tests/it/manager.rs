@@ -24,8 +24,11 @@ struct CountingTcp {
 }
 
 impl CountingTcp {
-    fn new() -> Self {
-        Self { inner: TcpTransport::new(LinkConfig::default()), dials: Mutex::new(HashMap::new()) }
+    fn new(identity: &NodeIdentity, network: &NetworkId) -> Self {
+        Self {
+            inner: TcpTransport::new(LinkConfig::default(), identity, network),
+            dials: Mutex::new(HashMap::new()),
+        }
     }
 
     fn dials_to(&self, addr: SocketAddr) -> usize {
@@ -87,7 +90,7 @@ fn config(network: &str, bootstrap: Vec<String>) -> ManagerConfig {
 
 async fn start(config: ManagerConfig, identity: Arc<NodeIdentity>) -> Node {
     let store = Arc::new(MemoryPeerStore::new());
-    let transport = Arc::new(CountingTcp::new());
+    let transport = Arc::new(CountingTcp::new(&identity, &config.network));
     let (manager, mut receiver) =
         ConnectionManager::start(config, identity, transport.clone(), store.clone())
             .await
@@ -217,30 +220,29 @@ async fn a_node_reached_by_others_first_still_dials_its_bootstrap_peer() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_node_on_another_network_is_banned_and_never_redialled() {
+async fn a_node_on_another_network_never_gets_a_session_and_backs_off() {
     let a = node("devnet", vec![]).await;
     let x = node("othernet", vec![a.addr().to_string()]).await;
-    let banned = eventually_async(Duration::from_secs(5), async || {
-        x.store.find_by_status(PeerStatus::Banned).await.is_ok_and(|peers| {
-            peers.iter().any(|peer| {
-                peer.socket_addr() == a.addr() && peer.ban_reason == Some(BanReason::NetworkMismatch)
-            })
-        })
-    })
-    .await;
-    assert!(banned, "X bans A for NetworkMismatch");
-    let a_bans_x = a.store.find_by_ip_port(x.addr().ip(), x.addr().port()).await.unwrap();
-    assert_eq!(a_bans_x.and_then(|peer| peer.ban_reason), Some(BanReason::NetworkMismatch), "and A bans X");
+    // The Noise prologue names the network: X's dials fail in the Noise handshake, before any
+    // `Hello` (the `NetworkMismatch` ban of a `Hello` is tested in `handshake`).
+    assert!(eventually(Duration::from_secs(3), || x.transport.dials_to(a.addr()) >= 1).await);
     tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_eq!(x.transport.dials_to(a.addr()), 1, "a banned peer is never dialled again");
+    // Maintenance runs every 50 ms; a failure that retrying will not fix waits the longest
+    // backoff (1 s here).
+    let dials = x.transport.dials_to(a.addr());
+    assert!(dials <= 4, "X dialled A {dials} times in about 2 s");
     assert_eq!(a.manager.peer_count() + x.manager.peer_count(), 0);
+    // Nothing was proven, so nobody is banned: a relay on the path could otherwise get honest
+    // addresses banned.
+    assert!(x.store.find_by_status(PeerStatus::Banned).await.unwrap().is_empty());
+    assert!(a.store.find_by_status(PeerStatus::Banned).await.unwrap().is_empty());
 }
 
 /// A client that speaks the handshake by hand, to forge it.
 async fn forged_handshake(target: SocketAddr, hello: impl FnOnce(&NodeIdentity) -> Hello, proof: Signature) {
-    let transport = TcpTransport::new(LinkConfig::default());
-    let mut connection = transport.dial(target).await.expect("dial");
     let identity = NodeIdentity::generate();
+    let transport = TcpTransport::new(LinkConfig::default(), &identity, &NetworkId::devnet());
+    let mut connection = transport.dial(target).await.expect("dial");
     connection.sender.send(MeshMessage::Hello(hello(&identity))).await.expect("send hello");
     // Read the node's hello, then answer with the forged proof.
     let _ = connection.receiver.recv().await;
@@ -368,9 +370,9 @@ async fn the_peer_limit_holds_under_fifty_simultaneous_inbound_dials() {
     let dials: Vec<_> = (0..50)
         .map(|_| {
             tokio::spawn(async move {
-                let transport = TcpTransport::new(LinkConfig::default());
-                let Ok(mut connection) = transport.dial(target).await else { return None };
                 let identity = NodeIdentity::generate();
+                let transport = TcpTransport::new(LinkConfig::default(), &identity, &NetworkId::devnet());
+                let Ok(mut connection) = transport.dial(target).await else { return None };
                 let result =
                     handshake(&mut connection, &identity, &HandshakeConfig::new(NetworkId::devnet())).await;
                 result.ok().map(|_| connection)
