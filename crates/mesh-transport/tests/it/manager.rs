@@ -472,20 +472,27 @@ async fn one_host_cannot_take_more_than_its_share_of_inbound_slots() {
     a_config.limit_loopback = true;
     a_config.handshake_timeout = Duration::from_secs(20);
     let a = start(a_config, Arc::new(NodeIdentity::generate())).await;
-    let mut sockets = Vec::new();
+    // Sessions from one host, each of which then says nothing.
+    let mut connections = Vec::new();
     for _ in 0..5 {
-        sockets.push(tokio::net::TcpStream::connect(a.addr()).await.unwrap());
+        let transport = TcpTransport::new(
+            LinkConfig::default(),
+            &NodeIdentity::generate(),
+            &NetworkId::new("devnet").unwrap(),
+        );
+        connections.push(transport.dial(a.addr()).await.expect("a session"));
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let mut closed = 0;
-    for socket in &mut sockets {
-        let mut sink = Vec::new();
-        // Refused sockets get a goodbye and are closed at once; admitted ones wait for a Hello.
-        if tokio::time::timeout(Duration::from_millis(800), socket.read_to_end(&mut sink)).await.is_ok() {
-            closed += 1;
+    let (mut greeted, mut refused) = (0, 0);
+    for connection in &mut connections {
+        // An admitted connection gets the node's Hello; a refused one a goodbye.
+        match tokio::time::timeout(Duration::from_secs(2), connection.receiver.recv()).await {
+            Ok(Some(Ok(MeshMessage::Hello(_)))) => greeted += 1,
+            Ok(Some(Ok(MeshMessage::Goodbye(_))) | None | Some(Err(_))) => refused += 1,
+            other => panic!("unexpected {other:?}"),
         }
     }
-    assert_eq!(closed, 3, "two handshakes from this host may wait, the rest are refused");
+    assert_eq!((greeted, refused), (2, 3), "two handshakes from this host may wait, the rest are refused");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
