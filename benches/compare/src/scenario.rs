@@ -96,7 +96,13 @@ pub fn signed_update(provider: &NodeIdentity, seq: usize) -> PriceUpdate {
         blockchain: "Solana".into(),
         change_24h: Some(Decimal::new(52, 1)),
     };
-    PriceUpdate::new_signed(provider, &pricemesh::types::NetworkId::mainnet(), [price], 10, chrono::Utc::now())
+    PriceUpdate::new_signed(
+        provider,
+        &pricemesh::types::NetworkId::mainnet(),
+        [price],
+        10,
+        chrono::Utc::now(),
+    )
 }
 
 /// The sequence number an update produced by [`signed_update`] carries.
