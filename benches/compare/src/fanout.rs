@@ -90,7 +90,7 @@ pub async fn run(client_counts: &[usize], rate: f64, duration: Duration) -> Resu
 /// The update for `seq` as the node's feed sends it: `PriceMeshUpdate` with one price.
 fn feed_payload(seq: usize) -> Vec<u8> {
     let provider = pricemesh::types::NodeIdentity::from_secret_bytes(&[7; 32]);
-    let update = signed_update(&provider, seq);
+    let update = signed_update(&provider, &pricemesh::types::NetworkId::mainnet(), seq);
     let prices: PriceMap =
         update.cached_prices().map(|price: CachedPriceData| (price.asset, price)).collect();
     serde_json::to_vec(&FeedMessage::PriceMeshUpdate(prices)).expect("a feed message serializes")
@@ -181,7 +181,7 @@ async fn websocket(clients: usize, rate: f64, duration: Duration) -> Result<Side
     tokio::time::sleep(Duration::from_secs(1)).await;
     let memory_per_client = node.rss().saturating_sub(base_rss) as f64 / clients as f64;
     publish_all(&clock, rate, updates, |seq| {
-        let update = signed_update(injector.identity(), seq);
+        let update = signed_update(injector.identity(), injector.network_id(), seq);
         let injector = &injector;
         async move { injector.publish(update).await }
     })

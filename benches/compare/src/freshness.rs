@@ -61,7 +61,7 @@ pub async fn run(rate: f64, duration: Duration) -> Result<(), String> {
     let start = Instant::now();
     for seq in 0..updates {
         tokio::time::sleep_until(start + Duration::from_secs_f64(seq as f64 / rate)).await;
-        let update = signed_update(provider.identity(), seq);
+        let update = signed_update(provider.identity(), provider.network_id(), seq);
         published.lock().expect("not poisoned").insert(seq, Instant::now());
         provider.publish(update).await?;
     }

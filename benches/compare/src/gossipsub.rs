@@ -153,7 +153,7 @@ async fn publish_open_loop(
     let codec = Codec::default();
     for seq in 0..scenario.updates() {
         tokio::time::sleep_until(arrivals.start() + scenario.due(seq)).await;
-        let update = signed_update(&provider, seq);
+        let update = signed_update(&provider, &pricemesh::types::NetworkId::mainnet(), seq);
         let payload = codec.encode(&MeshMessage::from(update)).expect("a small update encodes");
         let _ = publisher.send(Command::Publish(payload));
     }

@@ -43,7 +43,7 @@ pub async fn run() -> Result<(), String> {
             .await?;
     }
     for seq in 0..SEEN_CACHE {
-        loader.publish(signed_update(loader.identity(), seq)).await?;
+        loader.publish(signed_update(loader.identity(), loader.network_id(), seq)).await?;
         if seq % 500 == 0 {
             // Leave the connection's queue room: the node drops what a full queue cannot take.
             tokio::time::sleep(Duration::from_millis(5)).await;

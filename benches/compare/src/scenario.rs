@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use pricemesh::types::rust_decimal::Decimal;
 use pricemesh::types::rust_decimal::prelude::ToPrimitive;
-use pricemesh::types::{Asset, NodeIdentity, PriceData, PriceUpdate, chrono};
+use pricemesh::types::{Asset, NetworkId, NodeIdentity, PriceData, PriceUpdate, chrono};
 use tokio::time::Instant;
 
 /// The mesh and the load offered to it.
@@ -88,21 +88,16 @@ pub struct Outcome {
     pub peak_rss: u64,
 }
 
-/// The signed update for sequence number `seq`: one price, about 150 bytes on our wire.
-pub fn signed_update(provider: &NodeIdentity, seq: usize) -> PriceUpdate {
+/// The signed update for sequence number `seq` on `network`: one price, about 150 bytes on our
+/// wire.
+pub fn signed_update(provider: &NodeIdentity, network: &NetworkId, seq: usize) -> PriceUpdate {
     let price = PriceData {
         asset: Asset::new("SOL").expect("a valid symbol"),
         price: Decimal::new(i64::try_from(seq).unwrap_or(i64::MAX - 1) + 1, 2),
         blockchain: "Solana".into(),
         change_24h: Some(Decimal::new(52, 1)),
     };
-    PriceUpdate::new_signed(
-        provider,
-        &pricemesh::types::NetworkId::mainnet(),
-        [price],
-        10,
-        chrono::Utc::now(),
-    )
+    PriceUpdate::new_signed(provider, network, [price], 10, chrono::Utc::now())
 }
 
 /// The sequence number an update produced by [`signed_update`] carries.
@@ -222,7 +217,7 @@ mod tests {
     fn the_sequence_travels_in_the_price() {
         let provider = NodeIdentity::generate();
         for seq in [0, 1, 99, 123_456] {
-            assert_eq!(sequence_of(&signed_update(&provider, seq)), Some(seq));
+            assert_eq!(sequence_of(&signed_update(&provider, &NetworkId::mainnet(), seq)), Some(seq));
         }
     }
 
