@@ -277,6 +277,19 @@ fn ban_end(now: Timestamp, duration: Duration) -> Timestamp {
         .unwrap_or(Timestamp::MAX_UTC)
 }
 
+/// Adds `points` to `peer`'s score; past the threshold, records the ban (the score stays until
+/// it ends) and returns it.
+fn penalise(scores: &mut Scores, peer: NodeId, points: f64, now: Timestamp) -> Option<Ban> {
+    let ban = scores.penalise(peer, points, now).map(|score| Ban {
+        peer,
+        reason: BanReason::Misbehaviour { score },
+        duration: scores.config().ban_duration,
+    })?;
+    scores.banned(peer, ban_end(now, ban.duration));
+    tracing::warn!(%peer, "peer misbehaved past the threshold; banning it");
+    Some(ban)
+}
+
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     // Every update leaves the maps consistent, even if a holder panicked.
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
@@ -617,21 +630,7 @@ impl GossipEngine {
                 tracing::debug!(%peer, kind, "peer exceeds its message rate; dropping")
             }
         }
-        let ban = if points > 0.0 {
-            let mut scores = lock(&self.scores);
-            let banned = scores.penalise(peer, points, now).map(|score| Ban {
-                peer,
-                reason: BanReason::Misbehaviour { score },
-                duration: scores.config().ban_duration,
-            });
-            if let Some(ban) = &banned {
-                scores.banned(peer, ban_end(now, ban.duration));
-                tracing::warn!(%peer, "peer misbehaved past the threshold; banning it");
-            }
-            banned
-        } else {
-            None
-        };
+        let ban = if points > 0.0 { penalise(&mut lock(&self.scores), peer, points, now) } else { None };
         Rejected { reason, ban }
     }
 
@@ -763,14 +762,7 @@ impl GossipEngine {
         }
         self.counters.rejected(&RejectReason::RateLimited);
         let points = scores.config().flood;
-        let ban = scores.penalise(peer, points, now).map(|score| Ban {
-            peer,
-            reason: BanReason::Misbehaviour { score },
-            duration: scores.config().ban_duration,
-        });
-        if let Some(ban) = &ban {
-            scores.banned(peer, ban_end(now, ban.duration));
-        }
+        let ban = penalise(&mut scores, peer, points, now);
         tracing::debug!(%peer, "peer exceeds its anti-entropy message rate; dropping");
         Err(Rejected { reason: RejectReason::RateLimited, ban })
     }
