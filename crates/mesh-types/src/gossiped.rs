@@ -86,76 +86,52 @@ pub trait Gossiped: SignedMessage + Clone {
     }
 }
 
+/// The accessors every gossiped message shares: its id, timestamp and relay fields have the
+/// same names in each.
+macro_rules! relay_fields {
+    () => {
+        fn message_id(&self) -> MessageId {
+            self.message_id
+        }
+
+        fn timestamp(&self) -> Timestamp {
+            self.timestamp
+        }
+
+        fn ttl(&self) -> u8 {
+            self.ttl
+        }
+
+        fn hop_count(&self) -> u8 {
+            self.hop_count
+        }
+
+        fn relayed(&self) -> Self {
+            Self {
+                ttl: self.ttl.saturating_sub(1),
+                hop_count: self.hop_count.saturating_add(1),
+                ..self.clone()
+            }
+        }
+    };
+}
+
 impl Gossiped for PriceUpdate {
     const KIND: &'static str = "price_update";
 
-    fn message_id(&self) -> MessageId {
-        self.message_id
-    }
-
-    fn timestamp(&self) -> Timestamp {
-        self.timestamp
-    }
-
-    fn ttl(&self) -> u8 {
-        self.ttl
-    }
-
-    fn hop_count(&self) -> u8 {
-        self.hop_count
-    }
-
-    fn relayed(&self) -> Self {
-        Self { ttl: self.ttl.saturating_sub(1), hop_count: self.hop_count.saturating_add(1), ..self.clone() }
-    }
+    relay_fields!();
 }
 
 impl Gossiped for Announce {
     const KIND: &'static str = "announce";
 
-    fn message_id(&self) -> MessageId {
-        self.message_id
-    }
-
-    fn timestamp(&self) -> Timestamp {
-        self.timestamp
-    }
-
-    fn ttl(&self) -> u8 {
-        self.ttl
-    }
-
-    fn hop_count(&self) -> u8 {
-        self.hop_count
-    }
-
-    fn relayed(&self) -> Self {
-        Self { ttl: self.ttl.saturating_sub(1), hop_count: self.hop_count.saturating_add(1), ..self.clone() }
-    }
+    relay_fields!();
 }
 
 impl Gossiped for Alert {
     const KIND: &'static str = "alert";
 
-    fn message_id(&self) -> MessageId {
-        self.message_id
-    }
-
-    fn timestamp(&self) -> Timestamp {
-        self.timestamp
-    }
-
-    fn ttl(&self) -> u8 {
-        self.ttl
-    }
-
-    fn hop_count(&self) -> u8 {
-        self.hop_count
-    }
-
-    fn relayed(&self) -> Self {
-        Self { ttl: self.ttl.saturating_sub(1), hop_count: self.hop_count.saturating_add(1), ..self.clone() }
-    }
+    relay_fields!();
 
     /// A discrepancy must be a finite, non-negative percentage: it is shown to users as a
     /// number.
