@@ -5,101 +5,15 @@
 //!
 //! The nodes log warnings to the test's stderr; `E2E_LOG=info` (any `RUST_LOG` filter) shows more.
 
-use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use futures::StreamExt;
 use serde_json::Value;
 
-/// A node process, killed when dropped.
-struct Node {
-    child: Child,
-    api: SocketAddr,
-    peers: SocketAddr,
-    _data: tempfile::TempDir,
-}
+mod support;
 
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Starts a node on ports the system picks, and learns them from its "node ready" log line.
-fn start(bootstrap: Option<SocketAddr>, simulated: bool) -> Node {
-    let line_end: &[(&str, &str)] =
-        // One peer slot keeps the line a line: the provider, which would otherwise dial the
-        // consumer it hears of, stays two hops from it.
-        &[("MESH_PRICE_SOURCE", "simulated"), ("MESH_MAX_PEER_CONNECTIONS", "1")];
-    start_with(bootstrap, if simulated { line_end } else { &[] })
-}
-
-/// [`start`] with more settings in the environment.
-fn start_with(bootstrap: Option<SocketAddr>, settings: &[(&str, &str)]) -> Node {
-    let data = tempfile::tempdir().unwrap();
-    let mut command = Command::new(env!("CARGO_BIN_EXE_mesh-node"));
-    let filter = std::env::var("E2E_LOG").unwrap_or_else(|_| "warn".into());
-    command
-        .arg("run")
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("RUST_LOG", format!("{filter},mesh_node::run=info"))
-        .env("MESH_LOG_FORMAT", "json")
-        .env("MESH_NETWORK", "devnet")
-        .env("MESH_API_ADDR", "127.0.0.1:0")
-        .env("MESH_LISTEN_ADDR", "127.0.0.1:0")
-        .env("MESH_DATA_DIR", data.path())
-        .env("MESH_MIN_PEER_CONNECTIONS", "1")
-        .env("MESH_PROVIDER_FETCH_INTERVAL_SECS", "1")
-        .env("MESH_COORDINATION_WINDOW_SECS", "1")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    if let Some(bootstrap) = bootstrap {
-        command.env("MESH_BOOTSTRAP_PEERS", bootstrap.to_string());
-    }
-    command.envs(settings.iter().copied());
-    let mut child = command.spawn().expect("start mesh-node");
-    let stderr = child.stderr.take().expect("piped stderr");
-    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-    // Passes the log on to the test's stderr, and the bound addresses back once ready.
-    std::thread::spawn(move || {
-        let mut ready = Some(ready_tx);
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let entry: Value = serde_json::from_str(&line).unwrap_or_default();
-            let fields = &entry["fields"];
-            if fields["message"] == "node ready"
-                && let (Some(api), Some(peers)) = (fields["api"].as_str(), fields["peers"].as_str())
-                && let Some(sender) = ready.take()
-            {
-                let _ = sender.send((api.parse().unwrap(), peers.parse().unwrap()));
-            }
-            eprintln!("{line}");
-        }
-    });
-    let (api, peers) = ready_rx.recv_timeout(Duration::from_secs(30)).expect("the node reports ready");
-    Node { child, api, peers, _data: data }
-}
-
-async fn get(client: &reqwest::Client, node: &Node, path: &str) -> Option<Value> {
-    let response = client.get(format!("http://{}{path}", node.api)).send().await.ok()?;
-    response.json::<Value>().await.ok()
-}
-
-/// Polls `path` on `node` until `accept` holds, for up to 30 s.
-async fn until(client: &reqwest::Client, node: &Node, path: &str, accept: impl Fn(&Value) -> bool) -> Value {
-    for _ in 0..300 {
-        if let Some(body) = get(client, node, path).await
-            && accept(&body)
-        {
-            return body;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("{path} on {} never became as expected", node.api);
-}
+use support::{Node, get, start, start_with, until};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prices_cross_three_processes_to_the_api_and_websocket() {

@@ -4,13 +4,18 @@
 //! removes afterwards.
 //!
 //! [`TcpProxy`] sits between a client and a real server so a test can cut the connection and
-//! restore it.
+//! restore it. `HostilePeer` (feature `hostile-peer`) joins a real node's mesh as a stranger and misbehaves on
+//! cue.
 //!
 //! Without `MESH_TEST_DATABASE_URL` / `MESH_TEST_REDIS_URL` a test skips with a printed
 //! reason; with `MESH_REQUIRE_BACKENDS=1` (CI) a missing URL fails it instead.
 
+#[cfg(feature = "hostile-peer")]
+mod hostile;
 mod proxy;
 
+#[cfg(feature = "hostile-peer")]
+pub use hostile::HostilePeer;
 pub use proxy::TcpProxy;
 
 use deadpool_redis::redis::AsyncCommands;

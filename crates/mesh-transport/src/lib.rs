@@ -31,7 +31,7 @@ mod events;
 pub mod handshake;
 mod manager;
 mod memory;
-mod noise;
+pub mod noise;
 mod outbound;
 mod tcp;
 

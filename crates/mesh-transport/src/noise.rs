@@ -56,42 +56,42 @@ use zeroize::Zeroizing;
 use crate::TransportError;
 
 /// The Noise protocol name.
-pub(crate) const NOISE_PARAMS: &str = "Noise_XX_25519_ChaChaPoly_SHA256";
+pub const NOISE_PARAMS: &str = "Noise_XX_25519_ChaChaPoly_SHA256";
 
 /// The start of the prologue; a new session layout gets a new tag.
-pub(crate) const PROLOGUE_TAG: &[u8] = b"pricemesh-noise/v1";
+pub const PROLOGUE_TAG: &[u8] = b"pricemesh-noise/v1";
 
 /// What an identity signature over a static key starts with, so it can never pass for another
 /// signed message of the node.
-pub(crate) const STATIC_KEY_DOMAIN: &[u8] = b"pricemesh-noise-static-key:";
+pub const STATIC_KEY_DOMAIN: &[u8] = b"pricemesh-noise-static-key:";
 
 /// Bytes of an X25519 key.
-pub(crate) const STATIC_KEY_LEN: usize = 32;
+pub const STATIC_KEY_LEN: usize = 32;
 
 /// Bytes of the identity payload of handshake messages 2 and 3: an Ed25519 public key and a
 /// signature.
-pub(crate) const IDENTITY_PAYLOAD_LEN: usize = 96;
+pub const IDENTITY_PAYLOAD_LEN: usize = 96;
 
 /// The largest handshake message accepted. Ours are 32, 192 and 160 bytes; the Noise limit of
 /// 65,535 leaves room this protocol does not use.
-pub(crate) const MAX_HANDSHAKE_MESSAGE: usize = 1024;
+pub const MAX_HANDSHAKE_MESSAGE: usize = 1024;
 
 /// Bytes of the length prefix of every Noise message on the wire.
-pub(crate) const NOISE_LENGTH_LEN: usize = 2;
+pub const NOISE_LENGTH_LEN: usize = 2;
 
 /// Bytes of the authentication tag of every encrypted Noise message.
-pub(crate) const TAG_LEN: usize = 16;
+pub const TAG_LEN: usize = 16;
 
 /// The most plaintext one transport message carries: the Noise limit of 65,535 bytes less the
 /// tag.
-pub(crate) const MAX_CHUNK: usize = 65_519;
+pub const MAX_CHUNK: usize = 65_519;
 
 /// What `connection ... timed out while {during}` says for this phase.
 const DURING: &str = "performing the noise handshake";
 
 /// This node's side of every session a transport makes: its static key, the payload that binds
 /// the key to the node's identity, and the prologue.
-pub(crate) struct LocalKeys {
+pub struct LocalKeys {
     secret: Zeroizing<[u8; STATIC_KEY_LEN]>,
     public: [u8; STATIC_KEY_LEN],
     payload: [u8; IDENTITY_PAYLOAD_LEN],
@@ -110,7 +110,7 @@ impl fmt::Debug for LocalKeys {
 
 impl LocalKeys {
     /// A fresh static key for `identity`, for sessions on `network` at this protocol version.
-    pub(crate) fn new(identity: &NodeIdentity, network: &NetworkId) -> Self {
+    pub fn new(identity: &NodeIdentity, network: &NetworkId) -> Self {
         Self::with_prologue(identity, prologue(network, PROLOGUE_VERSION))
     }
 
@@ -126,7 +126,7 @@ impl LocalKeys {
     }
 
     /// The X25519 static public key.
-    pub(crate) const fn static_public(&self) -> &[u8; STATIC_KEY_LEN] {
+    pub const fn static_public(&self) -> &[u8; STATIC_KEY_LEN] {
         &self.public
     }
 
@@ -159,7 +159,7 @@ impl LocalKeys {
 const PROLOGUE_VERSION: u16 = PROTOCOL_VERSION;
 
 /// The prologue of sessions on `network` at `protocol_version`.
-pub(crate) fn prologue(network: &NetworkId, protocol_version: u16) -> Vec<u8> {
+pub fn prologue(network: &NetworkId, protocol_version: u16) -> Vec<u8> {
     let name = network.as_str().as_bytes();
     let mut prologue = Vec::with_capacity(64);
     prologue.extend_from_slice(PROLOGUE_TAG);
@@ -171,7 +171,7 @@ pub(crate) fn prologue(network: &NetworkId, protocol_version: u16) -> Vec<u8> {
 }
 
 /// The bytes an identity signs to bind `static_key` to itself.
-pub(crate) fn binding_bytes(static_key: &[u8]) -> Vec<u8> {
+pub fn binding_bytes(static_key: &[u8]) -> Vec<u8> {
     let mut bytes = Vec::with_capacity(64);
     bytes.extend_from_slice(STATIC_KEY_DOMAIN);
     bytes.extend_from_slice(static_key);
@@ -179,7 +179,7 @@ pub(crate) fn binding_bytes(static_key: &[u8]) -> Vec<u8> {
 }
 
 /// `identity`'s public key and its signature binding `static_key` to it.
-pub(crate) fn identity_payload(identity: &NodeIdentity, static_key: &[u8]) -> [u8; IDENTITY_PAYLOAD_LEN] {
+pub fn identity_payload(identity: &NodeIdentity, static_key: &[u8]) -> [u8; IDENTITY_PAYLOAD_LEN] {
     let signature = identity.sign(&binding_bytes(static_key));
     let mut payload = [0u8; IDENTITY_PAYLOAD_LEN];
     let (key, rest) = payload.split_at_mut(PUBLIC_KEY_LEN);
@@ -218,7 +218,7 @@ impl SignedMessage for StaticKeyBinding<'_> {
 /// [`TransportError::InvalidIdentityBinding`] when there is no static key, the payload is not
 /// [`IDENTITY_PAYLOAD_LEN`] bytes, the key is not a valid Ed25519 key, or the signature does not
 /// cover this static key under strict verification.
-pub(crate) fn verify_identity(
+pub fn verify_identity(
     payload: &[u8],
     static_key: Option<&[u8]>,
     addr: SocketAddr,
@@ -252,7 +252,7 @@ pub(crate) fn verify_identity(
 
 /// Which end of the connection this node is: the dialler initiates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Role {
+pub enum Role {
     /// Sends messages 1 and 3.
     Initiator,
     /// Sends message 2.
@@ -260,10 +260,9 @@ pub(crate) enum Role {
 }
 
 /// A completed handshake.
-pub(crate) struct Session {
+pub struct Session {
     cipher: StatelessTransportState,
-    /// The Ed25519 key the peer bound to its static key.
-    pub(crate) remote_identity: PublicKey,
+    remote_identity: PublicKey,
 }
 
 impl fmt::Debug for Session {
@@ -273,8 +272,14 @@ impl fmt::Debug for Session {
 }
 
 impl Session {
+    /// The Ed25519 key the peer bound to its static key: who is at the other end.
+    #[must_use]
+    pub const fn remote_identity(&self) -> &PublicKey {
+        &self.remote_identity
+    }
+
     /// The receiving and sending halves, each with its own nonce counter starting at zero.
-    pub(crate) fn into_halves(self) -> (Opener, Sealer) {
+    pub fn into_halves(self) -> (Opener, Sealer) {
         let cipher = Arc::new(self.cipher);
         (Opener { cipher: Arc::clone(&cipher), nonce: 0 }, Sealer { cipher, nonce: 0 })
     }
@@ -289,7 +294,7 @@ impl Session {
 /// decrypt (another network or protocol version, or tampering);
 /// [`TransportError::InvalidIdentityBinding`] when the peer's payload does not bind its static
 /// key; an I/O error classified by [`TransportError::from_io`] when the connection breaks.
-pub(crate) async fn handshake<S>(
+pub async fn handshake<S>(
     stream: &mut S,
     keys: &LocalKeys,
     role: Role,
@@ -412,18 +417,23 @@ fn failed(addr: SocketAddr, err: &snow::Error) -> TransportError {
 }
 
 /// Why a transport message could not be opened or sealed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum CipherError {
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum CipherError {
     /// It does not decrypt and authenticate under the next nonce.
+    #[error(
+        "a transport message does not decrypt under the next nonce: it was tampered with, replayed or reordered; the session must end"
+    )]
     Decrypt,
     /// The nonces of one direction ran out (after 2^64 - 1 messages).
+    #[error("the session's nonces ran out; open a new session")]
     Exhausted,
     /// More than [`MAX_CHUNK`] bytes were given to seal.
+    #[error("a transport message takes at most {MAX_CHUNK} bytes of plaintext; cut it into chunks")]
     TooLarge,
 }
 
 /// The receiving half of a session: opens the peer's transport messages in order.
-pub(crate) struct Opener {
+pub struct Opener {
     cipher: Arc<StatelessTransportState>,
     nonce: u64,
 }
@@ -442,7 +452,7 @@ impl Opener {
     /// # Errors
     /// [`CipherError::Decrypt`] when the message fails to authenticate, [`CipherError::Exhausted`]
     /// when the nonces ran out. The session is unusable afterwards.
-    pub(crate) fn open(&mut self, wire: &mut BytesMut, plain: &mut BytesMut) -> Result<bool, CipherError> {
+    pub fn open(&mut self, wire: &mut BytesMut, plain: &mut BytesMut) -> Result<bool, CipherError> {
         let Some(head) = wire.first_chunk::<NOISE_LENGTH_LEN>() else {
             return Ok(false);
         };
@@ -480,7 +490,7 @@ impl Opener {
 }
 
 /// The sending half of a session: seals plaintext into transport messages in order.
-pub(crate) struct Sealer {
+pub struct Sealer {
     cipher: Arc<StatelessTransportState>,
     nonce: u64,
 }
@@ -498,7 +508,7 @@ impl Sealer {
     /// # Errors
     /// [`CipherError::TooLarge`] for a chunk over [`MAX_CHUNK`], [`CipherError::Exhausted`] when
     /// the nonces ran out.
-    pub(crate) fn seal(&mut self, chunk: &[u8], wire: &mut BytesMut) -> Result<(), CipherError> {
+    pub fn seal(&mut self, chunk: &[u8], wire: &mut BytesMut) -> Result<(), CipherError> {
         if chunk.len() > MAX_CHUNK {
             return Err(CipherError::TooLarge);
         }

@@ -208,7 +208,7 @@ async fn secure(
         Ok(session) => session?,
         Err(_) => return Err(TransportError::HandshakeTimeout { addr: remote_addr }),
     };
-    trace!(%remote_addr, identity = %session.remote_identity, "session established");
+    trace!(%remote_addr, identity = %session.remote_identity(), "session established");
     Ok(spawn_connection(stream, remote_addr, config, session))
 }
 
@@ -236,7 +236,7 @@ fn spawn_connection(
     session: Session,
 ) -> Connection {
     let (mut connection, io) = Connection::channels(remote_addr, config.send_queue);
-    connection.remote_identity = Some(session.remote_identity);
+    connection.remote_identity = Some(*session.remote_identity());
     let (opener, sealer) = session.into_halves();
     let ConnectionIo { outgoing, incoming, closed } = io;
     let (read_half, write_half) = stream.into_split();
@@ -844,7 +844,7 @@ mod tests {
             addr: SocketAddr,
         ) -> Result<Self, TransportError> {
             let session = noise::handshake(&mut stream, keys, role, addr).await?;
-            let remote_identity = session.remote_identity;
+            let remote_identity = *session.remote_identity();
             let (opener, sealer) = session.into_halves();
             let decoder = SessionDecoder::new(opener, LinkConfig::default().max_frame_size);
             Ok(Self { stream, decoder, received: BytesMut::new(), sealer, remote_identity })
