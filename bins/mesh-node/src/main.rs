@@ -14,7 +14,6 @@ mod api;
 mod backends;
 mod demo;
 mod run;
-mod settings;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -10,7 +10,7 @@ use mesh_service::{MeshPriceService, NodeSettings, PriceSourceKind};
 use mesh_types::{KEY_FILE_NAME, NodeIdentity};
 
 use crate::backends::Backends;
-use crate::settings::SettingArgs;
+use mesh_node::SettingArgs;
 
 /// Settings of `run`.
 #[derive(Debug, Args)]

@@ -16,126 +16,144 @@ use serde::Deserialize;
 /// Settings a flag or environment variable can give; unset ones fall back to the file.
 #[derive(Debug, Default, Args, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub(crate) struct SettingArgs {
+pub struct SettingArgs {
     /// Network to join: mainnet, testnet, devnet or a custom name.
     #[arg(long, env = "MESH_NETWORK")]
-    pub(crate) network: Option<String>,
+    pub network: Option<String>,
     /// Address peers connect to [default: 0.0.0.0:9470].
     #[arg(long, env = "MESH_LISTEN_ADDR")]
-    pub(crate) listen_addr: Option<SocketAddr>,
+    pub listen_addr: Option<SocketAddr>,
     /// Address to tell peers, when it differs from the listen address.
     #[arg(long, env = "MESH_ADVERTISED_ADDR")]
-    pub(crate) advertised_addr: Option<SocketAddr>,
+    pub advertised_addr: Option<SocketAddr>,
     /// Address of the HTTP API [default: 127.0.0.1:8080].
     #[arg(long, env = "MESH_API_ADDR")]
-    pub(crate) api_addr: Option<SocketAddr>,
+    pub api_addr: Option<SocketAddr>,
     /// Bootstrap peers, comma-separated host:port.
     #[arg(long, env = "MESH_BOOTSTRAP_PEERS", value_delimiter = ',')]
-    pub(crate) bootstrap_peers: Option<Vec<String>>,
+    pub bootstrap_peers: Option<Vec<String>>,
     /// Directory for the node key and the peer file [default: data].
     #[arg(long, env = "MESH_DATA_DIR")]
-    pub(crate) data_dir: Option<PathBuf>,
+    pub data_dir: Option<PathBuf>,
     /// Price source of a provider node: simulated, birdeye or none [default: none].
     #[arg(long, env = "MESH_PRICE_SOURCE")]
-    pub(crate) price_source: Option<String>,
+    pub price_source: Option<String>,
     /// Assets a provider fetches, comma-separated [default: SOL,ETH,BTC,USDC,BONK,JUP].
     #[arg(long, env = "MESH_ASSETS", value_delimiter = ',')]
-    pub(crate) assets: Option<Vec<String>>,
+    pub assets: Option<Vec<String>>,
     /// Base URL of the Birdeye API [default: https://public-api.birdeye.so].
     #[arg(long, env = "MESH_BIRDEYE_BASE_URL")]
-    pub(crate) birdeye_base_url: Option<String>,
+    pub birdeye_base_url: Option<String>,
     /// Birdeye API key (prefer the environment: flags show up in process lists).
     #[arg(long, env = "BIRDEYE_API_KEY", hide_env_values = true)]
-    pub(crate) birdeye_api_key: Option<String>,
+    pub birdeye_api_key: Option<String>,
     /// Redis URL: Redis-backed dedup, price cache and fetch coordination.
     #[arg(long, env = "REDIS_URL", hide_env_values = true)]
-    pub(crate) redis_url: Option<String>,
+    pub redis_url: Option<String>,
     /// Redis connection pool size [default: 10].
     #[arg(long, env = "REDIS_POOL_SIZE")]
-    pub(crate) redis_pool_size: Option<usize>,
+    pub redis_pool_size: Option<usize>,
     /// Prefix of every Redis key [default: mesh:].
     #[arg(long, env = "MESH_REDIS_PREFIX")]
-    pub(crate) redis_prefix: Option<String>,
+    pub redis_prefix: Option<String>,
     /// Seconds a price lives in Redis without a refresh [default: 3600].
     #[arg(long, env = "MESH_REDIS_PRICE_TTL_SECS")]
-    pub(crate) redis_price_ttl_secs: Option<u64>,
+    pub redis_price_ttl_secs: Option<u64>,
     /// PostgreSQL URL: persistent prices, seen messages and peers (migrations run on start).
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
-    pub(crate) database_url: Option<String>,
+    pub database_url: Option<String>,
     /// Milliseconds between writes of changed prices and seen ids to Redis or PostgreSQL
     /// [default: 100].
     #[arg(long, env = "MESH_STORAGE_FLUSH_INTERVAL_MS")]
-    pub(crate) storage_flush_interval_ms: Option<u64>,
+    pub storage_flush_interval_ms: Option<u64>,
     /// Admin token for provider enable/disable; required when the API is not on loopback.
     #[arg(long, env = "MESH_ADMIN_TOKEN", hide_env_values = true)]
-    pub(crate) admin_token: Option<String>,
+    pub admin_token: Option<String>,
     /// File holding the admin token (its first line).
     #[arg(long, env = "MESH_ADMIN_TOKEN_FILE")]
-    pub(crate) admin_token_file: Option<PathBuf>,
+    pub admin_token_file: Option<PathBuf>,
     /// Host names the API answers to besides localhost, 127.0.0.1 and [::1] (comma-separated;
     /// with the API beyond loopback and none listed, any).
     #[arg(long, env = "MESH_API_ALLOWED_HOSTS", value_delimiter = ',')]
-    pub(crate) api_allowed_hosts: Option<Vec<String>>,
+    pub api_allowed_hosts: Option<Vec<String>>,
     /// Web origins whose pages may use the API and feed, e.g. https://dash.example
     /// (comma-separated).
     #[arg(long, env = "MESH_API_ALLOWED_ORIGINS", value_delimiter = ',')]
-    pub(crate) api_allowed_origins: Option<Vec<String>>,
+    pub api_allowed_origins: Option<Vec<String>>,
     /// Seconds between provider fetches [default: 30].
     #[arg(long, env = "MESH_PROVIDER_FETCH_INTERVAL_SECS")]
-    pub(crate) fetch_interval_secs: Option<u64>,
+    pub fetch_interval_secs: Option<u64>,
     /// Seconds within which only one provider fetches [default: 5].
     #[arg(long, env = "MESH_COORDINATION_WINDOW_SECS")]
-    pub(crate) coordination_window_secs: Option<u64>,
+    pub coordination_window_secs: Option<u64>,
     /// TTL of published updates [default: 10].
     #[arg(long, env = "MESH_MESSAGE_TTL")]
-    pub(crate) message_ttl: Option<u8>,
+    pub message_ttl: Option<u8>,
     /// Seen-message cache entries [default: 10000].
     #[arg(long, env = "MESH_SEEN_MESSAGES_CACHE_SIZE")]
-    pub(crate) seen_messages_cache_size: Option<usize>,
+    pub seen_messages_cache_size: Option<usize>,
     /// Seconds a message id stays seen [default: 300].
     #[arg(long, env = "MESH_SEEN_MESSAGES_EXPIRATION_SECS")]
-    pub(crate) seen_messages_expiration_secs: Option<u64>,
+    pub seen_messages_expiration_secs: Option<u64>,
     /// Seconds after which prices are stale [default: 3600].
     #[arg(long, env = "MESH_STALENESS_THRESHOLD_SECS")]
-    pub(crate) staleness_threshold_secs: Option<u64>,
+    pub staleness_threshold_secs: Option<u64>,
     /// Most peers [default: 10].
     #[arg(long, env = "MESH_MAX_PEER_CONNECTIONS")]
-    pub(crate) max_peers: Option<usize>,
+    pub max_peers: Option<usize>,
     /// Fewest peers the node keeps dialling for [default: 3].
     #[arg(long, env = "MESH_MIN_PEER_CONNECTIONS")]
-    pub(crate) min_peers: Option<usize>,
+    pub min_peers: Option<usize>,
     /// Seconds before a silent provider counts as offline [default: 600].
     #[arg(long, env = "MESH_OFFLINE_INDICATOR_THRESHOLD_SECS")]
-    pub(crate) offline_indicator_threshold_secs: Option<u64>,
+    pub offline_indicator_threshold_secs: Option<u64>,
     /// Percentage between providers' prices that raises a warning [default: 5.0].
     #[arg(long, env = "MESH_PRICE_DISCREPANCY_THRESHOLD_PERCENT")]
-    pub(crate) price_discrepancy_threshold_percent: Option<f64>,
+    pub price_discrepancy_threshold_percent: Option<f64>,
     /// Seconds between anti-entropy rounds [default: 30].
     #[arg(long, env = "MESH_SYNC_INTERVAL_SECS")]
-    pub(crate) sync_interval_secs: Option<u64>,
+    pub sync_interval_secs: Option<u64>,
     /// Trusted providers, comma-separated node ids or public keys. Required on mainnet (and
     /// any network but devnet and testnet) unless --open-providers.
     #[arg(long, env = "MESH_TRUSTED_PROVIDERS", value_delimiter = ',')]
-    pub(crate) trusted_providers: Option<Vec<String>>,
+    pub trusted_providers: Option<Vec<String>>,
     /// Accept prices from any signed provider when no trusted providers are listed
     /// [default: false; devnet and testnet are open anyway].
     #[arg(long, env = "MESH_OPEN_PROVIDERS")]
-    pub(crate) open_providers: Option<bool>,
+    pub open_providers: Option<bool>,
     /// Find peers on the local network by multicast beacons [default: false].
     #[arg(long, env = "MESH_LAN_DISCOVERY")]
-    pub(crate) lan_discovery: Option<bool>,
+    pub lan_discovery: Option<bool>,
     /// Seconds between heartbeats [default: 5].
     #[arg(long, env = "MESH_HEARTBEAT_INTERVAL_SECS")]
-    pub(crate) heartbeat_interval_secs: Option<u64>,
+    pub heartbeat_interval_secs: Option<u64>,
     /// Seconds of silence before a peer is dropped [default: 30].
     #[arg(long, env = "MESH_HEARTBEAT_TIMEOUT_SECS")]
-    pub(crate) heartbeat_timeout_secs: Option<u64>,
+    pub heartbeat_timeout_secs: Option<u64>,
     /// Updates per second a peer may send [default: 200].
     #[arg(long, env = "MESH_PEER_RATE_LIMIT")]
-    pub(crate) peer_rate_limit: Option<f64>,
+    pub peer_rate_limit: Option<f64>,
     /// Seconds a misbehaving peer stays banned [default: 3600].
     #[arg(long, env = "MESH_BAN_DURATION_SECS")]
-    pub(crate) ban_duration_secs: Option<u64>,
+    pub ban_duration_secs: Option<u64>,
+}
+
+/// The largest config file read: far more than every setting takes.
+pub const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
+
+/// The largest admin token file read (only its first line is the token).
+pub const MAX_TOKEN_FILE_BYTES: u64 = 64 * 1024;
+
+/// The UTF-8 text of `path`, refusing more than `limit` bytes: a path such as `/dev/zero`
+/// must not fill memory.
+fn read_bounded(path: &Path, limit: u64) -> std::io::Result<String> {
+    use std::io::Read;
+    let mut text = String::new();
+    std::fs::File::open(path)?.take(limit.saturating_add(1)).read_to_string(&mut text)?;
+    if u64::try_from(text.len()).unwrap_or(u64::MAX) > limit {
+        return Err(std::io::Error::other(format!("larger than the {limit}-byte limit")));
+    }
+    Ok(text)
 }
 
 macro_rules! prefer {
@@ -145,15 +163,31 @@ macro_rules! prefer {
 }
 
 impl SettingArgs {
-    /// Reads a TOML settings file (keys as the long flags, with `_` for `-`).
-    pub(crate) fn from_file(path: &Path) -> anyhow::Result<Self> {
-        let text = std::fs::read_to_string(path)
+    /// Reads a TOML settings file (keys as the long flags, with `_` for `-`) of at most
+    /// [`MAX_CONFIG_BYTES`].
+    ///
+    /// # Errors
+    /// When the file cannot be read, is too large, or is not valid settings TOML.
+    pub fn from_file(path: &Path) -> anyhow::Result<Self> {
+        let text = read_bounded(path, MAX_CONFIG_BYTES)
             .with_context(|| format!("cannot read config file {}", path.display()))?;
-        toml::from_str(&text).with_context(|| format!("invalid config file {}", path.display()))
+        Self::from_toml(&text).with_context(|| format!("invalid config file {}", path.display()))
+    }
+
+    /// Parses settings TOML (keys as the long flags, with `_` for `-`); an unknown key is an
+    /// error, so a typo never goes unnoticed.
+    ///
+    /// # Errors
+    /// When `text` is not TOML or names a key or value these settings do not have.
+    pub fn from_toml(text: &str) -> Result<Self, toml::de::Error> {
+        toml::from_str(text)
     }
 
     /// These settings, then `file`'s, then the defaults, checked.
-    pub(crate) fn resolve(mut self, mut file: Self) -> Result<NodeSettings, SettingsError> {
+    ///
+    /// # Errors
+    /// The first setting that is invalid, by name.
+    pub fn resolve(mut self, mut file: Self) -> Result<NodeSettings, SettingsError> {
         let defaults = NodeSettings::default();
         let secs = |value: Option<u64>, default: Duration| value.map_or(default, Duration::from_secs);
         let network = match prefer!(self.network, file.network) {
@@ -183,7 +217,7 @@ impl SettingArgs {
         ) {
             (Some(token), _) => Some(token),
             (None, Some(path)) => Some(
-                std::fs::read_to_string(&path)
+                read_bounded(&path, MAX_TOKEN_FILE_BYTES)
                     .map_err(|err| {
                         SettingsError::new(
                             "MESH_ADMIN_TOKEN_FILE",
@@ -305,6 +339,21 @@ mod tests {
 
     fn parse(args: &[&str]) -> SettingArgs {
         Test::try_parse_from(std::iter::once("test").chain(args.iter().copied())).unwrap().settings
+    }
+
+    #[test]
+    fn an_endless_token_file_is_refused_rather_than_read_into_memory() {
+        let file = SettingArgs::from_toml("admin_token_file = \"/dev/zero\"\nopen_providers = true").unwrap();
+        let err = parse(&[]).resolve(file).unwrap_err();
+        assert_eq!(err.setting, "MESH_ADMIN_TOKEN_FILE");
+        assert!(err.problem.contains("limit"), "{}", err.problem);
+    }
+
+    #[test]
+    fn a_year_long_interval_or_more_is_refused_by_name() {
+        let file = SettingArgs::from_toml("sync_interval_secs = 18446744073709551615\nopen_providers = true")
+            .unwrap();
+        assert_eq!(parse(&[]).resolve(file).unwrap_err().setting, "MESH_SYNC_INTERVAL_SECS");
     }
 
     #[test]

@@ -32,7 +32,7 @@ pub use service::{
     MeshPriceService, SHUTDOWN_GRACE, SWEEP_INTERVAL, ServiceBuilder, ServiceConfig, ServiceError,
     ServiceEvent,
 };
-pub use settings::{NodeSettings, PriceSourceKind, SettingsError};
+pub use settings::{MAX_DURATION_SETTING, NodeSettings, PriceSourceKind, SettingsError};
 pub use status::{
     MAX_QUOTED_ASSETS, MAX_SOURCES_PER_ASSET, MAX_TRACKED_NODES, NetworkStatusTracker, StatusConfig,
 };

@@ -16,6 +16,9 @@ use thiserror::Error;
 
 use crate::{ServiceConfig, StatusConfig};
 
+/// The longest any duration setting may be: a year.
+pub const MAX_DURATION_SETTING: Duration = Duration::from_secs(365 * 24 * 3600);
+
 /// Where a provider node gets its prices (`MESH_PRICE_SOURCE`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PriceSourceKind {
@@ -188,11 +191,43 @@ impl SettingsError {
 }
 
 impl NodeSettings {
+    /// Every duration setting is at most [`MAX_DURATION_SETTING`]: timers and timestamp
+    /// arithmetic overflow on values near `u64::MAX` seconds, and none of these means anything
+    /// past a year.
+    fn check_durations(&self) -> Result<(), SettingsError> {
+        let durations = [
+            ("MESH_REDIS_PRICE_TTL_SECS", self.redis_price_ttl),
+            ("MESH_PROVIDER_FETCH_INTERVAL_SECS", self.fetch_interval),
+            ("MESH_COORDINATION_WINDOW_SECS", self.coordination_window),
+            ("MESH_SEEN_MESSAGES_EXPIRATION_SECS", self.seen_expiration),
+            ("MESH_STALENESS_THRESHOLD_SECS", self.staleness_threshold),
+            ("MESH_OFFLINE_INDICATOR_THRESHOLD_SECS", self.offline_threshold),
+            ("MESH_SYNC_INTERVAL_SECS", self.sync_interval),
+            ("MESH_HEARTBEAT_INTERVAL_SECS", self.heartbeat_interval),
+            ("MESH_HEARTBEAT_TIMEOUT_SECS", self.heartbeat_timeout),
+            ("MESH_BAN_DURATION_SECS", self.ban_duration),
+        ];
+        match durations.into_iter().find(|(_, duration)| *duration > MAX_DURATION_SETTING) {
+            Some((setting, duration)) => Err(SettingsError::new(
+                setting,
+                format!(
+                    "{} s is longer than the longest allowed, {} s (a year)",
+                    duration.as_secs(),
+                    MAX_DURATION_SETTING.as_secs()
+                ),
+            )),
+            None => Ok(()),
+        }
+    }
+}
+
+impl NodeSettings {
     /// Checks the settings fit together.
     ///
     /// # Errors
     /// The first setting at fault.
     pub fn validate(&self) -> Result<(), SettingsError> {
+        self.check_durations()?;
         if self.max_peers == 0 || self.min_peers > self.max_peers {
             return Err(SettingsError::new(
                 "MESH_MIN_PEER_CONNECTIONS",
@@ -393,6 +428,14 @@ mod tests {
             (NodeSettings { min_peers: 11, ..NodeSettings::default() }, "MESH_MIN_PEER_CONNECTIONS"),
             (NodeSettings { message_ttl: 0, ..NodeSettings::default() }, "MESH_MESSAGE_TTL"),
             (NodeSettings { message_ttl: 40, ..NodeSettings::default() }, "MESH_MESSAGE_TTL"),
+            (
+                NodeSettings { sync_interval: Duration::from_secs(u64::MAX), ..NodeSettings::default() },
+                "MESH_SYNC_INTERVAL_SECS",
+            ),
+            (
+                NodeSettings { ban_duration: MAX_DURATION_SETTING * 2, ..NodeSettings::default() },
+                "MESH_BAN_DURATION_SECS",
+            ),
             (
                 NodeSettings { coordination_window: Duration::from_secs(60), ..NodeSettings::default() },
                 "MESH_COORDINATION_WINDOW_SECS",

@@ -79,4 +79,22 @@ fn main() {
         "tiny",
         br#"{"data":{"So11111111111111111111111111111111111111112":{"value":1e-28}},"success":true}"#,
     );
+    // noise: case byte, then a first handshake message (a length and an ephemeral key) or
+    // transport bytes.
+    let mut first = vec![0u8, 0, 32];
+    first.extend_from_slice(&[9; 32]);
+    write("noise", "first_message", &first);
+    write("noise", "transport", &[2, 0, 17, 1, 2, 3]);
+    write("noise", "round_trip", b"\x03a frame of plaintext");
+    // http: method byte, target, newline, body.
+    write("http", "all_prices", b"\x00api/mesh/prices");
+    write("http", "one_price", b"\x00api/mesh/prices/SOL");
+    write("http", "status", b"\x00api/mesh/network/status?x=1");
+    write("http", "enable", b"\x01api/mesh/provider/enable\n{\"api_key\":\"0123456789abcdef\"}");
+    write("http", "ws", b"\x00ws?assets=SOL,ETH");
+    write(
+        "config",
+        "typical",
+        b"network = \"testnet\"\nmin_peers = 2\nmax_peers = 8\nprice_source = \"simulated\"\nassets = [\"SOL\", \"ETH\"]\nsync_interval_secs = 30\ntrusted_providers = []\n",
+    );
 }
