@@ -432,9 +432,9 @@ impl Inner {
                 room
             };
             if admitted {
-                tokio::spawn(self.clone().inbound(connection));
+                self.supervisor.spawn_worker("peer_handshake", self.clone().inbound(connection));
             } else {
-                tokio::spawn(refuse(connection, GoodbyeReason::TooManyPeers));
+                self.supervisor.spawn_worker("peer_refusal", refuse(connection, GoodbyeReason::TooManyPeers));
             }
         }
     }
@@ -490,7 +490,7 @@ impl Inner {
                     free
                 };
                 if reserved {
-                    tokio::spawn(self.clone().dial(addr));
+                    self.supervisor.spawn_worker("peer_dial", self.clone().dial(addr));
                 }
             }
         }
@@ -697,7 +697,10 @@ impl Inner {
             let exchange = self.peer_exchange(Some(info.node_id)).await;
             let _ = connection.sender.try_send(exchange);
         }
-        tokio::spawn(self.read(info.node_id, connection_id, connection.receiver));
+        // Supervised: a reader that panicked would leave its peer registered and its slot taken,
+        // so it must show in the node's health.
+        let supervisor = self.supervisor.clone();
+        supervisor.spawn_worker("peer_reader", self.read(info.node_id, connection_id, connection.receiver));
     }
 
     /// Whether a new connection to an already connected node replaces the existing one. Both
@@ -889,7 +892,7 @@ impl Inner {
             let _ = peer.sender.try_send(MeshMessage::Goodbye(Goodbye { reason: goodbye }));
             let sender = peer.sender.clone();
             // Close once the goodbye had a moment to leave.
-            tokio::spawn(async move {
+            self.supervisor.spawn_worker("peer_close", async move {
                 tokio::time::sleep(Duration::from_millis(20)).await;
                 sender.close();
             });

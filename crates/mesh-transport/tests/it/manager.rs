@@ -519,3 +519,33 @@ async fn a_peers_user_agent_is_kept_short() {
     let peers = a.manager.connected_peers();
     assert_eq!(peers[0].info.user_agent.len(), mesh_transport::handshake::MAX_USER_AGENT_LEN);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peer_exchange_cannot_make_a_node_dial_faster_than_its_backoff() {
+    let mut slow = config("devnet", vec![]);
+    slow.min_peers = 3;
+    slow.backoff_initial = Duration::from_secs(1);
+    slow.backoff_max = Duration::from_secs(4);
+    let a = start(slow, Arc::new(NodeIdentity::generate())).await;
+    // An address nothing listens on: every dial fails at once.
+    let dead = {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        listener.local_addr().unwrap()
+    };
+    let stranger = NodeIdentity::generate();
+    let transport = TcpTransport::new(LinkConfig::default(), &stranger, &NetworkId::devnet());
+    let mut connection = transport.dial(a.addr()).await.unwrap();
+    handshake(&mut connection, &stranger, &HandshakeConfig::new(NetworkId::devnet())).await.unwrap();
+
+    // Told of the dead address every 50 ms for 3.5 s: 70 times.
+    let told = mesh_types::PeerExchange {
+        peers: vec![mesh_types::PeerAddress { node_id: NodeIdentity::generate().node_id(), addr: dead }],
+    };
+    for _ in 0..70 {
+        let _ = connection.sender.send(MeshMessage::PeerExchange(told.clone())).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let dials = a.transport.dials_to(dead);
+    // Backoff of 1 s, then 2 s: attempts near 0 s, 1 s and 3 s.
+    assert!((1..=3).contains(&dials), "A dialled the address it was told of {dials} times in 3.5 s");
+}
