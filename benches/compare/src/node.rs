@@ -147,7 +147,7 @@ fn ready_addresses(line: &str) -> Option<(SocketAddr, SocketAddr)> {
         return None;
     }
     let address = |name: &str| fields.get(name)?.as_str()?.parse().ok();
-    Some((address("api")?, address("peers")?))
+    Some((address("api")?, address("listen")?))
 }
 
 /// A pricemesh node in this process that publishes into a real node over TCP.

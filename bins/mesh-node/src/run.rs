@@ -61,7 +61,7 @@ pub(crate) async fn run(args: RunArgs) -> anyhow::Result<()> {
     // The bound addresses, so a node started on port 0 says where it really listens.
     let api_addr = listener.local_addr().unwrap_or(settings.api_addr);
     let peers_addr = service.network().local_addr().unwrap_or(settings.listen_addr);
-    tracing::info!(api = %api_addr, peers = %peers_addr, "node ready");
+    tracing::info!(api = %api_addr, listen = %peers_addr, "node ready");
     let served = crate::api::serve(
         listener,
         service.clone(),

@@ -68,7 +68,7 @@ pub(crate) fn start_with(bootstrap: Option<SocketAddr>, settings: &[(&str, &str)
             let entry: Value = serde_json::from_str(&line).unwrap_or_default();
             let fields = &entry["fields"];
             if fields["message"] == "node ready"
-                && let (Some(api), Some(peers)) = (fields["api"].as_str(), fields["peers"].as_str())
+                && let (Some(api), Some(peers)) = (fields["api"].as_str(), fields["listen"].as_str())
                 && let Some(sender) = ready.take()
             {
                 let _ = sender.send((api.parse().unwrap(), peers.parse().unwrap()));
