@@ -10,7 +10,6 @@ use futures::StreamExt;
 use mesh_api::{ApiConfig, ApiState};
 use mesh_types::chrono::{self, Utc};
 use mesh_types::rust_decimal::Decimal;
-use mesh_types::{Asset, PriceData};
 use serde_json::Value;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpSocket, TcpStream};
@@ -18,7 +17,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async};
 
-use crate::support::{Server, keys, node, node_with, price, publish, publish_at, quick_config};
+use crate::support::{Server, bulk, keys, node, node_with, price, publish, publish_at, quick_config};
 
 type Client = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
@@ -100,17 +99,6 @@ async fn the_asset_filter_keeps_other_assets_out() {
     let update = next_of(&mut client, "PriceMeshUpdate").await;
     assert_eq!(keys(&update["data"]), ["ETH"], "SOL never reaches this client: {update}");
     assert_eq!(update["data"]["ETH"]["price"], "2.01");
-}
-
-fn bulk(round: i64) -> Vec<PriceData> {
-    (0..100)
-        .map(|i| PriceData {
-            asset: Asset::new(&format!("A{i:03}")).unwrap(),
-            price: Decimal::new(1_000 + round, 2),
-            blockchain: "Solana".into(),
-            change_24h: None,
-        })
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

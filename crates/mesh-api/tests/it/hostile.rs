@@ -10,7 +10,7 @@ use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
-use crate::support::{Server, error_message, node, publish_at, quick_config};
+use crate::support::{Server, bulk, error_message, node, publish_at, quick_config};
 
 /// Reads the whole answer until the server closes; `None` if it stays open past `limit`.
 async fn answer_within(stream: &mut TcpStream, limit: Duration) -> Option<String> {
@@ -117,17 +117,6 @@ async fn a_foreign_host_or_a_foreign_page_is_refused_and_an_allowed_origin_passe
     request.headers_mut().insert("Origin", "http://evil.example".parse().unwrap());
     let refused = tokio_tungstenite::connect_async(request).await.unwrap_err();
     assert!(refused.to_string().contains("403"), "{refused}");
-}
-
-fn bulk(round: i64) -> Vec<mesh_types::PriceData> {
-    (0..100)
-        .map(|i| mesh_types::PriceData {
-            asset: mesh_types::Asset::new(&format!("A{i:03}")).unwrap(),
-            price: mesh_types::rust_decimal::Decimal::new(1_000 + round, 2),
-            blockchain: "Solana".into(),
-            change_24h: None,
-        })
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

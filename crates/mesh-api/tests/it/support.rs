@@ -47,6 +47,19 @@ pub(crate) fn price(symbol: &str, cents: i64) -> PriceData {
     }
 }
 
+/// A hundred assets (`A000` … `A099`), each at `10 + round / 100` dollars: enough traffic to
+/// fill a slow client's buffers.
+pub(crate) fn bulk(round: i64) -> Vec<PriceData> {
+    (0..100)
+        .map(|i| PriceData {
+            asset: Asset::new(&format!("A{i:03}")).unwrap(),
+            price: Decimal::new(1_000 + round, 2),
+            blockchain: "Solana".into(),
+            change_24h: None,
+        })
+        .collect()
+}
+
 /// Publishes `prices` on `service`, signed by it, at `at`.
 pub(crate) async fn publish_at(service: &MeshPriceService, prices: Vec<PriceData>, at: DateTime<Utc>) {
     let update = PriceUpdate::new_signed(&service.identity(), service.network_id(), prices, 10, at);
