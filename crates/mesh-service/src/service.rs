@@ -28,7 +28,8 @@ use mesh_peer_store::{MemoryPeerStore, PeerStore};
 use mesh_price_cache::{LayeredPriceStore, MemoryPriceStore, PriceStore};
 use mesh_provider::{ProviderNode, ProviderTask};
 use mesh_transport::{
-    ConnectionManager, LinkConfig, ManagerConfig, StartError, TcpTransport, Transport, TransportEvent,
+    ConnectionManager, EventReceiver, LinkConfig, ManagerConfig, StartError, TcpTransport, Transport,
+    TransportEvent,
 };
 use mesh_types::{
     Alert, Announce, Asset, CachedPriceData, Gossiped, MeshMessage, MeshWarning, NetworkStatus,
@@ -547,7 +548,7 @@ impl Inner {
         tracing::info!(code = %warning.code(), peers, "raised a mesh-wide alert");
     }
 
-    async fn event_loop(self: Arc<Self>, mut events: mpsc::Receiver<TransportEvent>) {
+    async fn event_loop(self: Arc<Self>, mut events: EventReceiver) {
         // An event taken off the queue while gathering a batch of updates, handled next.
         let mut next: Option<TransportEvent> = None;
         loop {

@@ -74,6 +74,10 @@ pub struct ManagerConfig {
     /// Room for events not yet taken by the consumer (default 4,096); a slow consumer slows
     /// reading from peers rather than growing memory.
     pub event_queue: usize,
+    /// The most bytes of received messages (by [`mesh_types::MeshMessage::weight`]) waiting for
+    /// the consumer (default 64 MiB): with frames of up to a megabyte, a count alone would let
+    /// peers park gigabytes while the node is busy.
+    pub event_queue_bytes: usize,
     /// Software and version sent in the handshake.
     pub user_agent: String,
     /// Find peers on the local network by multicast beacons (`MESH_LAN_DISCOVERY`, off by
@@ -138,6 +142,7 @@ impl ManagerConfig {
             max_candidates: 1024,
             max_banned_records: 4096,
             event_queue: 4096,
+            event_queue_bytes: 64 * 1024 * 1024,
             user_agent: format!("pricemesh/{}", env!("CARGO_PKG_VERSION")),
             lan_discovery: None,
             link: LinkConfig::default(),

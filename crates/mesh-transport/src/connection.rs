@@ -39,12 +39,18 @@ pub struct ConnectionIo {
     pub closed: CancellationToken,
 }
 
+/// The most received messages waiting between a connection's transport and its reader. The
+/// reader hands them on at once (the manager's event queue, bounded by bytes, is where they
+/// wait), so a short queue costs nothing and keeps a peer's frames of up to a megabyte each
+/// from piling up here.
+pub const INCOMING_HANDOFF: usize = 16;
+
 impl Connection {
-    /// A connection to `remote_addr` with room for `capacity` queued messages each way, and
-    /// the transport's end of it.
+    /// A connection to `remote_addr` with room for `capacity` queued messages to send, and at
+    /// most [`INCOMING_HANDOFF`] received ones, and the transport's end of it.
     pub fn channels(remote_addr: SocketAddr, capacity: usize) -> (Self, ConnectionIo) {
         let (outgoing_tx, outgoing_rx) = mpsc::channel(capacity.max(1));
-        let (incoming_tx, incoming_rx) = mpsc::channel(capacity.max(1));
+        let (incoming_tx, incoming_rx) = mpsc::channel(capacity.clamp(1, INCOMING_HANDOFF));
         let closed = CancellationToken::new();
         let connection = Self {
             sender: MessageSender { queue: outgoing_tx, remote_addr, closed: closed.clone() },

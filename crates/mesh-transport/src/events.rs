@@ -1,10 +1,13 @@
-//! What the connection manager reports to the rest of the node: [`TransportEvent`]s on a
-//! bounded channel, and [`ConnectedPeer`] snapshots.
+//! What the connection manager reports to the rest of the node: [`TransportEvent`]s on an
+//! [`EventReceiver`], bounded by count and by the bytes of the messages waiting in it, and
+//! [`ConnectedPeer`] snapshots.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use mesh_types::{MeshMessage, NodeId};
+use tokio::sync::{Semaphore, mpsc};
 
 use crate::handshake::PeerInfo;
 
@@ -28,6 +31,96 @@ pub enum TransportEvent {
         /// The message.
         message: MeshMessage,
     },
+}
+
+/// The bytes of received messages waiting for the consumer, shared by the manager (which takes
+/// a message's [`MeshMessage::weight`] before queueing it, waiting while the budget is spent)
+/// and the [`EventReceiver`] (which gives it back as the consumer takes the message).
+#[derive(Debug)]
+pub(crate) struct EventBudget {
+    bytes: Semaphore,
+    total: usize,
+}
+
+impl EventBudget {
+    pub(crate) fn new(total: usize) -> Arc<Self> {
+        let total = total.clamp(1, Semaphore::MAX_PERMITS);
+        Arc::new(Self { bytes: Semaphore::new(total), total })
+    }
+
+    /// What `message` is charged: its weight, at most the whole budget (so one message larger
+    /// than the budget still passes, alone).
+    pub(crate) fn charge(&self, message: &MeshMessage) -> u32 {
+        u32::try_from(message.weight().min(self.total)).unwrap_or(u32::MAX)
+    }
+
+    /// Waits until `charge` bytes are free and takes them; `false` if the budget is closed.
+    pub(crate) async fn take(&self, charge: u32) -> bool {
+        match self.bytes.acquire_many(charge).await {
+            Ok(permit) => {
+                permit.forget();
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    fn give_back(&self, charge: u32) {
+        self.bytes.add_permits(usize::try_from(charge).unwrap_or(0));
+    }
+
+    fn queued(&self) -> usize {
+        self.total.saturating_sub(self.bytes.available_permits())
+    }
+}
+
+/// The events of a [`crate::ConnectionManager`], in order. At most
+/// [`crate::ManagerConfig::event_queue`] wait, holding at most
+/// [`crate::ManagerConfig::event_queue_bytes`] of messages: past either, the manager stops
+/// reading from the peers whose messages wait, and TCP pushes back on them.
+#[derive(Debug)]
+pub struct EventReceiver {
+    queue: mpsc::Receiver<(TransportEvent, u32)>,
+    budget: Arc<EventBudget>,
+}
+
+impl EventReceiver {
+    pub(crate) fn new(queue: mpsc::Receiver<(TransportEvent, u32)>, budget: Arc<EventBudget>) -> Self {
+        Self { queue, budget }
+    }
+
+    /// The next event; `None` once the manager has stopped.
+    pub async fn recv(&mut self) -> Option<TransportEvent> {
+        let (event, charge) = self.queue.recv().await?;
+        self.budget.give_back(charge);
+        Some(event)
+    }
+
+    /// The next event if one is waiting.
+    ///
+    /// # Errors
+    /// [`mpsc::error::TryRecvError::Empty`] when none is, `Disconnected` once the manager has
+    /// stopped.
+    pub fn try_recv(&mut self) -> Result<TransportEvent, mpsc::error::TryRecvError> {
+        let (event, charge) = self.queue.try_recv()?;
+        self.budget.give_back(charge);
+        Ok(event)
+    }
+
+    /// The bytes of the messages waiting, by [`MeshMessage::weight`].
+    pub fn queued_bytes(&self) -> usize {
+        self.budget.queued()
+    }
+
+    /// How many events are waiting.
+    pub fn len(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// Whether no event is waiting.
+    pub fn is_empty(&self) -> bool {
+        self.queue.is_empty()
+    }
 }
 
 /// Which side opened a connection.

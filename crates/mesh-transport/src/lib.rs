@@ -36,10 +36,10 @@ mod outbound;
 mod tcp;
 
 pub use config::{ConfigError, ManagerConfig};
-pub use connection::{Connection, ConnectionIo, MessageReceiver, MessageSender};
+pub use connection::{Connection, ConnectionIo, INCOMING_HANDOFF, MessageReceiver, MessageSender};
 pub use discovery::LanDiscovery;
 pub use error::TransportError;
-pub use events::{ConnectedPeer, Direction, TransportEvent};
+pub use events::{ConnectedPeer, Direction, EventReceiver, TransportEvent};
 pub use manager::{ConnectionManager, StartError};
 pub use memory::{LinkFaults, MemoryNetwork, MemoryTransport};
 pub use outbound::Outbound;

@@ -47,7 +47,7 @@ use tokio::time::Instant;
 
 use crate::backoff::Backoff;
 use crate::discovery::{self, Beacon, LanDiscovery};
-use crate::events::{ConnectedPeer, Direction, TransportEvent};
+use crate::events::{ConnectedPeer, Direction, EventBudget, EventReceiver, TransportEvent};
 use crate::handshake::{HandshakeConfig, HandshakeFailure, PeerInfo, bounded, handshake};
 
 /// The most of a peer's goodbye reason kept.
@@ -91,7 +91,9 @@ struct Inner {
     transport: Arc<dyn Transport>,
     peer_store: Arc<dyn PeerStore>,
     handshake: HandshakeConfig,
-    events: mpsc::Sender<TransportEvent>,
+    events: mpsc::Sender<(TransportEvent, u32)>,
+    /// The bytes of received messages waiting in `events`.
+    event_budget: Arc<EventBudget>,
     // A std Mutex: every critical section is a few map operations, never an await.
     state: Mutex<State>,
     is_provider: AtomicBool,
@@ -191,7 +193,7 @@ impl ConnectionManager {
         identity: Arc<NodeIdentity>,
         transport: Arc<dyn Transport>,
         peer_store: Arc<dyn PeerStore>,
-    ) -> Result<(Self, mpsc::Receiver<TransportEvent>), StartError> {
+    ) -> Result<(Self, EventReceiver), StartError> {
         Self::start_supervised(config, identity, transport, peer_store, &Supervisor::new()).await
     }
 
@@ -207,7 +209,7 @@ impl ConnectionManager {
         transport: Arc<dyn Transport>,
         peer_store: Arc<dyn PeerStore>,
         supervisor: &Supervisor,
-    ) -> Result<(Self, mpsc::Receiver<TransportEvent>), StartError> {
+    ) -> Result<(Self, EventReceiver), StartError> {
         config.validate()?;
         metrics::describe_gauge!("mesh_network_connected_peers", "Peers connected right now");
         let listener = match config.listen_addr {
@@ -233,6 +235,8 @@ impl ConnectionManager {
             timeout: config.handshake_timeout,
         };
         let (events, receiver) = mpsc::channel(config.event_queue.max(1));
+        let event_budget = EventBudget::new(config.event_queue_bytes);
+        let receiver = EventReceiver::new(receiver, Arc::clone(&event_budget));
         let state = State {
             peers: HashMap::new(),
             pending_inbound: 0,
@@ -251,6 +255,7 @@ impl ConnectionManager {
             peer_store,
             handshake,
             events,
+            event_budget,
             state: Mutex::new(state),
             is_provider: AtomicBool::new(false),
             next_connection: AtomicU64::new(0),
@@ -389,8 +394,21 @@ impl Inner {
         self.identity.node_id()
     }
 
+    /// Queues `event` for the consumer, first taking a message's weight from the byte budget
+    /// (waiting, and so not reading from that peer, while it is spent); `false` once the
+    /// consumer is gone.
     async fn emit(&self, event: TransportEvent) -> bool {
-        self.events.send(event).await.is_ok()
+        let charge = match &event {
+            TransportEvent::Message { message, .. } => self.event_budget.charge(message),
+            TransportEvent::Connected(_) | TransportEvent::Disconnected { .. } => 0,
+        };
+        if charge > 0 {
+            tokio::select! {
+                taken = self.event_budget.take(charge) => if !taken { return false },
+                () = self.events.closed() => return false,
+            }
+        }
+        self.events.send((event, charge)).await.is_ok()
     }
 
     fn update_gauge(&self, peers: usize) {

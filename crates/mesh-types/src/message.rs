@@ -81,6 +81,34 @@ impl MeshMessage {
             Self::Goodbye(_) => "goodbye",
         }
     }
+
+    /// About how many bytes this message holds once decoded: its fixed part and what each of
+    /// its items takes. Queues of received messages are bounded by it as well as by count,
+    /// since one frame may carry a megabyte.
+    pub fn weight(&self) -> usize {
+        /// The fixed part of any message, its header and allocations, rounded up.
+        const BASE: usize = 256;
+        /// One price of an update in its map: the asset, two decimals, the map node.
+        const PRICE: usize = 96;
+        let items = match self {
+            Self::PriceUpdate(update) => update
+                .prices
+                .values()
+                .map(|price| PRICE.saturating_add(price.blockchain.len()))
+                .fold(0usize, usize::saturating_add),
+            Self::Digest(digest) => digest.entries.len().saturating_mul(size_of::<DigestEntry>()),
+            Self::Request(request) => request.assets.len().saturating_mul(size_of::<Asset>()),
+            Self::PeerExchange(exchange) => exchange.peers.len().saturating_mul(size_of::<PeerAddress>()),
+            Self::Hello(hello) => hello.user_agent.len(),
+            Self::HelloAck(_)
+            | Self::Ping(_)
+            | Self::Pong(_)
+            | Self::Announce(_)
+            | Self::Alert(_)
+            | Self::Goodbye(_) => 0,
+        };
+        BASE.saturating_add(items)
+    }
 }
 
 /// The first message on a connection, sent by both sides.
@@ -391,4 +419,21 @@ pub enum GoodbyeReason {
 pub struct Goodbye {
     /// Why.
     pub reason: GoodbyeReason,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(assets: usize) -> MeshMessage {
+        let asset = Asset::new("SOL").unwrap();
+        MeshMessage::Request(Request { assets: vec![asset; assets] })
+    }
+
+    #[test]
+    fn the_weight_grows_with_what_a_message_carries() {
+        let goodbye = MeshMessage::Goodbye(Goodbye { reason: GoodbyeReason::Shutdown });
+        assert_eq!(goodbye.weight(), request(0).weight(), "empty messages weigh their fixed part");
+        assert!(request(1000).weight() >= request(0).weight() + 1000 * size_of::<Asset>());
+    }
 }

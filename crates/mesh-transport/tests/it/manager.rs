@@ -549,3 +549,54 @@ async fn peer_exchange_cannot_make_a_node_dial_faster_than_its_backoff() {
     // Backoff of 1 s, then 2 s: attempts near 0 s, 1 s and 3 s.
     assert!((1..=3).contains(&dials), "A dialled the address it was told of {dials} times in 3.5 s");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn received_messages_wait_within_a_byte_budget_and_none_is_lost() {
+    let mut tight = config("devnet", vec![]);
+    tight.event_queue_bytes = 1024 * 1024;
+    // The stranger answers no pings; it must outlive the test.
+    tight.heartbeat_interval = Duration::from_secs(20);
+    tight.heartbeat_timeout = Duration::from_secs(60);
+    let identity = Arc::new(NodeIdentity::generate());
+    let transport = Arc::new(CountingTcp::new(&identity, &tight.network));
+    let store = Arc::new(MemoryPeerStore::new());
+    // Nobody reads the events yet: a busy node.
+    let (manager, mut events) = ConnectionManager::start(tight, identity, transport, store).await.unwrap();
+    let stranger = NodeIdentity::generate();
+    let link = TcpTransport::new(LinkConfig::default(), &stranger, &NetworkId::devnet());
+    let mut connection = link.dial(manager.local_addr().unwrap()).await.unwrap();
+    handshake(&mut connection, &stranger, &HandshakeConfig::new(NetworkId::devnet())).await.unwrap();
+
+    // Forty digests of 4,000 entries: about 13 MB of decoded messages.
+    let entries = (0..4000)
+        .map(|i| mesh_types::DigestEntry {
+            asset: mesh_types::Asset::new(&format!("A{i}")).unwrap(),
+            timestamp: mesh_types::chrono::Utc::now(),
+            source_node_id: stranger.node_id(),
+            content: [7; 32],
+        })
+        .collect();
+    let digest = MeshMessage::Digest(mesh_types::Digest { entries });
+    let weight = digest.weight();
+    let sending = tokio::spawn(async move {
+        for _ in 0..40 {
+            connection.sender.send(digest.clone()).await.unwrap();
+        }
+        connection
+    });
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(events.queued_bytes() <= 1024 * 1024, "{} bytes wait", events.queued_bytes());
+    let digests_waiting = events.len().saturating_sub(1); // the Connected event
+    assert!(digests_waiting * weight <= 1024 * 1024, "{digests_waiting} digests of {weight} bytes wait");
+
+    // Taking them lets the rest through: backpressure, not loss.
+    let mut digests = 0;
+    while digests < 40 {
+        let event = tokio::time::timeout(Duration::from_secs(10), events.recv()).await.unwrap().unwrap();
+        if let TransportEvent::Message { message: MeshMessage::Digest(_), .. } = event {
+            digests += 1;
+        }
+    }
+    let _connection = sending.await.unwrap();
+    assert_eq!(events.queued_bytes(), 0);
+}
