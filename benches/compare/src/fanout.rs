@@ -11,7 +11,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use pricemesh::types::rust_decimal::Decimal;
-use pricemesh::types::{CachedPriceData, FeedMessage, PriceMap};
+use pricemesh::types::{CachedPriceData, FeedMessage, ServedPrice, ServedPriceMap};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
@@ -91,8 +91,10 @@ pub async fn run(client_counts: &[usize], rate: f64, duration: Duration) -> Resu
 fn feed_payload(seq: usize) -> Vec<u8> {
     let provider = pricemesh::types::NodeIdentity::from_secret_bytes(&[7; 32]);
     let update = signed_update(&provider, &pricemesh::types::NetworkId::mainnet(), seq);
-    let prices: PriceMap =
-        update.cached_prices().map(|price: CachedPriceData| (price.asset, price)).collect();
+    let prices: ServedPriceMap = update
+        .cached_prices()
+        .map(|price: CachedPriceData| (price.asset, ServedPrice::single(price)))
+        .collect();
     serde_json::to_vec(&FeedMessage::PriceMeshUpdate(prices)).expect("a feed message serializes")
 }
 

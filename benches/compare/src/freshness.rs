@@ -46,7 +46,7 @@ pub async fn run(rate: f64, duration: Duration) -> Result<(), String> {
                 let Message::Text(text) = message else { continue };
                 let Ok(FeedMessage::PriceMeshUpdate(prices)) = serde_json::from_str(&text) else { continue };
                 for price in prices.values() {
-                    let sent = sequence_of_price(price.price)
+                    let sent = sequence_of_price(price.price.price)
                         .and_then(|seq| published.lock().expect("not poisoned").get(&seq).copied());
                     if let Some(sent) = sent {
                         latencies.lock().expect("not poisoned").record(received - sent);

@@ -136,6 +136,13 @@ pub struct SettingArgs {
     /// Seconds a misbehaving peer stays banned [default: 3600].
     #[arg(long, env = "MESH_BAN_DURATION_SECS")]
     pub ban_duration_secs: Option<u64>,
+    /// Distinct trusted providers whose fresh quotes an asset needs to be served; the served
+    /// price is their median [default: 1].
+    #[arg(long, env = "MESH_PROVIDER_QUORUM")]
+    pub provider_quorum: Option<u32>,
+    /// Changed items the feed keeps for clients resuming with ?since= [default: 16384].
+    #[arg(long, env = "MESH_FEED_HISTORY")]
+    pub feed_history: Option<usize>,
 }
 
 /// The largest config file read: far more than every setting takes.
@@ -319,6 +326,9 @@ impl SettingArgs {
                 prefer!(self.ban_duration_secs, file.ban_duration_secs),
                 defaults.ban_duration,
             ),
+            provider_quorum: prefer!(self.provider_quorum, file.provider_quorum)
+                .unwrap_or(defaults.provider_quorum),
+            feed_history: prefer!(self.feed_history, file.feed_history).unwrap_or(defaults.feed_history),
         };
         settings.validate()?;
         Ok(settings)

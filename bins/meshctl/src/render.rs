@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 use mesh_types::rust_decimal::Decimal;
 use mesh_types::{
     CachedPriceData, DataFreshness, FeedMessage, MeshWarning, NetworkStatus, NetworkStatusSummary, NodeId,
-    ProviderStatus, Severity, Timestamp, WarningKind,
+    ProviderStatus, ServedPrice, Severity, Timestamp, WarningKind,
 };
 
 /// The first eight hex digits of a node id, enough to tell nodes apart in a table.
@@ -146,10 +146,22 @@ pub(crate) fn feed_lines(message: &FeedMessage) -> Vec<String> {
             let plural = if prices.len() == 1 { "" } else { "s" };
             vec![format!("initial: {} asset{plural}", prices.len())]
         }
-        FeedMessage::PriceMeshUpdate(prices) => prices.values().map(price_line).collect(),
+        FeedMessage::PriceMeshUpdate(prices) => prices.values().map(served_line).collect(),
         FeedMessage::NetworkStatusUpdate(summary) => vec![status_line(summary)],
         FeedMessage::MeshWarning(warning) => vec![warning_line(warning)],
     }
+}
+
+/// `SOL 123.45 (+5.2%) from 550e8400…`, and for an aggregate of several providers
+/// `SOL 123.45 from 550e8400… [median of 3, spread 0.12%]`.
+pub(crate) fn served_line(served: &ServedPrice) -> String {
+    let line = price_line(&served.price);
+    if served.providers <= 1 {
+        return line;
+    }
+    let percent =
+        served.spread.checked_mul(Decimal::ONE_HUNDRED).unwrap_or(Decimal::MAX).round_dp(2).normalize();
+    format!("{line} [median of {}, spread {percent}%]", served.providers)
 }
 
 /// `SOL 123.45 (+5.2%) from 550e8400…`.

@@ -1,7 +1,13 @@
-//! `GET /ws`: the live feed. On connect a client gets `PriceMeshInitial` (every cached price),
+//! `GET /ws`: the live feed. On connect a client gets `PriceMeshInitial` (every served price),
 //! then `PriceMeshUpdate` with only the changed assets, `NetworkStatusUpdate` when the status
-//! changes and `MeshWarning`s as they come, as [`FeedMessage`] serializes them. `?assets=SOL,ETH`
-//! (case-insensitive) limits prices and discrepancy warnings to those assets.
+//! changes and `MeshWarning`s as they come, each a [`FeedFrame`] with its sequence number.
+//! `?assets=SOL,ETH` (case-insensitive) limits prices and discrepancy warnings to those assets.
+//!
+//! `?since=N` resumes: the client is sent what changed after `N`, starting with a
+//! `PriceMeshUpdate` (empty if nothing changed) instead of the snapshot. When the node's
+//! history no longer reaches back to `N`, or `N` is from another run of the node, the client
+//! gets a `PriceMeshInitial` with `"gap": true` instead: changes may have been missed, and the
+//! snapshot replaces what it held.
 //!
 //! Each client has two tasks. Its reader moves the node's events into the client's
 //! [`FeedQueue`] (conflated per asset, bounded) and watches the client; its writer takes
@@ -27,8 +33,10 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use futures::stream::SplitSink;
 use futures::{SinkExt, StreamExt};
-use mesh_service::ServiceEvent;
-use mesh_types::{Asset, FeedMessage, MeshWarning, NetworkStatusSummary, PriceMap, WarningKind};
+use mesh_service::{Sequenced, ServiceEvent};
+use mesh_types::{
+    Asset, FeedFrame, FeedMessage, MeshWarning, NetworkStatusSummary, ServedPriceMap, WarningKind,
+};
 use serde::Deserialize;
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::{Notify, watch};
@@ -56,6 +64,7 @@ const CLOSE_GRACE: Duration = Duration::from_secs(1);
 #[derive(Debug, Deserialize)]
 pub(crate) struct FeedQuery {
     assets: Option<String>,
+    since: Option<u64>,
 }
 
 /// Which assets a client follows.
@@ -86,7 +95,7 @@ impl Filter {
         }
     }
 
-    fn apply(&self, prices: PriceMap) -> PriceMap {
+    fn apply(&self, prices: ServedPriceMap) -> ServedPriceMap {
         match &self.0 {
             None => prices,
             Some(_) => prices.into_iter().filter(|(asset, _)| self.allows(asset)).collect(),
@@ -101,7 +110,9 @@ pub(crate) async fn websocket(
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
     let Ok(Query(query)) = query else {
-        return Err(ApiError::bad_request("Invalid query string: expected ?assets=SOL,ETH"));
+        return Err(ApiError::bad_request(
+            "Invalid query string: expected ?assets=SOL,ETH and ?since=N with N a sequence number",
+        ));
     };
     let filter = Filter::parse(query.assets.as_deref())?;
     let upgrade = upgrade.map_err(|rejection| {
@@ -125,7 +136,7 @@ pub(crate) async fn websocket(
         .max_message_size(MAX_CLIENT_MESSAGE)
         .max_frame_size(MAX_CLIENT_MESSAGE)
         .on_failed_upgrade(|error| tracing::debug!(%error, "WebSocket upgrade failed"))
-        .on_upgrade(move |socket| serve_client(socket, state, filter, slot)))
+        .on_upgrade(move |socket| serve_client(socket, state, filter, query.since, slot)))
 }
 
 /// What a client's writer and reader share.
@@ -144,25 +155,31 @@ impl Shared {
         self.queue.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Queues what `event` holds for this client and wakes the writer.
-    fn push(&self, event: ServiceEvent, filter: &Filter) -> Result<(), Overflow> {
+    /// Queues what `event` holds for this client and wakes the writer; an event the client
+    /// already has is skipped.
+    fn push(&self, event: Sequenced, filter: &Filter) -> Result<(), Overflow> {
         let now = Instant::now();
         let mut queued = false;
         {
             let mut queue = self.queue();
-            match event {
+            if !queue.begin(event.seq) {
+                return Ok(());
+            }
+            let seq = event.seq;
+            match event.event {
                 ServiceEvent::Prices(prices) => {
-                    for price in prices.into_iter().filter(|price| filter.allows(&price.asset)) {
-                        queued |= queue.push_price(price, now)?;
+                    for price in prices.into_iter().filter(|price| filter.allows(&price.asset())) {
+                        queue.push_price(seq, price, now)?;
+                        queued = true;
                     }
                 }
                 ServiceEvent::Status(status) => {
-                    queue.push_status(status, now);
+                    queue.push_status(seq, status, now);
                     queued = true;
                 }
                 ServiceEvent::Warning(warning) => {
                     if filter.allows_warning(&warning) {
-                        queue.push_warning(warning, now)?;
+                        queue.push_warning(seq, warning, now)?;
                         queued = true;
                     }
                 }
@@ -187,31 +204,30 @@ enum End {
     Shutdown,
 }
 
-async fn serve_client(socket: WebSocket, state: ApiState, filter: Filter, _slot: FeedSlot) {
+async fn serve_client(
+    socket: WebSocket,
+    state: ApiState,
+    filter: Filter,
+    since: Option<u64>,
+    _slot: FeedSlot,
+) {
     let config = state.config().clone();
-    // Subscribe before reading the snapshot, so no change falls between the two; a change
-    // already in the snapshot is then skipped by the queue as not newer.
+    // Subscribe before taking the snapshot or the replay, so no change falls between the two;
+    // a change already in them is then skipped by the queue as taken in.
     let mut events = state.service().subscribe();
     let mut closing = state.closing();
     let (mut sink, mut stream) = socket.split();
 
-    let initial = match state.service().prices().get_all().await {
-        Ok(prices) => filter.apply(prices),
-        Err(error) => {
-            tracing::error!(%error, "cannot read the price cache for a WebSocket client");
-            let _ = sink.send(close(close_code::ERROR, "price cache unavailable")).await;
-            return;
-        }
-    };
-    let mut queue = FeedQueue::new(config.ws_queue);
-    queue.sent_initial(&initial);
-    let Some(first) = encode(&FeedMessage::PriceMeshInitial(initial)) else { return };
-    match tokio::time::timeout(config.ws_max_lag, sink.send(first)).await {
-        Ok(Ok(())) => {}
-        Ok(Err(_)) => return,
-        Err(_) => {
-            state.count_slow_disconnect("lag");
-            return;
+    let (queue, first) = start_feed(&state, &filter, since);
+    for frame in first {
+        let Some(frame) = encode(&frame) else { return };
+        match tokio::time::timeout(config.ws_max_lag, sink.send(frame)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => return,
+            Err(_) => {
+                state.count_slow_disconnect("lag");
+                return;
+            }
         }
     }
 
@@ -235,7 +251,7 @@ async fn serve_client(socket: WebSocket, state: ApiState, filter: Filter, _slot:
                 Err(RecvError::Lagged(missed)) => {
                     state.count_resync();
                     tracing::debug!(missed, "a WebSocket client missed node events; sending it the current state");
-                    if resync(&state, &shared, &filter).await.is_err() {
+                    if resync(&state, &shared, &filter).is_err() {
                         break End::Slow("overflow");
                     }
                 }
@@ -280,24 +296,77 @@ async fn serve_client(socket: WebSocket, state: ApiState, filter: Filter, _slot:
     }
 }
 
-/// Queues the current state for a client that missed events: every price newer than what it
-/// holds, and the network status.
-async fn resync(state: &ApiState, shared: &Shared, filter: &Filter) -> Result<(), Overflow> {
-    let prices = match state.service().prices().get_all().await {
-        Ok(prices) => filter.apply(prices),
-        Err(error) => {
-            tracing::warn!(%error, "cannot read the price cache to resynchronize a WebSocket client");
-            PriceMap::new()
+/// The client's queue and its first frames: the replay after `since` when the node still holds
+/// it (a `PriceMeshUpdate` first, empty if nothing changed), and otherwise the snapshot, flagged
+/// as a gap when a resume was asked for.
+fn start_feed(state: &ApiState, filter: &Filter, since: Option<u64>) -> (FeedQueue, Vec<FeedFrame>) {
+    let capacity = state.config().ws_queue;
+    let service = state.service();
+    if let Some(since) = since {
+        match service.replay_since(since) {
+            Ok((last, replay)) => {
+                let shared = Shared {
+                    queue: Mutex::new(FeedQueue::new(capacity, since)),
+                    wake: Notify::new(),
+                    closing: AtomicBool::new(false),
+                };
+                for event in replay {
+                    // A replay larger than the client's queue is a gap in all but name.
+                    if shared.push(event, filter).is_err() {
+                        return snapshot(state, filter, true);
+                    }
+                }
+                let mut queue = shared.queue.into_inner().unwrap_or_else(PoisonError::into_inner);
+                queue.begin(last);
+                let mut frames = queue.take_batch().into_frames();
+                queue.delivered();
+                if !frames
+                    .first()
+                    .is_some_and(|frame| matches!(frame.message, FeedMessage::PriceMeshUpdate(_)))
+                {
+                    let claims = frames.first().map_or(last, |next| next.seq);
+                    frames.insert(
+                        0,
+                        FeedFrame::new(FeedMessage::PriceMeshUpdate(ServedPriceMap::new()), claims),
+                    );
+                }
+                return (queue, frames);
+            }
+            Err(gap) => tracing::debug!(%gap, "a WebSocket client resumed from beyond the history"),
         }
-    };
+    }
+    snapshot(state, filter, since.is_some())
+}
+
+/// The client's queue and a `PriceMeshInitial` of every served price it follows.
+fn snapshot(state: &ApiState, filter: &Filter, gap: bool) -> (FeedQueue, Vec<FeedFrame>) {
+    let (seq, prices) = state.service().snapshot();
+    let frame = FeedFrame { message: FeedMessage::PriceMeshInitial(filter.apply(prices)), seq, gap };
+    (FeedQueue::new(state.config().ws_queue, seq), vec![frame])
+}
+
+/// Queues what a client missed when it fell behind the node's events: the events after the
+/// last it took in, or, when the history no longer reaches back that far, every served price
+/// and the network status now.
+fn resync(state: &ApiState, shared: &Shared, filter: &Filter) -> Result<(), Overflow> {
+    let observed = shared.queue().observed();
+    if let Ok((_, replay)) = state.service().replay_since(observed) {
+        for event in replay {
+            shared.push(event, filter)?;
+        }
+        return Ok(());
+    }
+    let (seq, prices) = state.service().snapshot();
     let status = NetworkStatusSummary::from(&state.service().network_status());
     {
         let now = Instant::now();
         let mut queue = shared.queue();
-        for price in prices.into_values() {
-            queue.push_price(price, now)?;
+        if queue.begin(seq) {
+            for price in filter.apply(prices).into_values() {
+                queue.push_price(seq, price, now)?;
+            }
+            queue.push_status(seq, status, now);
         }
-        queue.push_status(status, now);
     }
     shared.wake.notify_one();
     Ok(())
@@ -323,8 +392,8 @@ async fn write(
             if batch.is_empty() {
                 break;
             }
-            for message in batch.into_messages() {
-                if let Some(frame) = encode(&message) {
+            for frame in batch.into_frames() {
+                if let Some(frame) = encode(&frame) {
                     sink.feed(frame).await?;
                 }
             }
@@ -338,8 +407,8 @@ async fn write(
     }
 }
 
-fn encode(message: &FeedMessage) -> Option<Message> {
-    match serde_json::to_string(message) {
+fn encode(frame: &FeedFrame) -> Option<Message> {
+    match serde_json::to_string(frame) {
         Ok(json) => Some(Message::Text(Utf8Bytes::from(json))),
         Err(error) => {
             tracing::error!(%error, "cannot serialize a feed message");

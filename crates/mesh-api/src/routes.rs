@@ -2,13 +2,14 @@
 //! the dashboard page. Each answers the reference's envelope with the reference's status codes.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use axum::response::{Html, IntoResponse, Response};
 use mesh_provider::{ApiKey, SourceError};
 use mesh_types::{
-    ApiResponse, Asset, CachedPriceData, NetworkStatus, PriceMap, ProviderState, ProviderStatus,
+    ApiResponse, Asset, NetworkStatus, ProviderState, ProviderStatus, ServedPrice, ServedPriceMap,
 };
 use serde::{Deserialize, Serialize};
 
@@ -101,39 +102,57 @@ pub(crate) async fn provider_status(State(state): State<ApiState>) -> ApiResult<
     ))
 }
 
-/// `GET /api/mesh/prices`.
-pub(crate) async fn all_prices(State(state): State<ApiState>) -> ApiResult<PriceMap> {
-    match state.service().prices().get_all().await {
-        Ok(prices) => ok(prices),
-        Err(error) => {
-            tracing::error!(%error, "cannot read the price cache");
-            Err(ApiError::internal("Failed to read the price cache"))
-        }
-    }
+/// `GET /api/mesh/prices`: every asset at quorum, as the median of its providers' fresh quotes.
+pub(crate) async fn all_prices(State(state): State<ApiState>) -> ApiResult<ServedPriceMap> {
+    ok(state.service().served_prices())
 }
 
-/// `GET /api/mesh/prices/{asset}`. The symbol is case-insensitive; a symbol that cannot be an
-/// asset (bad characters, too long) is simply not in the cache: 404 with the same message.
+/// Query of `GET /api/mesh/prices/{asset}`.
+#[derive(Debug, Deserialize)]
+pub(crate) struct PriceQuery {
+    /// Attach the quotes the aggregate was made of, and show an asset below quorum (flagged)
+    /// instead of refusing it.
+    #[serde(default)]
+    quotes: bool,
+}
+
+/// `GET /api/mesh/prices/{asset}[?quotes=true]`. The symbol is case-insensitive; a symbol that
+/// cannot be an asset (bad characters, too long) is simply not in the cache: 404 with the same
+/// message. An asset below quorum is refused with 404 saying so, unless the quotes are asked
+/// for: a program that does not read the new fields must never trade on one provider's word
+/// when the operator asked for several.
 pub(crate) async fn one_price(
     State(state): State<ApiState>,
     Path(symbol): Path<String>,
-) -> ApiResult<CachedPriceData> {
+    query: Result<Query<PriceQuery>, QueryRejection>,
+) -> ApiResult<ServedPrice> {
+    let Ok(Query(query)) = query else {
+        return Err(ApiError::bad_request("Invalid query string: expected ?quotes=true or ?quotes=false"));
+    };
     let Ok(asset) = Asset::new(&symbol) else {
         let shown: String = symbol.to_ascii_uppercase().chars().take(MAX_ECHOED_SYMBOL).collect();
         return Err(not_in_cache(&shown));
     };
-    match state.service().prices().get(asset).await {
-        Ok(Some(price)) => {
+    match state.service().served_price(&asset, query.quotes) {
+        Some(served) if query.quotes || !served.below_quorum => {
             metrics::counter!("mesh_cache_hits_total").increment(1);
-            ok(price)
+            ok(served)
         }
-        Ok(None) => {
+        Some(served) => {
+            metrics::counter!("mesh_cache_misses_total").increment(1);
+            Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                format!(
+                    "Asset '{asset}' is below quorum: {} fresh provider quote(s) of {} required; \
+                     add ?quotes=true to see them",
+                    served.providers,
+                    state.service().quorum()
+                ),
+            ))
+        }
+        None => {
             metrics::counter!("mesh_cache_misses_total").increment(1);
             Err(not_in_cache(asset.as_str()))
-        }
-        Err(error) => {
-            tracing::error!(%error, %asset, "cannot read the price cache");
-            Err(ApiError::internal("Failed to read the price cache"))
         }
     }
 }

@@ -95,6 +95,9 @@ pub struct Accepted {
     /// The prices that are now held (newer than what was held): deliver them to local
     /// subscribers.
     pub changed: Vec<CachedPriceData>,
+    /// Every price of the update this node holds the asset of, newer than what was held or
+    /// not: each is this source's quote, which a quorum of providers is judged on.
+    pub quotes: Vec<CachedPriceData>,
     /// The copy to relay (`ttl - 1`, `hop_count + 1`), or `None` when the TTL is spent.
     pub relay: Option<Arc<PriceUpdate>>,
     /// The peer not to relay to: the one it came from.
@@ -550,7 +553,7 @@ impl GossipEngine {
             self.counters.duplicate();
             return Ok(Outcome::Duplicate);
         }
-        let changed = self.store(&update).await?;
+        let (changed, quotes) = self.store(&update).await?;
         self.counters.accepted();
         let (source, hop_count, timestamp) = (update.source_node_id, update.hop_count, update.timestamp);
         // The copy this node passes on: one hop further, one hop less to go. Done in place (the
@@ -571,6 +574,7 @@ impl GossipEngine {
             hop_count,
             timestamp,
             changed,
+            quotes,
             relay: relay_allowed.then_some(update),
             except: from,
         }))
@@ -684,9 +688,14 @@ impl GossipEngine {
         Ok(Notice::Accepted { notice, relay })
     }
 
-    /// Stores every price newest-wins; returns the ones that changed.
-    async fn store(&self, update: &PriceUpdate) -> Result<Vec<CachedPriceData>, Error> {
+    /// Stores every price newest-wins; returns the ones that changed, and every one of an
+    /// asset held.
+    async fn store(
+        &self,
+        update: &PriceUpdate,
+    ) -> Result<(Vec<CachedPriceData>, Vec<CachedPriceData>), Error> {
         let mut changed = Vec::new();
+        let mut quotes = Vec::new();
         for price in update.cached_prices() {
             let full = {
                 let log = lock(&self.log);
@@ -697,10 +706,11 @@ impl GossipEngine {
                 continue;
             }
             if self.prices.store(price.clone()).await?.changed() {
-                changed.push(price);
+                changed.push(price.clone());
             }
+            quotes.push(price);
         }
-        Ok(changed)
+        Ok((changed, quotes))
     }
 
     // ---- anti-entropy -------------------------------------------------------------------

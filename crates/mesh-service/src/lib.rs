@@ -24,15 +24,16 @@
 //! # }
 //! ```
 
+mod journal;
+pub mod quorum;
 mod service;
 mod settings;
 mod status;
 
+pub use journal::{ReplayGap, Sequenced};
 pub use service::{
     MeshPriceService, SHUTDOWN_GRACE, SWEEP_INTERVAL, ServiceBuilder, ServiceConfig, ServiceError,
     ServiceEvent,
 };
-pub use settings::{MAX_DURATION_SETTING, NodeSettings, PriceSourceKind, SettingsError};
-pub use status::{
-    MAX_QUOTED_ASSETS, MAX_SOURCES_PER_ASSET, MAX_TRACKED_NODES, NetworkStatusTracker, StatusConfig,
-};
+pub use settings::{MAX_DURATION_SETTING, MAX_FEED_HISTORY, NodeSettings, PriceSourceKind, SettingsError};
+pub use status::{MAX_TRACKED_NODES, NetworkStatusTracker, Recorded, StatusConfig};

@@ -33,12 +33,14 @@ use mesh_transport::{
 };
 use mesh_types::{
     Alert, Announce, Asset, CachedPriceData, Gossiped, MeshMessage, MeshWarning, NetworkStatus,
-    NetworkStatusSummary, NodeId, NodeIdentity, PriceUpdate, Supervisor, Timestamp, WarningKind,
+    NetworkStatusSummary, NodeId, NodeIdentity, PriceUpdate, ServedPrice, ServedPriceMap, Supervisor,
+    Timestamp, WarningKind,
 };
 use mesh_types::{ProviderConfig, ProviderConfigError};
 use thiserror::Error;
 use tokio::sync::{broadcast, mpsc};
 
+use crate::journal::{Journal, ReplayGap, Sequenced};
 use crate::status::{NetworkStatusTracker, StatusConfig};
 
 /// Most price updates taken off the queue at once to verify as one batch: enough to halve the
@@ -74,9 +76,15 @@ pub struct ServiceConfig {
     /// Room for events not yet taken by a subscriber (default 1,024); a subscriber that falls
     /// further behind misses events (and is told so by the broadcast channel).
     pub event_capacity: usize,
+    /// How many changed items (prices, statuses, warnings) the numbered history keeps for
+    /// subscribers that resume (`MESH_FEED_HISTORY`, default 16,384).
+    pub feed_history: usize,
 }
 
 impl ServiceConfig {
+    /// Default history of the feed: 16,384 items, a few hours of six assets every 30 s.
+    pub const DEFAULT_FEED_HISTORY: usize = 16_384;
+
     /// The defaults of the reference documents for `network`.
     pub fn new(network: ManagerConfig) -> Self {
         Self {
@@ -89,6 +97,7 @@ impl ServiceConfig {
             message_ttl: 10,
             status_interval: Duration::from_secs(1),
             event_capacity: 1024,
+            feed_history: Self::DEFAULT_FEED_HISTORY,
         }
     }
 }
@@ -105,8 +114,8 @@ pub enum ServiceError {
 /// Something the node's users may want to know about.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ServiceEvent {
-    /// These prices changed (each is now the newest held for its asset).
-    Prices(Vec<CachedPriceData>),
+    /// These served prices changed: each asset's quorum aggregate moved.
+    Prices(Vec<ServedPrice>),
     /// The network status changed.
     Status(NetworkStatusSummary),
     /// A warning for users.
@@ -227,9 +236,18 @@ impl ServiceBuilder {
         )
         .await?;
         let (events, _) = broadcast::channel(config.event_capacity.max(1));
+        let mut status = NetworkStatusTracker::new(self.identity.node_id(), config.status);
+        match prices.get_all().await {
+            Ok(held) => status.restore(held.into_values()),
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot read the prices held from before; serving what arrives")
+            }
+        }
+        let start = u64::try_from(now().timestamp_micros()).unwrap_or(0);
         let inner = Arc::new(Inner {
             engine: GossipEngine::new(tracker.clone(), prices.clone(), config.gossip.clone()),
-            status: Mutex::new(NetworkStatusTracker::new(self.identity.node_id(), config.status)),
+            status: Mutex::new(status),
+            journal: Mutex::new(Journal::new(start, config.feed_history.max(1), events)),
             identity: self.identity,
             manager,
             tracker,
@@ -238,7 +256,6 @@ impl ServiceBuilder {
             peer_store,
             layered_prices: self.layered_prices,
             layered_tracker: self.layered_tracker,
-            events,
             is_provider: AtomicBool::new(false),
             provider: Mutex::new(None),
             propagation_latency: metrics::histogram!("mesh_message_propagation_latency_seconds"),
@@ -275,9 +292,11 @@ struct Inner {
     peer_store: Arc<dyn PeerStore>,
     layered_prices: Option<Arc<LayeredPriceStore>>,
     layered_tracker: Option<Arc<LayeredTracker>>,
-    // std Mutexes: held for map updates only, never across an await.
+    // std Mutexes: held for map updates only, never across an await. When both are held,
+    // `status` is taken first: a price change is numbered while the status that serves it is
+    // locked, so a snapshot and its sequence number always agree.
     status: Mutex<NetworkStatusTracker>,
-    events: broadcast::Sender<ServiceEvent>,
+    journal: Mutex<Journal>,
     is_provider: AtomicBool,
     /// The provider loop's task, stopped at shutdown.
     provider: Mutex<Option<ProviderTask>>,
@@ -392,9 +411,47 @@ impl MeshPriceService {
         status.status(now())
     }
 
-    /// A stream of what changes on this node.
-    pub fn subscribe(&self) -> broadcast::Receiver<ServiceEvent> {
-        self.inner.events.subscribe()
+    /// A stream of what changes on this node, each numbered. Subscribe before taking a
+    /// [`MeshPriceService::snapshot`] or a [`MeshPriceService::replay_since`], and skip events
+    /// numbered at or below what those returned.
+    pub fn subscribe(&self) -> broadcast::Receiver<Sequenced> {
+        lock(&self.inner.journal).subscribe()
+    }
+
+    /// Every price served now (the assets at quorum), and the number of the last change they
+    /// reflect.
+    pub fn snapshot(&self) -> (u64, ServedPriceMap) {
+        let status = lock(&self.inner.status);
+        let prices = status.served_prices(now());
+        let seq = lock(&self.inner.journal).last();
+        (seq, prices)
+    }
+
+    /// Every price served now (the assets at quorum).
+    pub fn served_prices(&self) -> ServedPriceMap {
+        lock(&self.inner.status).served_prices(now())
+    }
+
+    /// The price served for `asset`, with the quotes that made it when `with_quotes`. A price
+    /// below quorum comes back flagged [`ServedPrice::below_quorum`]; `None` when no fresh
+    /// quote is held.
+    pub fn served_price(&self, asset: &Asset, with_quotes: bool) -> Option<ServedPrice> {
+        lock(&self.inner.status).served(asset, now(), with_quotes)
+    }
+
+    /// How many distinct providers an asset needs to be served.
+    pub fn quorum(&self) -> u32 {
+        self.inner.config.status.quorum.max(1)
+    }
+
+    /// The events after `since`, oldest first, and the number of the last event.
+    ///
+    /// # Errors
+    /// When the history no longer reaches back to `since`, or `since` is not a position this
+    /// run of the node gave out.
+    pub fn replay_since(&self, since: u64) -> Result<(u64, Vec<Sequenced>), ReplayGap> {
+        let journal = lock(&self.inner.journal);
+        Ok((journal.last(), journal.since(since)?))
     }
 
     /// Tells peers (in heartbeats and announcements) whether this node is a provider.
@@ -494,8 +551,7 @@ impl Inner {
     }
 
     fn emit(&self, event: ServiceEvent) {
-        // No subscriber is fine: nobody is listening yet.
-        let _ = self.events.send(event);
+        lock(&self.journal).emit(event);
     }
 
     async fn publish(&self, update: PriceUpdate) -> Result<Outcome, mesh_gossip::Error> {
@@ -512,18 +568,24 @@ impl Inner {
                     metrics::counter!("mesh_provider_broadcast_success_total").increment(1);
                 }
             }
-            self.record(accepted.source, 0, &accepted.changed).await;
+            self.record(accepted.source, 0, &accepted.quotes).await;
         }
         Ok(outcome)
     }
 
-    /// Records an accepted update in the status, publishes its changed prices and any
-    /// discrepancy it reveals. `distance` is the provider's distance in hops (0 for this node).
-    async fn record(&self, source: NodeId, distance: u8, changed: &[CachedPriceData]) {
-        let warnings = lock(&self.status).update_received(source, distance, changed, now());
-        if !changed.is_empty() {
-            self.emit(ServiceEvent::Prices(changed.to_vec()));
-        }
+    /// Records an accepted update's quotes in the status, publishes the served prices they
+    /// changed and any discrepancy they reveal. `distance` is the provider's distance in hops
+    /// (0 for this node).
+    async fn record(&self, source: NodeId, distance: u8, quotes: &[CachedPriceData]) {
+        let warnings = {
+            let mut status = lock(&self.status);
+            let recorded = status.update_received(source, distance, quotes, now());
+            if !recorded.prices.is_empty() {
+                // Numbered under the status lock: see `Inner::status`.
+                self.emit(ServiceEvent::Prices(recorded.prices));
+            }
+            recorded.warnings
+        };
         for warning in warnings {
             self.raise_alert(&warning).await;
             self.emit(ServiceEvent::Warning(warning));
@@ -681,7 +743,7 @@ impl Inner {
             }
         }
         // Each relay counts its hop before sending, so the hop count is the distance.
-        self.record(accepted.source, accepted.hop_count, &accepted.changed).await;
+        self.record(accepted.source, accepted.hop_count, &accepted.quotes).await;
     }
 
     /// Runs an announcement or alert through the engine: bans a peer that earned it, relays

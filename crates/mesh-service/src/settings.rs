@@ -19,6 +19,9 @@ use crate::{ServiceConfig, StatusConfig};
 /// The longest any duration setting may be: a year.
 pub const MAX_DURATION_SETTING: Duration = Duration::from_secs(365 * 24 * 3600);
 
+/// The most items `MESH_FEED_HISTORY` may keep: a million, a few hundred megabytes.
+pub const MAX_FEED_HISTORY: usize = 1_000_000;
+
 /// Where a provider node gets its prices (`MESH_PRICE_SOURCE`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PriceSourceKind {
@@ -124,6 +127,12 @@ pub struct NodeSettings {
     pub peer_rate_limit: f64,
     /// `MESH_BAN_DURATION_SECS`: how long a misbehaving peer stays banned (default 3,600).
     pub ban_duration: Duration,
+    /// `MESH_PROVIDER_QUORUM`: how many distinct providers' fresh quotes an asset needs to be
+    /// served; the served price is their median (default 1).
+    pub provider_quorum: u32,
+    /// `MESH_FEED_HISTORY`: how many changed items the feed keeps for clients that resume
+    /// with `?since=` (default 16,384).
+    pub feed_history: usize,
 }
 
 impl Default for NodeSettings {
@@ -169,6 +178,8 @@ impl Default for NodeSettings {
             heartbeat_timeout: Duration::from_secs(30),
             peer_rate_limit: 200.0,
             ban_duration: Duration::from_secs(3600),
+            provider_quorum: 1,
+            feed_history: ServiceConfig::DEFAULT_FEED_HISTORY,
         }
     }
 }
@@ -299,6 +310,13 @@ impl NodeSettings {
             ));
         }
         let trust = self.trust_policy()?;
+        self.check_quorum()?;
+        if self.feed_history == 0 || self.feed_history > MAX_FEED_HISTORY {
+            return Err(SettingsError::new(
+                "MESH_FEED_HISTORY",
+                format!("must be between 1 and {MAX_FEED_HISTORY} items"),
+            ));
+        }
         if trust.accepts_anyone() && !self.open_providers && !self.network_is_open_by_default() {
             return Err(SettingsError::new(
                 "MESH_TRUSTED_PROVIDERS",
@@ -327,6 +345,24 @@ impl NodeSettings {
         self.manager_config()
             .validate()
             .map_err(|err| SettingsError::new("MESH_BOOTSTRAP_PEERS", err.to_string()))?;
+        Ok(())
+    }
+
+    /// A quorum of at least one, and no more providers than are trusted (it could never be met).
+    fn check_quorum(&self) -> Result<(), SettingsError> {
+        let trusted = self.trusted_providers.len();
+        if self.provider_quorum == 0 {
+            return Err(SettingsError::new("MESH_PROVIDER_QUORUM", "must be at least 1"));
+        }
+        if trusted > 0 && usize::try_from(self.provider_quorum).unwrap_or(usize::MAX) > trusted {
+            return Err(SettingsError::new(
+                "MESH_PROVIDER_QUORUM",
+                format!(
+                    "{} exceeds the {trusted} providers of MESH_TRUSTED_PROVIDERS, so no price would ever be served",
+                    self.provider_quorum
+                ),
+            ));
+        }
         Ok(())
     }
 
@@ -397,7 +433,9 @@ impl NodeSettings {
             offline_threshold: self.offline_threshold,
             staleness_threshold: self.staleness_threshold,
             discrepancy_percent: self.discrepancy_threshold_percent,
+            quorum: self.provider_quorum,
         };
+        service.feed_history = self.feed_history;
         service.tracker = self.tracker_config();
         service.sync_interval = self.sync_interval;
         service.message_ttl = self.message_ttl;
@@ -467,6 +505,22 @@ mod tests {
             (
                 NodeSettings { storage_flush_interval: Duration::ZERO, ..NodeSettings::default() },
                 "MESH_STORAGE_FLUSH_INTERVAL_MS",
+            ),
+            (
+                NodeSettings { provider_quorum: 0, open_providers: true, ..NodeSettings::default() },
+                "MESH_PROVIDER_QUORUM",
+            ),
+            (
+                NodeSettings {
+                    provider_quorum: 2,
+                    trusted_providers: vec![mesh_types::NodeIdentity::generate().node_id().to_string()],
+                    ..NodeSettings::default()
+                },
+                "MESH_PROVIDER_QUORUM",
+            ),
+            (
+                NodeSettings { feed_history: 0, open_providers: true, ..NodeSettings::default() },
+                "MESH_FEED_HISTORY",
             ),
         ];
         for (settings, setting) in cases {

@@ -1,23 +1,26 @@
 //! [`NetworkStatusTracker`]: how healthy this node's view of the mesh is — which providers are
-//! live, how far away, how big the network is, how fresh the prices are — and the warnings of
+//! live, how far away, how big the network is, how fresh the prices are — the prices it serves
+//! (the quorum aggregate of its providers' quotes, see [`crate::quorum`]), and the warnings of
 //! the API reference (`NO_PROVIDERS`, `STALE_DATA`, `PRICE_DISCREPANCY`).
 //!
 //! It is a plain data structure fed by the service and asked for a [`NetworkStatus`] and for
 //! warnings; it does no I/O and reads no clock (every method takes `now`).
 //!
 //! Everything it keeps is bounded, since peers decide what flows into it: at most
-//! [`MAX_TRACKED_NODES`] nodes and as many providers, quotes for at most [`MAX_QUOTED_ASSETS`]
-//! assets from at most [`MAX_SOURCES_PER_ASSET`] providers each. Each status check forgets
-//! what has gone offline or stale, and a full map drops the entry heard from longest ago.
+//! [`MAX_TRACKED_NODES`] nodes and as many providers, and the quote book's bounds. Each status
+//! check forgets what has gone offline or stale, and a full map drops the entry heard from
+//! longest ago.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
-use mesh_types::rust_decimal::Decimal;
 use mesh_types::rust_decimal::prelude::ToPrimitive;
 use mesh_types::{
-    Asset, CachedPriceData, DataFreshness, MeshWarning, NetworkStatus, NodeId, ProviderInfo, Timestamp,
+    Asset, CachedPriceData, DataFreshness, MeshWarning, NetworkStatus, NodeId, ProviderInfo, ServedPrice,
+    ServedPriceMap, Timestamp,
 };
+
+use crate::quorum::{QuoteBook, aggregate};
 
 /// Thresholds of the status and its warnings.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -30,6 +33,9 @@ pub struct StatusConfig {
     /// Providers disagreeing by more than this percentage raise a warning
     /// (`MESH_PRICE_DISCREPANCY_THRESHOLD_PERCENT`, default 5.0).
     pub discrepancy_percent: f64,
+    /// How many distinct providers' fresh (not stale) quotes an asset needs to be served
+    /// (`MESH_PROVIDER_QUORUM`, default 1; 0 reads as 1).
+    pub quorum: u32,
 }
 
 impl Default for StatusConfig {
@@ -38,6 +44,7 @@ impl Default for StatusConfig {
             offline_threshold: Duration::from_secs(600),
             staleness_threshold: DataFreshness::DEFAULT_STALENESS_THRESHOLD,
             discrepancy_percent: 5.0,
+            quorum: 1,
         }
     }
 }
@@ -62,8 +69,12 @@ pub struct NetworkStatusTracker {
     connected_peers: u32,
     last_update_time: Option<Timestamp>,
     newest_price: Option<Timestamp>,
-    /// The latest price per asset and provider, for discrepancy checks.
-    quotes: HashMap<Asset, HashMap<NodeId, (Decimal, Timestamp)>>,
+    /// The latest quote per asset and provider: what is served, and what discrepancies are
+    /// judged on.
+    quotes: QuoteBook,
+    /// The aggregate last reported as changed per asset (while at quorum), so a new quote
+    /// that leaves it unchanged is not reported again.
+    served: HashMap<Asset, ServedPrice>,
     /// Warnings currently raised, so each is sent when it starts, not on every check.
     raised_no_providers: bool,
     raised_stale: bool,
@@ -73,10 +84,6 @@ pub struct NetworkStatusTracker {
 /// Most nodes (and, separately, providers) counted: beyond any real network's size, far below
 /// what a stream of made-up announcements would fill.
 pub const MAX_TRACKED_NODES: usize = 10_000;
-/// Most assets whose quotes are compared.
-pub const MAX_QUOTED_ASSETS: usize = 4096;
-/// Most providers whose quotes are compared per asset.
-pub const MAX_SOURCES_PER_ASSET: usize = 64;
 
 fn within(at: Timestamp, now: Timestamp, limit: Duration) -> bool {
     now.signed_duration_since(at).to_std().unwrap_or(Duration::ZERO) <= limit
@@ -98,24 +105,23 @@ fn make_room<K: Eq + std::hash::Hash + Copy, V>(
     }
 }
 
-/// How far `high` is above `low`, in percent of `low`: finite for every pair of prices.
-///
-/// Prices come from peers, so the arithmetic must not be able to fail: in `Decimal`,
-/// `(150 - 1e-28) / 1e-28` overflows (and panics with the plain operators). In `f64` every
-/// `Decimal` ratio is finite — the largest, `7.9e28 / 1e-28`, is about `1e57` — and the result
-/// is clamped so that it can always be rendered as a JSON number.
-pub(crate) fn spread_percent(low: Decimal, high: Decimal) -> f64 {
-    let (Some(low), Some(high)) = (low.to_f64(), high.to_f64()) else { return 0.0 };
-    if low <= 0.0 || high <= low {
-        return 0.0;
-    }
-    let percent = (high - low) / low * 100.0;
-    if percent.is_finite() { percent.min(MAX_REPORTED_PERCENT) } else { MAX_REPORTED_PERCENT }
+/// A spread as the percentage a `PRICE_DISCREPANCY` reports, at most a billion percent
+/// (beyond that the figure says nothing more, and a bounded one renders the same everywhere).
+fn spread_percent(served: &ServedPrice) -> f64 {
+    let percent = served.spread.to_f64().unwrap_or(0.0) * 100.0;
+    if percent.is_finite() { percent.clamp(0.0, MAX_REPORTED_PERCENT) } else { MAX_REPORTED_PERCENT }
 }
 
-/// The largest discrepancy a warning reports: beyond a billion percent the figure says
-/// nothing more, and a bounded one renders the same everywhere.
 const MAX_REPORTED_PERCENT: f64 = 1e9;
+
+/// What an accepted update changed.
+#[derive(Debug, Default, PartialEq)]
+pub struct Recorded {
+    /// The served prices it changed (assets at quorum whose aggregate moved).
+    pub prices: Vec<ServedPrice>,
+    /// The discrepancy warnings it started.
+    pub warnings: Vec<MeshWarning>,
+}
 
 impl NetworkStatusTracker {
     /// A tracker for the node `me`.
@@ -128,7 +134,8 @@ impl NetworkStatusTracker {
             connected_peers: 0,
             last_update_time: None,
             newest_price: None,
-            quotes: HashMap::new(),
+            quotes: QuoteBook::new(),
+            served: HashMap::new(),
             raised_no_providers: false,
             raised_stale: false,
             raised_discrepancies: HashMap::new(),
@@ -147,14 +154,15 @@ impl NetworkStatusTracker {
     }
 
     /// An update from provider `source` arrived at `now` after `hop_count` hops, carrying
-    /// `prices`. Returns the discrepancy warnings it starts.
+    /// `quotes` (each price of the update). Returns the served prices it changed and the
+    /// discrepancy warnings it started.
     pub fn update_received(
         &mut self,
         source: NodeId,
         hop_count: u8,
-        prices: &[CachedPriceData],
+        quotes: &[CachedPriceData],
         now: Timestamp,
-    ) -> Vec<MeshWarning> {
+    ) -> Recorded {
         let offline = self.config.offline_threshold;
         let hops = u32::from(hop_count);
         make_room(&mut self.providers, &source, MAX_TRACKED_NODES, |provider| provider.last_seen);
@@ -170,32 +178,58 @@ impl NetworkStatusTracker {
         }
         self.node_seen(source, now);
         self.last_update_time = Some(now);
-        let mut warnings = Vec::new();
-        for price in prices {
+        let mut recorded = Recorded::default();
+        for quote in quotes {
             self.newest_price =
-                Some(self.newest_price.map_or(price.timestamp, |newest| newest.max(price.timestamp)));
-            self.record_quote(price.asset, source, price.price, price.timestamp);
-            warnings.extend(self.check_discrepancy(price.asset, now));
+                Some(self.newest_price.map_or(quote.timestamp, |newest| newest.max(quote.timestamp)));
+            self.quotes.record(quote);
         }
-        warnings
-    }
-
-    /// Keeps `source`'s quote for `asset`, within the bounds.
-    fn record_quote(&mut self, asset: Asset, source: NodeId, price: Decimal, at: Timestamp) {
-        if !self.quotes.contains_key(&asset) && self.quotes.len() >= MAX_QUOTED_ASSETS {
-            let stalest = self
-                .quotes
-                .iter()
-                .min_by_key(|(_, sources)| sources.values().map(|(_, at)| *at).max())
-                .map(|(asset, _)| *asset);
-            if let Some(stalest) = stalest {
-                self.quotes.remove(&stalest);
-                self.raised_discrepancies.remove(&stalest);
+        for quote in quotes {
+            let Some(served) = self.aggregate(&quote.asset, now, false) else { continue };
+            recorded.warnings.extend(self.check_discrepancy(&served));
+            if served.below_quorum {
+                self.served.remove(&quote.asset);
+            } else if self.served.get(&quote.asset) != Some(&served) {
+                self.served.insert(quote.asset, served.clone());
+                recorded.prices.push(served);
             }
         }
-        let sources = self.quotes.entry(asset).or_default();
-        make_room(sources, &source, MAX_SOURCES_PER_ASSET, |(_, at)| *at);
-        sources.insert(source, (price, at));
+        recorded
+    }
+
+    /// Prices this node held before it heard anything (from a durable store), each taken as
+    /// its source's quote.
+    pub fn restore(&mut self, held: impl IntoIterator<Item = CachedPriceData>) {
+        for price in held {
+            self.newest_price =
+                Some(self.newest_price.map_or(price.timestamp, |newest| newest.max(price.timestamp)));
+            self.quotes.record(&price);
+        }
+    }
+
+    /// The aggregate of `asset`'s fresh quotes at `now`, flagged when below quorum; `None`
+    /// when no quote is fresh.
+    fn aggregate(&self, asset: &Asset, now: Timestamp, with_quotes: bool) -> Option<ServedPrice> {
+        let fresh = self.quotes.fresh(asset, now, self.config.staleness_threshold);
+        let mut served = aggregate(fresh, with_quotes)?;
+        served.below_quorum = served.providers < self.config.quorum.max(1);
+        Some(served)
+    }
+
+    /// The price served for `asset` at `now`, with its quotes when `with_quotes`. A price below
+    /// quorum is returned flagged, for the caller to withhold or show.
+    pub fn served(&self, asset: &Asset, now: Timestamp, with_quotes: bool) -> Option<ServedPrice> {
+        self.aggregate(asset, now, with_quotes)
+    }
+
+    /// Every price served at `now`: the assets at quorum.
+    pub fn served_prices(&self, now: Timestamp) -> ServedPriceMap {
+        self.quotes
+            .assets()
+            .filter_map(|asset| self.aggregate(&asset, now, false))
+            .filter(|served| !served.below_quorum)
+            .map(|served| (served.asset(), served))
+            .collect()
     }
 
     /// Forgets nodes and providers gone offline and quotes gone stale.
@@ -203,27 +237,18 @@ impl NetworkStatusTracker {
         let (offline, staleness) = (self.config.offline_threshold, self.config.staleness_threshold);
         self.nodes.retain(|_, seen| within(*seen, now, offline));
         self.providers.retain(|_, provider| within(provider.last_seen, now, offline));
-        self.quotes.retain(|_, sources| {
-            sources.retain(|_, (_, at)| within(*at, now, staleness));
-            !sources.is_empty()
-        });
-        let quotes = &self.quotes;
-        self.raised_discrepancies.retain(|asset, _| quotes.contains_key(asset));
+        self.quotes.forget_stale(now, staleness);
+        let quoted: std::collections::HashSet<Asset> = self.quotes.assets().collect();
+        self.raised_discrepancies.retain(|asset, _| quoted.contains(asset));
+        self.served.retain(|asset, _| quoted.contains(asset));
     }
 
-    /// The largest disagreement between fresh quotes for `asset`, as a warning when it starts.
-    fn check_discrepancy(&mut self, asset: Asset, now: Timestamp) -> Option<MeshWarning> {
-        let staleness = self.config.staleness_threshold;
-        let fresh: Vec<Decimal> = self
-            .quotes
-            .get(&asset)?
-            .values()
-            .filter(|(_, at)| within(*at, now, staleness))
-            .map(|(price, _)| *price)
-            .collect();
-        let (low, high) = (fresh.iter().min()?, fresh.iter().max()?);
-        let percent = spread_percent(*low, *high);
-        let diverging = fresh.len() >= 2 && percent > self.config.discrepancy_percent;
+    /// The disagreement between the fresh quotes that made `served`, as a warning when it
+    /// starts.
+    fn check_discrepancy(&mut self, served: &ServedPrice) -> Option<MeshWarning> {
+        let asset = served.asset();
+        let percent = spread_percent(served);
+        let diverging = served.providers >= 2 && percent > self.config.discrepancy_percent;
         let was = self.raised_discrepancies.insert(asset, diverging).unwrap_or(false);
         (diverging && !was).then(|| {
             tracing::warn!(%asset, percent, "price discrepancy between providers");
@@ -296,6 +321,7 @@ impl NetworkStatusTracker {
 
 #[cfg(test)]
 mod tests {
+    use mesh_types::rust_decimal::Decimal;
     use mesh_types::{NodeIdentity, PublicKey, WarningCode, WarningKind};
 
     use super::*;
@@ -358,21 +384,25 @@ mod tests {
     #[test]
     fn fresh_disagreeing_providers_raise_a_discrepancy_once() {
         let mut tracker = NetworkStatusTracker::new(node(9), StatusConfig::default());
-        assert!(tracker.update_received(node(1), 1, &[price("SOL", 100, t(0), node(1))], t(0)).is_empty());
+        let warned = |recorded: Recorded| recorded.warnings;
         assert!(
-            tracker.update_received(node(2), 1, &[price("SOL", 103, t(1), node(2))], t(1)).is_empty(),
+            warned(tracker.update_received(node(1), 1, &[price("SOL", 100, t(0), node(1))], t(0))).is_empty()
+        );
+        assert!(
+            warned(tracker.update_received(node(2), 1, &[price("SOL", 103, t(1), node(2))], t(1))).is_empty(),
             "3 % is fine"
         );
-        let warnings = tracker.update_received(node(2), 1, &[price("SOL", 110, t(2), node(2))], t(2));
+        let warnings = warned(tracker.update_received(node(2), 1, &[price("SOL", 110, t(2), node(2))], t(2)));
         assert_eq!(warnings.len(), 1);
         assert_eq!(warnings[0].message, "Price discrepancy detected for SOL");
         assert!(
-            tracker.update_received(node(2), 1, &[price("SOL", 111, t(3), node(2))], t(3)).is_empty(),
+            warned(tracker.update_received(node(2), 1, &[price("SOL", 111, t(3), node(2))], t(3))).is_empty(),
             "raised once"
         );
         // An old quote does not count once it is stale.
         assert!(
-            tracker.update_received(node(2), 1, &[price("SOL", 200, t(4000), node(2))], t(4000)).is_empty()
+            warned(tracker.update_received(node(2), 1, &[price("SOL", 200, t(4000), node(2))], t(4000)))
+                .is_empty()
         );
     }
 
@@ -388,16 +418,13 @@ mod tests {
             tracker.node_seen(made_up(n), t(0));
         }
         assert_eq!(tracker.nodes.len(), MAX_TRACKED_NODES);
-        for n in 0..MAX_SOURCES_PER_ASSET + 5 {
-            tracker.update_received(made_up(n), 1, &[price("SOL", 100, t(1), made_up(n))], t(1));
-        }
-        assert_eq!(tracker.quotes[&Asset::new("SOL").unwrap()].len(), MAX_SOURCES_PER_ASSET);
-        for n in 0..MAX_QUOTED_ASSETS + 5 {
+        for n in 0..50 {
             tracker.update_received(node(1), 1, &[price(&format!("A{n}"), 1, t(2), node(1))], t(2));
         }
-        assert_eq!(tracker.quotes.len(), MAX_QUOTED_ASSETS);
+        assert_eq!(tracker.served.len(), 50);
         tracker.check_warnings(t(2 + 3601));
         assert!(tracker.nodes.is_empty() && tracker.providers.is_empty() && tracker.quotes.is_empty());
+        assert!(tracker.served.is_empty() && tracker.raised_discrepancies.is_empty());
     }
 
     #[test]
@@ -405,7 +432,7 @@ mod tests {
         let mut tracker = NetworkStatusTracker::new(node(9), StatusConfig::default());
         tracker.update_received(node(1), 1, &[price("SOL", 150, t(0), node(1))], t(0));
         let tiny = CachedPriceData { price: Decimal::new(1, 28), ..price("SOL", 1, t(1), node(2)) };
-        let warnings = tracker.update_received(node(2), 1, &[tiny], t(1));
+        let warnings = tracker.update_received(node(2), 1, &[tiny], t(1)).warnings;
         assert_eq!(warnings.len(), 1, "the providers disagree wildly");
         let WarningKind::PriceDiscrepancy { discrepancy_percent, .. } = warnings[0].kind else {
             panic!("expected a discrepancy, got {:?}", warnings[0]);
@@ -413,16 +440,42 @@ mod tests {
         assert!(discrepancy_percent.is_finite() && discrepancy_percent > 1e6, "{discrepancy_percent}");
     }
 
-    proptest::proptest! {
-        #[test]
-        fn the_spread_of_any_two_prices_is_finite_and_never_negative(
-            a in mesh_types::strategies::decimal(),
-            b in mesh_types::strategies::decimal(),
-        ) {
-            let (a, b) = (a.abs(), b.abs());
-            let (low, high) = if a <= b { (a, b) } else { (b, a) };
-            let percent = spread_percent(low, high);
-            proptest::prop_assert!(percent.is_finite() && percent >= 0.0, "{percent}");
-        }
+    #[test]
+    fn below_quorum_an_asset_is_withheld_and_at_quorum_the_median_is_served() {
+        let config = StatusConfig { quorum: 2, ..StatusConfig::default() };
+        let mut tracker = NetworkStatusTracker::new(node(9), config);
+        let sol = Asset::new("SOL").unwrap();
+        let first = tracker.update_received(node(1), 1, &[price("SOL", 150, t(0), node(1))], t(0));
+        assert!(first.prices.is_empty(), "one quote of two is not reported");
+        assert!(tracker.served_prices(t(0)).is_empty());
+        let below = tracker.served(&sol, t(0), true).unwrap();
+        assert!(below.below_quorum && below.providers == 1);
+        let second = tracker.update_received(node(2), 1, &[price("SOL", 1500, t(1), node(2))], t(1));
+        assert_eq!(second.prices.len(), 1);
+        assert_eq!(second.prices[0].price.price, Decimal::from(825), "the median of two");
+        tracker.update_received(node(3), 1, &[price("SOL", 151, t(2), node(3))], t(2));
+        let served = tracker.served_prices(t(2));
+        assert_eq!(served[&sol].price.price, Decimal::from(151), "the rogue provider is outvoted");
+        assert_eq!(served[&sol].providers, 3);
+        // Quotes go stale one by one; below quorum the asset is withheld again.
+        let late = t(3602);
+        assert!(tracker.served_prices(late).is_empty(), "only one quote is still fresh");
+        assert!(tracker.served(&sol, late, false).is_some_and(|served| served.below_quorum));
+    }
+
+    #[test]
+    fn the_same_aggregate_is_not_reported_twice() {
+        let mut tracker = NetworkStatusTracker::new(node(9), StatusConfig::default());
+        let quote = price("SOL", 150, t(0), node(1));
+        assert_eq!(tracker.update_received(node(1), 1, std::slice::from_ref(&quote), t(0)).prices.len(), 1);
+        assert!(tracker.update_received(node(1), 2, &[quote], t(1)).prices.is_empty(), "a second copy");
+    }
+
+    #[test]
+    fn restored_prices_are_served_before_anything_is_heard() {
+        let mut tracker = NetworkStatusTracker::new(node(9), StatusConfig::default());
+        tracker.restore([price("SOL", 150, t(0), node(1))]);
+        assert_eq!(tracker.served_prices(t(10)).len(), 1);
+        assert_eq!(tracker.newest_price(), Some(t(0)));
     }
 }

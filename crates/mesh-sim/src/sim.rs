@@ -252,11 +252,11 @@ pub async fn run(config: &SimConfig) -> Result<Report, SimError> {
         let arrivals = arrivals.clone();
         tokio::spawn(async move {
             while let Ok(event) = events.recv().await {
-                if let ServiceEvent::Prices(prices) = event {
+                if let ServiceEvent::Prices(prices) = event.event {
                     let at = Instant::now();
                     let mut arrivals = lock(&arrivals);
-                    for price in prices {
-                        arrivals.entry((price.asset, price.timestamp)).or_default().push(at);
+                    for served in prices {
+                        arrivals.entry((served.asset(), served.price.timestamp)).or_default().push(at);
                     }
                 }
             }

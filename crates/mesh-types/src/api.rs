@@ -6,7 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{MeshWarning, NetworkStatusSummary, NodeId, PriceMap, Timestamp};
+use crate::{MeshWarning, NetworkStatusSummary, NodeId, ServedPriceMap, Timestamp};
 
 /// The envelope of every REST response: `{"success": true, "data": …}` on success,
 /// `{"success": false, "data": null, "error": "…"}` on failure.
@@ -71,12 +71,41 @@ pub struct ProviderStatus {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", content = "data")]
 pub enum FeedMessage {
-    /// Every cached price, sent once on connect.
-    PriceMeshInitial(PriceMap),
+    /// Every served price, sent once on connect (and again when a resume was impossible).
+    PriceMeshInitial(ServedPriceMap),
     /// Only the assets that changed.
-    PriceMeshUpdate(PriceMap),
+    PriceMeshUpdate(ServedPriceMap),
     /// Network health after it changed.
     NetworkStatusUpdate(NetworkStatusSummary),
     /// A warning for users.
     MeshWarning(MeshWarning),
+}
+
+/// One frame of the `/ws` feed: a [`FeedMessage`] with its place in the node's sequence,
+/// `{"type": "…", "data": …, "seq": N}`.
+///
+/// `seq` is a watermark: once a client has a frame, it has every change up to `seq` that
+/// concerns it, either as sent or superseded by a newer value of the same asset (conflation).
+/// Sequence numbers only grow, and a restarted node starts above its previous run's, since
+/// they count from the node's start time in microseconds. A client that reconnects with
+/// `/ws?since=N` is sent what changed after `N`, or, when the node no longer holds that
+/// history, a `PriceMeshInitial` with `"gap": true`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FeedFrame {
+    /// The message.
+    #[serde(flatten)]
+    pub message: FeedMessage,
+    /// Every change up to this number is reflected by this frame and the ones before it.
+    pub seq: u64,
+    /// On a `PriceMeshInitial` sent for `?since=N`: the node could not replay from `N`, so
+    /// changes may have been missed; this snapshot replaces whatever the client held.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub gap: bool,
+}
+
+impl FeedFrame {
+    /// `message` at `seq`, no gap.
+    pub const fn new(message: FeedMessage, seq: u64) -> Self {
+        Self { message, seq, gap: false }
+    }
 }

@@ -126,24 +126,52 @@ fn data_freshness_values() {
     }
 }
 
+/// A reference price document as a node serves it: the same fields, plus `providers` and
+/// `spread`, which a reference document lacks and which read as one provider, no spread.
+fn served(mut prices: Value) -> Value {
+    for price in prices.as_object_mut().expect("a price map").values_mut() {
+        let price = price.as_object_mut().expect("a price");
+        price.insert("providers".into(), Value::from(1));
+        price.insert("spread".into(), Value::from("0"));
+    }
+    prices
+}
+
 #[test]
 fn websocket_price_messages() {
-    assert_round_trips::<FeedMessage>(&format!(r#"{{"type": "PriceMeshInitial", "data": {ALL_PRICES}}}"#));
-    assert_round_trips::<FeedMessage>(
-        r#"{
-          "type": "PriceMeshUpdate",
-          "data": {
-            "SOL": {
-              "asset": "SOL",
-              "price": "124.50",
-              "timestamp": "2024-01-01T12:00:30Z",
-              "source_node_id": "550e8400-e29b-41d4-a716-446655440000",
-              "blockchain": "Solana",
-              "change_24h": "6.1"
-            }
+    let sol_update = r#"{
+          "SOL": {
+            "asset": "SOL",
+            "price": "124.50",
+            "timestamp": "2024-01-01T12:00:30Z",
+            "source_node_id": "550e8400-e29b-41d4-a716-446655440000",
+            "blockchain": "Solana",
+            "change_24h": "6.1"
           }
-        }"#,
+        }"#;
+    for (kind, prices) in [("PriceMeshInitial", ALL_PRICES), ("PriceMeshUpdate", sol_update)] {
+        let example = format!(r#"{{"type": "{kind}", "data": {prices}}}"#);
+        let parsed: FeedMessage = serde_json::from_str(&example).expect("a reference feed message parses");
+        let expected =
+            serde_json::json!({"type": kind, "data": served(serde_json::from_str(prices).unwrap())});
+        assert_eq!(serde_json::to_value(&parsed).unwrap(), expected);
+        assert_round_trips::<FeedMessage>(&expected.to_string());
+    }
+}
+
+#[test]
+fn feed_frames_carry_their_sequence_number_beside_the_message() {
+    let frame = r#"{"type": "MeshWarning", "data": {"severity": "warning", "message": "No live data sources available", "code": "NO_PROVIDERS"}, "seq": 1733150000000123}"#;
+    assert_round_trips::<FeedFrame>(frame);
+    let parsed: FeedFrame = serde_json::from_str(frame).unwrap();
+    assert_eq!((parsed.seq, parsed.gap), (1_733_150_000_000_123, false));
+    let gap = format!(
+        r#"{{"type": "PriceMeshInitial", "data": {}, "seq": 7, "gap": true}}"#,
+        served(serde_json::from_str(ALL_PRICES).unwrap())
     );
+    assert_round_trips::<FeedFrame>(&gap);
+    // A client of the reference reads the message and ignores the rest.
+    assert!(serde_json::from_str::<FeedMessage>(frame).is_ok());
 }
 
 #[test]

@@ -6,8 +6,9 @@
 //! - **Prices**: [`Asset`], [`PriceData`], the signed [`PriceUpdate`], [`CachedPriceData`],
 //!   [`DataFreshness`].
 //! - **Network health**: [`ProviderInfo`], [`NetworkStatus`], [`MeshWarning`].
-//! - **API shapes**: [`ApiResponse`], [`ProviderStatus`], [`FeedMessage`], exactly as the API
-//!   reference renders them in JSON.
+//! - **API shapes**: [`ApiResponse`], [`ProviderStatus`], [`ServedPrice`], [`FeedMessage`] in its
+//!   sequenced [`FeedFrame`], as the API reference renders them in JSON (with pricemesh's
+//!   additions beside the reference's fields).
 //! - **Wire protocol**: [`MeshMessage`] and its [`Codec`] (a version byte + postcard).
 //! - **Trust**: [`SignedMessage`] and [`PriceUpdate::validate`], with errors mapped to the API's
 //!   codes ([`ErrorCode`]).
@@ -54,6 +55,7 @@ mod network;
 mod price;
 mod provider;
 mod serde_util;
+mod served;
 mod signing;
 mod status;
 mod supervisor;
@@ -62,7 +64,7 @@ mod validation;
 mod warning;
 mod write_behind;
 
-pub use api::{ApiResponse, FeedMessage, ProviderState, ProviderStatus};
+pub use api::{ApiResponse, FeedFrame, FeedMessage, ProviderState, ProviderStatus};
 pub use asset::{Asset, AssetError, MAX_ASSET_LEN};
 pub use author_key::{AuthorKey, verify_batch};
 pub use codec::{Codec, CodecError};
@@ -79,6 +81,7 @@ pub use message::{
 pub use network::{MAX_NETWORK_ID_LEN, NetworkId, NetworkIdError};
 pub use price::{CachedPriceData, MAX_BLOCKCHAIN_LEN, PriceData, PriceMap};
 pub use provider::{ProviderConfig, ProviderConfigError};
+pub use served::{Quote, ServedPrice, ServedPriceMap};
 pub use signing::SignedMessage;
 pub use status::{NetworkStatus, NetworkStatusSummary, ProviderInfo};
 pub use supervisor::{Supervisor, TaskFailure, describe_supervisor_metrics};

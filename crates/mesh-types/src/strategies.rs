@@ -16,8 +16,8 @@ use crate::{
     Alert, Announce, ApiResponse, Asset, CachedPriceData, DataFreshness, Digest, DigestEntry, FeedMessage,
     Goodbye, GoodbyeReason, Heartbeat, Hello, HelloAck, MeshMessage, MeshWarning, MessageId, NetworkId,
     NetworkStatus, NetworkStatusSummary, NodeId, NodeIdentity, PeerAddress, PeerExchange, PriceData,
-    PriceMap, PriceUpdate, ProviderInfo, ProviderStatus, PublicKey, Request, Severity, Signature, Timestamp,
-    WarningKind,
+    PriceMap, PriceUpdate, ProviderInfo, ProviderStatus, PublicKey, Quote, Request, ServedPrice,
+    ServedPriceMap, Severity, Signature, Timestamp, WarningKind,
 };
 
 /// Any valid asset symbol.
@@ -250,11 +250,31 @@ pub fn price_map() -> impl Strategy<Value = PriceMap> {
         .prop_map(|prices| prices.into_iter().map(|price| (price.asset, price)).collect())
 }
 
+/// Any served price: an aggregate of one to a few quotes, perhaps below quorum, perhaps with
+/// its quotes.
+pub fn served_price() -> impl Strategy<Value = ServedPrice> {
+    (cached_price_data(), 1..8u32, decimal(), any::<bool>(), any::<bool>()).prop_map(
+        |(price, providers, spread, below_quorum, with_quotes)| ServedPrice {
+            quotes: with_quotes.then(|| vec![Quote::from(&price)]),
+            price,
+            providers,
+            spread: spread.abs(),
+            below_quorum,
+        },
+    )
+}
+
+/// Any map of served prices.
+pub fn served_price_map() -> impl Strategy<Value = ServedPriceMap> {
+    vec(served_price(), 0..4)
+        .prop_map(|prices| prices.into_iter().map(|price| (price.asset(), price)).collect())
+}
+
 /// Any WebSocket feed message.
 pub fn feed_message() -> impl Strategy<Value = FeedMessage> {
     prop_oneof![
-        price_map().prop_map(FeedMessage::PriceMeshInitial),
-        price_map().prop_map(FeedMessage::PriceMeshUpdate),
+        served_price_map().prop_map(FeedMessage::PriceMeshInitial),
+        served_price_map().prop_map(FeedMessage::PriceMeshUpdate),
         network_status()
             .prop_map(|status| FeedMessage::NetworkStatusUpdate(NetworkStatusSummary::from(&status))),
         mesh_warning().prop_map(FeedMessage::MeshWarning),

@@ -60,13 +60,13 @@ async fn a_client_gets_the_snapshot_then_only_what_changed() {
     let mut client = connect(&server, "/ws").await;
 
     let initial = next_message(&mut client).await;
-    assert_eq!(keys(&initial), ["data", "type"]);
+    assert_eq!(keys(&initial), ["data", "seq", "type"]);
     assert_eq!(initial["type"], "PriceMeshInitial");
     assert_eq!(keys(&initial["data"]), ["ETH", "SOL"]);
     assert_eq!(initial["data"]["SOL"]["price"], "123.45");
     assert_eq!(
         keys(&initial["data"]["SOL"]),
-        ["asset", "blockchain", "change_24h", "price", "source_node_id", "timestamp"]
+        ["asset", "blockchain", "change_24h", "price", "providers", "source_node_id", "spread", "timestamp"]
     );
 
     publish(&service, vec![price("SOL", 12_400)]).await;
@@ -316,4 +316,84 @@ async fn a_thousand_clients_all_receive_an_update() {
     let got = received.into_iter().filter(|result| matches!(result, Ok(true))).count();
     assert_eq!(got, CLIENTS);
     assert_eq!(state.feed_stats().slow_disconnects, 0);
+}
+
+fn seq(frame: &Value) -> u64 {
+    frame["seq"].as_u64().unwrap_or_else(|| panic!("a frame carries its sequence number: {frame}"))
+}
+
+#[tokio::test]
+async fn sequence_numbers_only_grow_and_a_client_resumes_where_it_left_off() {
+    let service = node().await;
+    publish(&service, vec![price("SOL", 100)]).await;
+    let server = Server::start(ApiState::builder(service.clone()).build()).await;
+    let mut client = connect(&server, "/ws").await;
+    let initial = next_of(&mut client, "PriceMeshInitial").await;
+    assert!(initial.get("gap").is_none(), "a fresh connection is no gap: {initial}");
+    publish(&service, vec![price("SOL", 101)]).await;
+    let update = next_of(&mut client, "PriceMeshUpdate").await;
+    assert!(seq(&update) > seq(&initial), "{initial} then {update}");
+    let position = seq(&update);
+    drop(client);
+
+    // While the client is away: SOL moves twice, ETH appears.
+    publish(&service, vec![price("SOL", 102)]).await;
+    publish(&service, vec![price("SOL", 103), price("ETH", 200)]).await;
+    let mut client = connect(&server, &format!("/ws?since={position}")).await;
+    let replay = next_message(&mut client).await;
+    assert_eq!(replay["type"], "PriceMeshUpdate", "a resumed feed starts with what it missed: {replay}");
+    assert_eq!(keys(&replay["data"]), ["ETH", "SOL"]);
+    assert_eq!(replay["data"]["SOL"]["price"], "1.03", "conflated to the newest");
+    // A frame claims only what it and the frames before it carry; status changes of the
+    // same time may follow it in the replay.
+    assert!(seq(&replay) >= position);
+
+    // Nothing new since: an empty update acknowledges the resume.
+    let position = service.snapshot().0;
+    drop(client);
+    let mut client = connect(&server, &format!("/ws?since={position}")).await;
+    let ack = next_message(&mut client).await;
+    assert_eq!((ack["type"].as_str(), keys(&ack["data"]).len()), (Some("PriceMeshUpdate"), 0), "{ack}");
+    assert_eq!(seq(&ack), position);
+    publish(&service, vec![price("ETH", 201)]).await;
+    let live = next_of(&mut client, "PriceMeshUpdate").await;
+    assert_eq!((keys(&live["data"]), seq(&live) > position), (vec!["ETH"], true), "{live}");
+}
+
+#[tokio::test]
+async fn a_resume_beyond_the_history_gets_a_snapshot_flagged_as_a_gap() {
+    let service = node_with(|config| config.feed_history = 2).await;
+    publish(&service, vec![price("SOL", 100)]).await;
+    let server = Server::start(ApiState::builder(service.clone()).build()).await;
+    let mut client = connect(&server, "/ws").await;
+    let position = seq(&next_of(&mut client, "PriceMeshInitial").await);
+    drop(client);
+    for cents in 101..106 {
+        publish(&service, vec![price("SOL", cents)]).await;
+    }
+    let mut client = connect(&server, &format!("/ws?since={position}")).await;
+    let snapshot = next_message(&mut client).await;
+    assert_eq!(
+        (snapshot["type"].as_str(), snapshot["gap"].as_bool()),
+        (Some("PriceMeshInitial"), Some(true))
+    );
+    assert_eq!(snapshot["data"]["SOL"]["price"], "1.05");
+
+    // A position this run never gave out (an earlier run's, or made up) is a gap too.
+    let mut client = connect(&server, &format!("/ws?since={}", u64::MAX)).await;
+    assert_eq!(next_message(&mut client).await["gap"], true);
+    let mut client = connect(&server, "/ws?since=5").await;
+    assert_eq!(next_message(&mut client).await["gap"], true);
+}
+
+#[tokio::test]
+async fn a_malformed_resume_position_is_refused_with_a_clear_error() {
+    let service = node().await;
+    let server = Server::start(ApiState::builder(service).build()).await;
+    for bad in ["abc", "-1", "1.5", "18446744073709551616"] {
+        let response = reqwest::get(server.url(&format!("/ws?since={bad}"))).await.unwrap();
+        assert_eq!(response.status(), 400, "since={bad}");
+        let body: Value = response.json().await.unwrap();
+        assert!(body["error"].as_str().unwrap().contains("?since=N"), "{body}");
+    }
 }

@@ -19,7 +19,12 @@ async fn published_prices_are_served_in_the_reference_shape() {
     let prices = data(&body);
     assert_eq!(keys(prices), ["ETH", "SOL"]);
     let sol = &prices["SOL"];
-    assert_eq!(keys(sol), ["asset", "blockchain", "change_24h", "price", "source_node_id", "timestamp"]);
+    assert_eq!(
+        keys(sol),
+        ["asset", "blockchain", "change_24h", "price", "providers", "source_node_id", "spread", "timestamp"],
+        "the reference's fields, and the quorum's beside them"
+    );
+    assert_eq!((sol["providers"].as_u64(), sol["spread"].as_str()), (Some(1), Some("0")));
     assert_eq!(sol["asset"], "SOL");
     assert_eq!(sol["price"], "123.45");
     assert_eq!(sol["blockchain"], "Solana");
@@ -27,7 +32,11 @@ async fn published_prices_are_served_in_the_reference_shape() {
     assert_eq!(sol["source_node_id"], Value::String(node_id.clone()));
     assert!(sol["timestamp"].as_str().is_some_and(|t| t.ends_with('Z')), "RFC 3339 UTC: {sol}");
     let eth = &prices["ETH"];
-    assert_eq!(keys(eth), ["asset", "blockchain", "price", "source_node_id", "timestamp"], "no change_24h");
+    assert_eq!(
+        keys(eth),
+        ["asset", "blockchain", "price", "providers", "source_node_id", "spread", "timestamp"],
+        "no change_24h"
+    );
     assert_eq!(eth["price"], "2345.67");
 
     let (status, body) = get(&server.url("/api/mesh/prices/sol")).await;
@@ -139,4 +148,44 @@ async fn a_dead_task_turns_health_and_readiness_to_503_with_its_name_within_a_se
     let (status, body) = get(&server.url("/ready")).await;
     assert_eq!(status, 503);
     assert!(error_message(&body).contains("doomed_loop"), "{body}");
+}
+
+#[tokio::test]
+async fn below_quorum_a_price_is_withheld_unless_its_quotes_are_asked_for() {
+    let service = crate::support::node_with(|config| config.status.quorum = 2).await;
+    publish(&service, vec![price("SOL", 12_345)]).await;
+    let server = Server::start(ApiState::builder(service.clone()).build()).await;
+
+    let (status, body) = get(&server.url("/api/mesh/prices")).await;
+    assert_eq!((status, data(&body)), (200, &json!({})), "one provider of two is not a price");
+    let (status, body) = get(&server.url("/api/mesh/prices/SOL")).await;
+    assert_eq!(status, 404);
+    assert_eq!(
+        error_message(&body),
+        "Asset 'SOL' is below quorum: 1 fresh provider quote(s) of 2 required; add ?quotes=true to see them"
+    );
+    let (status, body) = get(&server.url("/api/mesh/prices/SOL?quotes=true")).await;
+    assert_eq!(status, 200, "{body}");
+    let sol = data(&body);
+    assert_eq!((sol["below_quorum"].as_bool(), sol["providers"].as_u64()), (Some(true), Some(1)));
+    assert_eq!(sol["quotes"][0]["price"], "123.45");
+    assert_eq!(sol["quotes"][0]["source_node_id"], Value::String(service.node_id().to_string()));
+
+    let (status, body) = get(&server.url("/api/mesh/prices/SOL?quotes=maybe")).await;
+    assert_eq!(status, 400);
+    assert!(error_message(&body).contains("?quotes=true"), "{body}");
+}
+
+#[tokio::test]
+async fn at_quorum_the_quotes_come_with_the_price_on_request() {
+    let service = node().await;
+    publish(&service, vec![price("SOL", 12_345)]).await;
+    let server = Server::start(ApiState::builder(service).build()).await;
+    let (status, body) = get(&server.url("/api/mesh/prices/SOL?quotes=true")).await;
+    assert_eq!(status, 200, "{body}");
+    let sol = data(&body);
+    assert!(sol.get("below_quorum").is_none(), "only flagged when below: {sol}");
+    assert_eq!(sol["quotes"].as_array().map(Vec::len), Some(1));
+    let (_, plain) = get(&server.url("/api/mesh/prices/SOL")).await;
+    assert!(data(&plain).get("quotes").is_none(), "quotes only when asked for");
 }

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use mesh_service::{MeshPriceService, ServiceConfig, ServiceEvent};
+use mesh_service::{MeshPriceService, Sequenced, ServiceConfig, ServiceEvent};
 use mesh_transport::{ManagerConfig, MemoryNetwork};
 use mesh_types::rust_decimal::Decimal;
 use mesh_types::{Asset, NodeIdentity, PriceData, PriceUpdate};
@@ -92,14 +92,14 @@ async fn prices_cross_a_line_of_nodes_and_every_node_knows_its_provider() {
 
     let delivered = tokio::time::timeout(Duration::from_secs(2), async {
         loop {
-            if let Ok(ServiceEvent::Prices(prices)) = events.recv().await {
+            if let Ok(Sequenced { event: ServiceEvent::Prices(prices), .. }) = events.recv().await {
                 return prices;
             }
         }
     })
     .await
     .expect("C's subscribers hear of the price");
-    assert_eq!(delivered[0].source_node_id, a.node_id());
+    assert_eq!(delivered[0].price.source_node_id, a.node_id());
 
     let status = c.network_status();
     let provider =

@@ -38,16 +38,24 @@ async fn independent_providers_fetch_once_per_window_through_the_mesh() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 
-    // Every fetch by either provider, as node A sees the published prices.
+    // Every fetch by either provider, as node A sees the published prices: each change of
+    // the served SOL price is looked up with its quotes, one per provider.
     let fetches: Arc<Mutex<Vec<(NodeId, Timestamp)>>> = Arc::new(Mutex::new(Vec::new()));
     let mut events = a.subscribe();
     let seen = fetches.clone();
+    let watcher = a.clone();
+    let sol = Asset::new("SOL").unwrap();
     tokio::spawn(async move {
         while let Ok(event) = events.recv().await {
-            if let ServiceEvent::Prices(prices) = event
-                && let Some(price) = prices.first()
+            if let ServiceEvent::Prices(_) = event.event
+                && let Some(served) = watcher.served_price(&sol, true)
             {
-                seen.lock().unwrap().push((price.source_node_id, price.timestamp));
+                let mut seen = seen.lock().unwrap();
+                for quote in served.quotes.unwrap_or_default() {
+                    if !seen.contains(&(quote.source_node_id, quote.timestamp)) {
+                        seen.push((quote.source_node_id, quote.timestamp));
+                    }
+                }
             }
         }
     });
@@ -72,7 +80,8 @@ async fn independent_providers_fetch_once_per_window_through_the_mesh() {
         provider.disable().await;
     }
 
-    let fetches = fetches.lock().unwrap().clone();
+    let mut fetches = fetches.lock().unwrap().clone();
+    fetches.sort_by_key(|(_, at)| *at);
     assert!(fetches.len() >= 3, "the providers kept fetching: {fetches:?}");
     // Without shared state, two providers can only collide when they ask within one
     // propagation delay of each other; then the larger id yields, so it cannot repeat.
