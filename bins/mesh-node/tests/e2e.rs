@@ -13,7 +13,7 @@ use serde_json::Value;
 
 mod support;
 
-use support::{Node, get, start, start_with, until};
+use support::{Node, birdeye_quoting, get, start, start_with, until};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prices_cross_three_processes_to_the_api_and_websocket() {
@@ -140,41 +140,13 @@ fn dashboard_shows_prices(node: &Node) {
     assert!(dom.contains("<td>SOL</td>") || dom.contains("<td>ETH</td>"), "known assets appear in the table");
 }
 
-/// A price API stand-in that quotes SOL at 10^-28, the smallest price a `Decimal` holds.
-async fn birdeye_quoting_a_tiny_price() -> wiremock::MockServer {
-    use wiremock::matchers::{method, path};
-    use wiremock::{Mock, MockServer, Respond, ResponseTemplate};
-
-    /// Answers with the current time, so the quote is always fresh.
-    struct Tiny;
-    impl Respond for Tiny {
-        fn respond(&self, _: &wiremock::Request) -> ResponseTemplate {
-            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
-            ResponseTemplate::new(200).set_body_json(serde_json::json!({
-                "success": true,
-                "data": {"So11111111111111111111111111111111111111112": {"value": 1e-28, "updateUnixTime": now}},
-            }))
-        }
-    }
-    let server = MockServer::start().await;
-    Mock::given(method("GET")).and(path("/defi/multi_price")).respond_with(Tiny).mount(&server).await;
-    Mock::given(method("GET"))
-        .and(path("/defi/price"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({
-            "success": true, "data": {"value": 150.0, "updateUnixTime": 1}
-        })))
-        .mount(&server)
-        .await;
-    server
-}
-
 /// The poison: a second provider whose price source returns `1e-28` for SOL while the
 /// first quotes about 150. The discrepancy check divided by it and panicked every node's event
 /// loop while `/health` said 200. Now every node keeps serving, relays later updates, warns of
 /// the discrepancy, and its health is 200 because its tasks are alive.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_provider_quoting_1e_28_beside_one_at_150_leaves_every_node_serving() {
-    let birdeye = birdeye_quoting_a_tiny_price().await;
+    let birdeye = birdeye_quoting(1e-28).await;
     // No coordination window: both providers fetch every second, so both quotes always flow.
     let honest = start_with(
         None,

@@ -111,16 +111,20 @@ pub fn aggregate(mut quotes: Vec<CachedPriceData>, with_quotes: bool) -> Option<
     let count = quotes.len();
     let half = count / 2;
     let upper = quotes.get(half)?;
-    let median =
-        match half.checked_sub(1).filter(|_| count.is_multiple_of(2)).and_then(|lower| quotes.get(lower)) {
-            None => upper.clone(),
-            Some(lower) => {
-                // Halves first: the sum of two large prices could leave the decimal range.
-                let halves = lower.price.checked_div(Decimal::TWO).zip(upper.price.checked_div(Decimal::TWO));
-                let price = halves.and_then(|(a, b)| a.checked_add(b)).unwrap_or(lower.price).normalize();
-                CachedPriceData { price, timestamp: lower.timestamp.min(upper.timestamp), ..lower.clone() }
-            }
-        };
+    let lower = half.checked_sub(1).filter(|_| count.is_multiple_of(2)).and_then(|lower| quotes.get(lower));
+    let mut median = match lower {
+        None => upper.clone(),
+        Some(lower) => {
+            // Halves first: the sum of two large prices could leave the decimal range.
+            let halves = lower.price.checked_div(Decimal::TWO).zip(upper.price.checked_div(Decimal::TWO));
+            let price = halves.and_then(|(a, b)| a.checked_add(b)).unwrap_or(lower.price).normalize();
+            CachedPriceData { price, ..lower.clone() }
+        }
+    };
+    // The newest input's time: it only moves forward as providers quote again (stale quotes,
+    // the oldest, are the only ones that leave), so every node and client can order
+    // aggregates newest-wins like single prices.
+    median.timestamp = quotes.iter().map(|quote| quote.timestamp).max().unwrap_or(median.timestamp);
     let (low, high) = (quotes.first()?.price, quotes.last()?.price);
     Some(ServedPrice {
         price: median,
@@ -182,7 +186,7 @@ mod tests {
         let served = aggregate(quotes, true).unwrap();
         assert_eq!(served.price.price, dec("151"));
         assert_eq!(served.price.source_node_id, node(3));
-        assert_eq!(served.price.timestamp, t(2));
+        assert_eq!(served.price.timestamp, t(2), "the newest quote's time");
         assert_eq!(served.providers, 3);
         assert_eq!(served.spread, dec("9"), "1500 is nine times above 150");
         let listed: Vec<Decimal> = served.quotes.unwrap().iter().map(|quote| quote.price).collect();
@@ -190,11 +194,11 @@ mod tests {
     }
 
     #[test]
-    fn the_median_of_an_even_count_is_the_mean_of_the_middle_two_at_the_older_time() {
+    fn the_median_of_an_even_count_is_the_mean_of_the_middle_two_at_the_newest_time() {
         let quotes = vec![quote(1, dec("150"), 5), quote(2, dec("151"), 3)];
         let served = aggregate(quotes, false).unwrap();
         assert_eq!(served.price.price, dec("150.5"));
-        assert_eq!(served.price.timestamp, t(3));
+        assert_eq!(served.price.timestamp, t(5));
         assert_eq!(served.price.source_node_id, node(1), "the lower middle quote's provider");
         assert_eq!(served.spread, dec("0.006667"));
         assert!(served.quotes.is_none());

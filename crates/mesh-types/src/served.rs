@@ -36,9 +36,10 @@ impl From<&CachedPriceData> for Quote {
 /// The price a node serves for one asset.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ServedPrice {
-    /// The median of the fresh quotes. `timestamp` is the median quote's (the older of the two
-    /// middle ones for an even count), `source_node_id` its provider (the lower middle one's),
-    /// and `blockchain` and `change_24h` come from that quote.
+    /// The median of the fresh quotes (for an even count, the mean of the middle two).
+    /// `timestamp` is the newest quote's, which only moves forward, so aggregates order
+    /// newest-wins like single prices; `source_node_id` is the median quote's provider (the
+    /// lower middle one's for an even count), whose `blockchain` and `change_24h` are shown.
     #[serde(flatten)]
     pub price: CachedPriceData,
     /// How many distinct providers' fresh quotes made the aggregate (1 when a document

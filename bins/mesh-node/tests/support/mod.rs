@@ -36,7 +36,29 @@ pub(crate) fn start(bootstrap: Option<SocketAddr>, simulated: bool) -> Node {
 
 /// [`start`] with more settings in the environment.
 pub(crate) fn start_with(bootstrap: Option<SocketAddr>, settings: &[(&str, &str)]) -> Node {
+    start_in(tempfile::tempdir().unwrap(), bootstrap, settings)
+}
+
+/// A data directory holding a fresh node key, and that node's id.
+pub(crate) fn keyed_data_dir() -> (tempfile::TempDir, String) {
     let data = tempfile::tempdir().unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_mesh-node"))
+        .args(["keygen", "--data-dir"])
+        .arg(data.path())
+        .env_remove("MESH_DATA_DIR")
+        .output()
+        .expect("run mesh-node keygen");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let id = String::from_utf8(output.stdout).unwrap().trim().to_owned();
+    (data, id)
+}
+
+/// [`start_with`] on the data directory `data` (its key, if it holds one).
+pub(crate) fn start_in(
+    data: tempfile::TempDir,
+    bootstrap: Option<SocketAddr>,
+    settings: &[(&str, &str)],
+) -> Node {
     let mut command = Command::new(env!("CARGO_BIN_EXE_mesh-node"));
     let filter = std::env::var("E2E_LOG").unwrap_or_else(|_| "warn".into());
     command
@@ -101,4 +123,33 @@ pub(crate) async fn until(
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     panic!("{path} on {} never became as expected", node.api);
+}
+
+/// A price API stand-in that quotes SOL at `value` dollars, always at the current time.
+pub(crate) async fn birdeye_quoting(value: f64) -> wiremock::MockServer {
+    use wiremock::matchers::{method, path};
+    use wiremock::{Mock, MockServer, Respond, ResponseTemplate};
+
+    /// Answers with the current time, so the quote is always fresh.
+    struct Quote(f64);
+    impl Respond for Quote {
+        fn respond(&self, _: &wiremock::Request) -> ResponseTemplate {
+            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+            ResponseTemplate::new(200).set_body_json(serde_json::json!({
+                "success": true,
+                "data": {"So11111111111111111111111111111111111111112": {"value": self.0, "updateUnixTime": now}},
+            }))
+        }
+    }
+    let server = MockServer::start().await;
+    Mock::given(method("GET")).and(path("/defi/multi_price")).respond_with(Quote(value)).mount(&server).await;
+    // The key check at start.
+    Mock::given(method("GET"))
+        .and(path("/defi/price"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({
+            "success": true, "data": {"value": 150.0, "updateUnixTime": 1}
+        })))
+        .mount(&server)
+        .await;
+    server
 }
