@@ -138,6 +138,11 @@ fn dashboard_shows_prices(node: &Node) {
     let rows = dom.matches("data-timestamp=").count();
     assert!(rows >= 1, "the dashboard shows no price rows; DOM:\n{dom}");
     assert!(dom.contains("<td>SOL</td>") || dom.contains("<td>ETH</td>"), "known assets appear in the table");
+    assert!(dom.contains(">Providers</th>") && dom.contains(">Spread</th>"), "the quorum columns are shown");
+    assert!(
+        dom.contains("<td class=\"num\">1</td><td class=\"num\" title=\"0\">0.00%</td>"),
+        "one provider's price has no spread; DOM:\n{dom}"
+    );
 }
 
 /// The poison: a second provider whose price source returns `1e-28` for SOL while the
