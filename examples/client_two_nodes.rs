@@ -5,6 +5,8 @@
 //! HTTP APIs on loopback, follows both with one client, stops one node midway, and stops (at
 //! most 30 s).
 
+#![allow(clippy::print_stdout, reason = "an example shows what it does on standard output")]
+
 use std::sync::Arc;
 use std::time::Duration;
 

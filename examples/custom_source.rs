@@ -4,6 +4,8 @@
 //!
 //! `cargo run --example custom_source` — serves the table's prices and stops (at most 20 s).
 
+#![allow(clippy::print_stdout, reason = "an example shows what it does on standard output")]
+
 use std::sync::Arc;
 use std::time::Duration;
 

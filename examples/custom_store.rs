@@ -3,6 +3,8 @@
 //!
 //! `cargo run --example custom_store` — runs the suite against a `BTreeMap` store and says so.
 
+#![allow(clippy::print_stdout, reason = "an example shows what it does on standard output")]
+
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};
 

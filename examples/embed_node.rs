@@ -4,6 +4,8 @@
 //! `cargo run --example embed_node` — prints the first few served prices and stops (at most
 //! 20 s).
 
+#![allow(clippy::print_stdout, reason = "an example shows what it does on standard output")]
+
 use std::sync::Arc;
 use std::time::Duration;
 

@@ -143,6 +143,10 @@ pub struct SettingArgs {
     /// Changed items the feed keeps for clients resuming with ?since= [default: 16384].
     #[arg(long, env = "MESH_FEED_HISTORY")]
     pub feed_history: Option<usize>,
+    /// Seconds between the node's announcements; a node silent for three leaves the network
+    /// size [default: 60].
+    #[arg(long, env = "MESH_ANNOUNCE_INTERVAL_SECS")]
+    pub announce_interval_secs: Option<u64>,
 }
 
 /// The largest config file read: far more than every setting takes.
@@ -329,6 +333,10 @@ impl SettingArgs {
             provider_quorum: prefer!(self.provider_quorum, file.provider_quorum)
                 .unwrap_or(defaults.provider_quorum),
             feed_history: prefer!(self.feed_history, file.feed_history).unwrap_or(defaults.feed_history),
+            announce_interval: secs(
+                prefer!(self.announce_interval_secs, file.announce_interval_secs),
+                defaults.announce_interval,
+            ),
         };
         settings.validate()?;
         Ok(settings)

@@ -123,11 +123,15 @@ async fn a_stranger_quoting_1e_28_beside_150_leaves_the_node_serving() {
     let poisoner = join(&node).await;
     let tiny = "0.0000000000000000000000000001";
     poisoner.send(poisoner.signed(vec![quote("SOL", tiny)], Utc::now())).await.unwrap();
-    until(&client, &node, "/api/mesh/prices/SOL", |body| body["data"]["price"] == tiny).await;
+    // Both quotes count (an open devnet, quorum 1): the median of two, and a spread beyond
+    // any discrepancy threshold, computed without overflow.
+    let both = until(&client, &node, "/api/mesh/prices/SOL", |body| body["data"]["providers"] == 2).await;
+    assert_eq!(both["data"]["price"], "75", "{both}");
+    assert_eq!(both["data"]["spread"], "1000000000", "the largest spread reported: {both}");
 
     // The event loop survived the discrepancy check: it still takes updates.
     honest.send(honest.signed(vec![quote("SOL", "151")], Utc::now())).await.unwrap();
-    until(&client, &node, "/api/mesh/prices/SOL", |body| body["data"]["price"] == "151").await;
+    until(&client, &node, "/api/mesh/prices/SOL", |body| body["data"]["price"] == "75.5").await;
     assert_healthy(&client, &node).await;
 }
 

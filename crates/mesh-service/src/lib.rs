@@ -24,6 +24,7 @@
 //! # }
 //! ```
 
+mod announcements;
 mod journal;
 pub mod quorum;
 mod service;

@@ -33,13 +33,14 @@ use mesh_transport::{
 };
 use mesh_types::{
     Alert, Announce, Asset, CachedPriceData, Gossiped, MeshMessage, MeshWarning, NetworkStatus,
-    NetworkStatusSummary, NodeId, NodeIdentity, PriceUpdate, ServedPrice, ServedPriceMap, Supervisor,
-    Timestamp, WarningKind,
+    NetworkStatusSummary, NodeId, NodeIdentity, PeerAddress, PriceUpdate, ServedPrice, ServedPriceMap,
+    Supervisor, Timestamp, WarningKind,
 };
 use mesh_types::{ProviderConfig, ProviderConfigError};
 use thiserror::Error;
 use tokio::sync::{broadcast, mpsc};
 
+use crate::announcements::RecentAnnouncements;
 use crate::journal::{Journal, ReplayGap, Sequenced};
 use crate::status::{NetworkStatusTracker, StatusConfig};
 
@@ -67,7 +68,8 @@ pub struct ServiceConfig {
     pub tracker: TrackerConfig,
     /// Time between anti-entropy rounds (`MESH_SYNC_INTERVAL_SECS`, default 30 s).
     pub sync_interval: Duration,
-    /// Time between this node's announcements (default 60 s).
+    /// Time between this node's announcements (`MESH_ANNOUNCE_INTERVAL_SECS`, default 60 s).
+    /// [`StatusConfig::liveness`] should be [`ServiceConfig::liveness_for`] it.
     pub announce_interval: Duration,
     /// TTL of announcements and alerts this node originates (`MESH_MESSAGE_TTL`, default 10).
     pub message_ttl: u8,
@@ -84,6 +86,12 @@ pub struct ServiceConfig {
 impl ServiceConfig {
     /// Default history of the feed: 16,384 items, a few hours of six assets every 30 s.
     pub const DEFAULT_FEED_HISTORY: usize = 16_384;
+
+    /// How long a node stays counted after its last announcement, for announcements every
+    /// `announce_interval`: three intervals, so one or two lost ones do not drop it.
+    pub const fn liveness_for(announce_interval: Duration) -> Duration {
+        announce_interval.saturating_mul(3)
+    }
 
     /// The defaults of the reference documents for `network`.
     pub fn new(network: ManagerConfig) -> Self {
@@ -248,6 +256,8 @@ impl ServiceBuilder {
             engine: GossipEngine::new(tracker.clone(), prices.clone(), config.gossip.clone()),
             status: Mutex::new(status),
             journal: Mutex::new(Journal::new(start, config.feed_history.max(1), events)),
+            announcements: Mutex::new(RecentAnnouncements::default()),
+            own_announce: Mutex::new(None),
             identity: self.identity,
             manager,
             tracker,
@@ -297,6 +307,10 @@ struct Inner {
     // locked, so a snapshot and its sequence number always agree.
     status: Mutex<NetworkStatusTracker>,
     journal: Mutex<Journal>,
+    /// The latest announcements heard, passed on to each new peer.
+    announcements: Mutex<RecentAnnouncements>,
+    /// This node's latest announcement, re-sent to new peers while recent.
+    own_announce: Mutex<Option<Announce>>,
     is_provider: AtomicBool,
     /// The provider loop's task, stopped at shutdown.
     provider: Mutex<Option<ProviderTask>>,
@@ -408,6 +422,7 @@ impl MeshPriceService {
     pub fn network_status(&self) -> NetworkStatus {
         let mut status = lock(&self.inner.status);
         status.set_connected_peers(u32::try_from(self.inner.manager.peer_count()).unwrap_or(u32::MAX));
+        status.set_provider(self.inner.is_provider.load(Ordering::Relaxed));
         status.status(now())
     }
 
@@ -659,6 +674,7 @@ impl Inner {
         match event {
             TransportEvent::Connected(info) => {
                 lock(&self.status).node_seen(info.node_id, now());
+                self.greet(info.node_id).await;
                 for page in self.engine.digest_pages().await? {
                     let _ = self.manager.send(info.node_id, MeshMessage::Digest(page));
                 }
@@ -773,11 +789,59 @@ impl Inner {
     }
 
     async fn on_announce(&self, from: NodeId, announce: Announce) -> Result<(), mesh_gossip::Error> {
-        // Anyone may announce itself: announcements only count the network.
-        if let Some(announce) = self.judge_notice(from, announce, false, MeshMessage::Announce).await? {
-            lock(&self.status).node_seen(announce.node_id, now());
+        // Anyone may announce itself: announcements count the network, list providers, and
+        // tell where nodes listen.
+        let Some(announce) = self.judge_notice(from, announce, false, MeshMessage::Announce).await? else {
+            return Ok(());
+        };
+        lock(&self.status).announced(announce.node_id, announce.is_provider, announce.hop_count, now());
+        if let Some(addr) = announce.listen_addr {
+            self.manager.learn_addresses(vec![PeerAddress { node_id: announce.node_id, addr }]).await;
+        }
+        if announce.ttl() > 0 {
+            lock(&self.announcements).keep(announce.relayed());
         }
         Ok(())
+    }
+
+    /// What a new peer is told at once, so its network size and providers list are right
+    /// within seconds instead of an announcement interval: this node's own announcement and
+    /// the latest ones it heard from others.
+    async fn greet(&self, peer: NodeId) {
+        let own = self.own_announcement();
+        // This node's own announcement must not come back to it as new.
+        if let Err(err) = self.tracker.mark_seen(own.seen_key()).await {
+            tracing::debug!(error = %err, "cannot mark an announcement seen");
+        }
+        let _ = self.manager.send(peer, MeshMessage::Announce(own));
+        let heard = lock(&self.announcements).recent(peer, now());
+        for announce in heard {
+            let _ = self.manager.send(peer, MeshMessage::Announce(announce));
+        }
+    }
+
+    /// This node's announcement: the last one made, while it is recent (so every peer dedups
+    /// the same message), or a new one.
+    fn own_announcement(&self) -> Announce {
+        let fresh_for = self.config.announce_interval.checked_div(2).unwrap_or_default();
+        let mut own = lock(&self.own_announce);
+        let is_provider = self.is_provider.load(Ordering::Relaxed);
+        if let Some(announce) = own.as_ref()
+            && announce.is_provider == is_provider
+            && now().signed_duration_since(announce.timestamp).to_std().is_ok_and(|age| age < fresh_for)
+        {
+            return announce.clone();
+        }
+        let announce = Announce::new_signed(
+            &self.identity,
+            &self.config.network.network,
+            is_provider,
+            self.manager.local_addr(),
+            self.config.message_ttl,
+            now(),
+        );
+        *own = Some(announce.clone());
+        announce
     }
 
     async fn on_alert(&self, from: NodeId, alert: Alert) -> Result<(), mesh_gossip::Error> {
@@ -831,6 +895,7 @@ impl Inner {
                     let (summary, warnings, newest) = {
                         let mut tracker = lock(&self.status);
                         tracker.set_connected_peers(u32::try_from(self.manager.peer_count()).unwrap_or(u32::MAX));
+                        tracker.set_provider(self.is_provider.load(Ordering::Relaxed));
                         let at = now();
                         (NetworkStatusSummary::from(&tracker.status(at)), tracker.check_warnings(at), tracker.newest_price())
                     };
@@ -882,14 +947,8 @@ impl Inner {
     }
 
     async fn announce(&self) {
-        let announce = Announce::new_signed(
-            &self.identity,
-            &self.config.network.network,
-            self.is_provider.load(Ordering::Relaxed),
-            self.manager.local_addr(),
-            self.config.message_ttl,
-            now(),
-        );
+        *lock(&self.own_announce) = None;
+        let announce = self.own_announcement();
         // This node's own announcement must not come back to it as new.
         if let Err(err) = self.tracker.mark_seen(announce.seen_key()).await {
             tracing::debug!(error = %err, "cannot mark an announcement seen");

@@ -133,6 +133,9 @@ pub struct NodeSettings {
     /// `MESH_FEED_HISTORY`: how many changed items the feed keeps for clients that resume
     /// with `?since=` (default 16,384).
     pub feed_history: usize,
+    /// `MESH_ANNOUNCE_INTERVAL_SECS`: how often the node announces itself (default 60); a node
+    /// silent for three intervals leaves others' network size and providers list.
+    pub announce_interval: Duration,
 }
 
 impl Default for NodeSettings {
@@ -180,6 +183,7 @@ impl Default for NodeSettings {
             ban_duration: Duration::from_secs(3600),
             provider_quorum: 1,
             feed_history: ServiceConfig::DEFAULT_FEED_HISTORY,
+            announce_interval: Duration::from_secs(60),
         }
     }
 }
@@ -217,6 +221,7 @@ impl NodeSettings {
             ("MESH_HEARTBEAT_INTERVAL_SECS", self.heartbeat_interval),
             ("MESH_HEARTBEAT_TIMEOUT_SECS", self.heartbeat_timeout),
             ("MESH_BAN_DURATION_SECS", self.ban_duration),
+            ("MESH_ANNOUNCE_INTERVAL_SECS", self.announce_interval),
         ];
         match durations.into_iter().find(|(_, duration)| *duration > MAX_DURATION_SETTING) {
             Some((setting, duration)) => Err(SettingsError::new(
@@ -282,6 +287,9 @@ impl NodeSettings {
                 "MESH_STORAGE_FLUSH_INTERVAL_MS",
                 "must be between 1 and 60000 milliseconds",
             ));
+        }
+        if self.announce_interval.is_zero() {
+            return Err(SettingsError::new("MESH_ANNOUNCE_INTERVAL_SECS", "must be at least 1"));
         }
         if self.sync_interval.is_zero() {
             return Err(SettingsError::new("MESH_SYNC_INTERVAL_SECS", "must be at least 1"));
@@ -431,11 +439,13 @@ impl NodeSettings {
         };
         service.status = StatusConfig {
             offline_threshold: self.offline_threshold,
+            liveness: ServiceConfig::liveness_for(self.announce_interval),
             staleness_threshold: self.staleness_threshold,
             discrepancy_percent: self.discrepancy_threshold_percent,
             quorum: self.provider_quorum,
         };
         service.feed_history = self.feed_history;
+        service.announce_interval = self.announce_interval;
         service.tracker = self.tracker_config();
         service.sync_interval = self.sync_interval;
         service.message_ttl = self.message_ttl;

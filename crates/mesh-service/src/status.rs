@@ -25,9 +25,13 @@ use crate::quorum::{QuoteBook, aggregate};
 /// Thresholds of the status and its warnings.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct StatusConfig {
-    /// A provider unheard of for this long is offline; so is a node for the network size
+    /// With no provider heard of for this long, `NO_PROVIDERS` is raised
     /// (`MESH_OFFLINE_INDICATOR_THRESHOLD_SECS`, default 600 s).
     pub offline_threshold: Duration,
+    /// A node or provider unheard of for this long leaves the network size and the providers
+    /// list (default 180 s; the service sets it to three announcement intervals, since every
+    /// live node announces itself once an interval).
+    pub liveness: Duration,
     /// Prices older than this are stale (`MESH_STALENESS_THRESHOLD_SECS`, default 3,600 s).
     pub staleness_threshold: Duration,
     /// Providers disagreeing by more than this percentage raise a warning
@@ -42,6 +46,7 @@ impl Default for StatusConfig {
     fn default() -> Self {
         Self {
             offline_threshold: Duration::from_secs(600),
+            liveness: Duration::from_secs(180),
             staleness_threshold: DataFreshness::DEFAULT_STALENESS_THRESHOLD,
             discrepancy_percent: 5.0,
             quorum: 1,
@@ -52,8 +57,12 @@ impl Default for StatusConfig {
 /// One provider as last heard.
 #[derive(Debug, Clone, Copy)]
 struct Provider {
+    /// Its last signed sign of life as a provider: an update, or an announcement saying it is
+    /// one.
     last_seen: Timestamp,
-    /// The fewest hops seen recently (reset when older than the offline threshold, so a
+    /// When its newest update arrived.
+    last_fetch: Option<Timestamp>,
+    /// The fewest hops seen recently (reset when older than the liveness window, so a
     /// topology change is reflected).
     hop_count: u32,
     hop_count_seen: Timestamp,
@@ -67,6 +76,8 @@ pub struct NetworkStatusTracker {
     providers: HashMap<NodeId, Provider>,
     nodes: HashMap<NodeId, Timestamp>,
     connected_peers: u32,
+    /// Whether this node is in provider mode (listed in its own status, fetching or not).
+    self_provider: bool,
     last_update_time: Option<Timestamp>,
     newest_price: Option<Timestamp>,
     /// The latest quote per asset and provider: what is served, and what discrepancies are
@@ -132,6 +143,7 @@ impl NetworkStatusTracker {
             providers: HashMap::new(),
             nodes: HashMap::new(),
             connected_peers: 0,
+            self_provider: false,
             last_update_time: None,
             newest_price: None,
             quotes: QuoteBook::new(),
@@ -147,10 +159,45 @@ impl NetworkStatusTracker {
         self.connected_peers = peers;
     }
 
+    /// Whether this node is in provider mode.
+    pub fn set_provider(&mut self, is_provider: bool) {
+        self.self_provider = is_provider;
+    }
+
     /// A node announced itself (or connected) at `now`.
     pub fn node_seen(&mut self, node: NodeId, now: Timestamp) {
         make_room(&mut self.nodes, &node, MAX_TRACKED_NODES, |seen| *seen);
         self.nodes.insert(node, now);
+    }
+
+    /// A signed announcement of `node` arrived at `now` after `hop_count` hops: it is alive,
+    /// and a provider or not.
+    pub fn announced(&mut self, node: NodeId, is_provider: bool, hop_count: u8, now: Timestamp) {
+        self.node_seen(node, now);
+        if is_provider {
+            self.provider_alive(node, hop_count, now);
+        } else {
+            self.providers.remove(&node);
+        }
+    }
+
+    /// Records a sign of life of provider `source`, `hop_count` hops away.
+    fn provider_alive(&mut self, source: NodeId, hop_count: u8, now: Timestamp) -> &mut Provider {
+        let liveness = self.config.liveness;
+        let hops = u32::from(hop_count);
+        make_room(&mut self.providers, &source, MAX_TRACKED_NODES, |provider| provider.last_seen);
+        let provider = self.providers.entry(source).or_insert(Provider {
+            last_seen: now,
+            last_fetch: None,
+            hop_count: hops,
+            hop_count_seen: now,
+        });
+        provider.last_seen = now;
+        if hops <= provider.hop_count || !within(provider.hop_count_seen, now, liveness) {
+            provider.hop_count = hops;
+            provider.hop_count_seen = now;
+        }
+        provider
     }
 
     /// An update from provider `source` arrived at `now` after `hop_count` hops, carrying
@@ -163,19 +210,7 @@ impl NetworkStatusTracker {
         quotes: &[CachedPriceData],
         now: Timestamp,
     ) -> Recorded {
-        let offline = self.config.offline_threshold;
-        let hops = u32::from(hop_count);
-        make_room(&mut self.providers, &source, MAX_TRACKED_NODES, |provider| provider.last_seen);
-        let provider = self.providers.entry(source).or_insert(Provider {
-            last_seen: now,
-            hop_count: hops,
-            hop_count_seen: now,
-        });
-        provider.last_seen = now;
-        if hops <= provider.hop_count || !within(provider.hop_count_seen, now, offline) {
-            provider.hop_count = hops;
-            provider.hop_count_seen = now;
-        }
+        self.provider_alive(source, hop_count, now).last_fetch = Some(now);
         self.node_seen(source, now);
         self.last_update_time = Some(now);
         let mut recorded = Recorded::default();
@@ -235,7 +270,8 @@ impl NetworkStatusTracker {
     /// Forgets nodes and providers gone offline and quotes gone stale.
     fn forget_the_past(&mut self, now: Timestamp) {
         let (offline, staleness) = (self.config.offline_threshold, self.config.staleness_threshold);
-        self.nodes.retain(|_, seen| within(*seen, now, offline));
+        let liveness = self.config.liveness;
+        self.nodes.retain(|_, seen| within(*seen, now, liveness));
         self.providers.retain(|_, provider| within(provider.last_seen, now, offline));
         self.quotes.forget_stale(now, staleness);
         let quoted: std::collections::HashSet<Asset> = self.quotes.assets().collect();
@@ -258,22 +294,32 @@ impl NetworkStatusTracker {
 
     /// The network as seen at `now`.
     pub fn status(&self, now: Timestamp) -> NetworkStatus {
-        let offline = self.config.offline_threshold;
+        let liveness = self.config.liveness;
         let mut active_providers: Vec<ProviderInfo> = self
             .providers
             .iter()
-            .filter(|(_, provider)| within(provider.last_seen, now, offline))
+            .filter(|(node, provider)| **node != self.me && within(provider.last_seen, now, liveness))
             .map(|(node, provider)| ProviderInfo {
                 node_id: *node,
                 last_seen: provider.last_seen,
                 hop_count: provider.hop_count,
+                last_fetch_time: provider.last_fetch,
             })
             .collect();
+        let own = self.providers.get(&self.me);
+        if self.self_provider || own.is_some_and(|own| within(own.last_seen, now, liveness)) {
+            active_providers.push(ProviderInfo {
+                node_id: self.me,
+                last_seen: now,
+                hop_count: 0,
+                last_fetch_time: own.and_then(|own| own.last_fetch),
+            });
+        }
         active_providers.sort_by_key(|provider| (provider.hop_count, provider.node_id));
         let others = self
             .nodes
             .iter()
-            .filter(|(node, seen)| **node != self.me && within(**seen, now, offline))
+            .filter(|(node, seen)| **node != self.me && within(**seen, now, liveness))
             .count();
         NetworkStatus {
             active_providers,
@@ -301,7 +347,11 @@ impl NetworkStatusTracker {
     pub fn check_warnings(&mut self, now: Timestamp) -> Vec<MeshWarning> {
         self.forget_the_past(now);
         let mut warnings = Vec::new();
-        let no_providers = self.status(now).active_providers.is_empty();
+        // Its own threshold, longer than the list's: a provider that missed a few rounds is
+        // not yet a reason to warn every user.
+        let offline = self.config.offline_threshold;
+        let no_providers = !self.self_provider
+            && !self.providers.values().any(|provider| within(provider.last_seen, now, offline));
         if no_providers && !self.raised_no_providers {
             warnings.push(MeshWarning::no_providers());
         }
@@ -346,7 +396,7 @@ mod tests {
     }
 
     #[test]
-    fn providers_are_active_until_the_offline_threshold_with_their_fewest_hops() {
+    fn providers_are_listed_while_alive_with_their_fewest_hops() {
         let me = NodeIdentity::generate().node_id();
         let mut tracker = NetworkStatusTracker::new(me, StatusConfig::default());
         tracker.update_received(node(1), 3, &[price("SOL", 100, t(0), node(1))], t(0));
@@ -357,12 +407,47 @@ mod tests {
         assert_eq!(status.active_providers.len(), 2);
         assert_eq!(status.active_providers[0].node_id, node(1));
         assert_eq!(status.active_providers[0].hop_count, 1, "the fewest hops seen");
+        assert_eq!(status.active_providers[0].last_fetch_time, Some(t(20)));
         assert_eq!(status.total_network_size, 3, "two providers and this node");
         assert_eq!(status.last_update_time, Some(t(30)));
         assert_eq!(status.data_freshness, DataFreshness::JustNow);
-        let later = tracker.status(t(20 + 601));
-        assert_eq!(later.active_providers.len(), 1, "provider 1 went offline");
-        assert_eq!(later.data_freshness, DataFreshness::MinutesAgo(10));
+        let later = tracker.status(t(20 + 181));
+        assert_eq!(
+            later.active_providers.len(),
+            1,
+            "provider 1 fell silent for three announcement intervals"
+        );
+        assert_eq!(later.total_network_size, 2, "and left the network size");
+        assert_eq!(later.data_freshness, DataFreshness::MinutesAgo(3));
+    }
+
+    #[test]
+    fn a_provider_on_standby_is_listed_from_its_announcements_and_leaves_when_they_stop() {
+        let me = node(9);
+        let mut tracker = NetworkStatusTracker::new(me, StatusConfig::default());
+        tracker.announced(node(1), true, 2, t(0));
+        tracker.announced(node(2), false, 1, t(0));
+        let status = tracker.status(t(1));
+        assert_eq!(status.active_providers.len(), 1, "only the one in provider mode");
+        assert_eq!(
+            (status.active_providers[0].hop_count, status.active_providers[0].last_fetch_time),
+            (2, None)
+        );
+        assert_eq!(status.total_network_size, 3);
+        tracker.announced(node(1), true, 2, t(60));
+        assert_eq!(tracker.status(t(200)).active_providers.len(), 1, "announced again at 60 s");
+        assert!(tracker.status(t(241)).active_providers.is_empty(), "silent for three intervals");
+        tracker.announced(node(3), true, 1, t(250));
+        tracker.announced(node(3), false, 1, t(260));
+        assert!(tracker.status(t(261)).active_providers.is_empty(), "it left provider mode");
+        // This node itself, in provider mode, is listed at no distance, fetching or not.
+        tracker.set_provider(true);
+        let own = tracker.status(t(262));
+        assert_eq!(
+            own.active_providers.iter().map(|p| (p.node_id, p.hop_count)).collect::<Vec<_>>(),
+            [(me, 0)]
+        );
+        assert!(tracker.check_warnings(t(262)).is_empty(), "a provider node is not without providers");
     }
 
     #[test]

@@ -311,6 +311,12 @@ impl ConnectionManager {
         self.inner.is_provider.store(is_provider, Ordering::Relaxed);
     }
 
+    /// Records `peers` (learnt elsewhere, such as from signed announcements) as dial
+    /// candidates, within the same bounds as addresses from a peer exchange.
+    pub async fn learn_addresses(&self, peers: Vec<PeerAddress>) {
+        self.inner.learn(PeerExchange { peers }).await;
+    }
+
     /// Queues `message` for `node` without waiting. `Ok(false)` when that peer's queue is
     /// full (it is not keeping up).
     ///
@@ -473,6 +479,8 @@ impl Inner {
     // ---- outbound -----------------------------------------------------------------------
 
     async fn maintenance_loop(self: Arc<Self>) {
+        // When this node last asked its peers for addresses, while below its minimum.
+        let mut asked_for_addresses: Option<Instant> = None;
         let mut ticker = tokio::time::interval(self.config.maintenance_interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         loop {
@@ -495,9 +503,14 @@ impl Inner {
                 self.config.min_peers.saturating_sub(have).max(own_choice).min(room)
             };
             if wanted == 0 {
+                asked_for_addresses = None;
                 continue;
             }
-            for addr in self.candidates(wanted).await {
+            let candidates = self.candidates(wanted).await;
+            if candidates.is_empty() {
+                self.ask_for_addresses(&mut asked_for_addresses);
+            }
+            for addr in candidates {
                 let reserved = {
                     let mut state = self.lock();
                     let total = state.peers.len().saturating_add(state.pending_outbound);
@@ -511,6 +524,29 @@ impl Inner {
                     self.supervisor.spawn_worker("peer_dial", self.clone().dial(addr));
                 }
             }
+        }
+    }
+
+    /// Below the minimum with no address left to dial: asks every connected peer for the
+    /// addresses it knows (an empty peer exchange), at most once per half exchange interval,
+    /// which is as often as peers answer, and says so in the log.
+    fn ask_for_addresses(&self, last: &mut Option<Instant>) {
+        let spacing = self.config.peer_exchange_interval.checked_div(2).unwrap_or_default();
+        let now = Instant::now();
+        if !self.config.peer_exchange || last.is_some_and(|at| now.saturating_duration_since(at) < spacing) {
+            return;
+        }
+        *last = Some(now);
+        let senders: Vec<MessageSender> =
+            self.lock().peers.values().map(|peer| peer.sender.clone()).collect();
+        tracing::info!(
+            peers = senders.len(),
+            min_peers = self.config.min_peers,
+            "below the peer minimum with no address to dial; asking the connected peers for theirs"
+        );
+        let request = MeshMessage::PeerExchange(PeerExchange { peers: Vec::new() });
+        for sender in senders {
+            let _ = sender.try_send(request.clone());
         }
     }
 
@@ -775,6 +811,14 @@ impl Inner {
                 MeshMessage::Pong(beat) => self.take_pong(node, beat),
                 MeshMessage::PeerExchange(exchange) => {
                     if self.config.peer_exchange && self.take_exchange_turn(node) {
+                        // An empty exchange asks for addresses: its sender knows no one to dial.
+                        if exchange.peers.is_empty() {
+                            let answer = self.peer_exchange(Some(node)).await;
+                            let sender = self.lock().peers.get(&node).map(|peer| peer.sender.clone());
+                            if let Some(sender) = sender {
+                                let _ = sender.try_send(answer);
+                            }
+                        }
                         self.learn(exchange).await;
                     }
                 }

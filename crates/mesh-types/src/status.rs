@@ -6,15 +6,20 @@ use serde::{Deserialize, Serialize};
 
 use crate::{DataFreshness, NodeId, Timestamp};
 
-/// A provider this node has heard from.
+/// A live provider: one whose signed announcements or updates say it is alive and in provider
+/// mode.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct ProviderInfo {
     /// The provider.
     pub node_id: NodeId,
-    /// When its newest update arrived.
+    /// When this node last heard from it (an announcement or an update).
     pub last_seen: Timestamp,
-    /// The fewest hops its updates have needed to reach this node.
+    /// The fewest hops its messages have needed to reach this node recently.
     pub hop_count: u32,
+    /// When its newest update arrived: the last fetch seen. Absent for a provider on standby
+    /// that has not fetched lately (another held the coordination window).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_fetch_time: Option<Timestamp>,
 }
 
 /// The network as this node sees it.

@@ -216,7 +216,12 @@ pub fn network_status() -> impl Strategy<Value = NetworkStatus> {
                 NetworkStatus {
                     active_providers: providers
                         .into_iter()
-                        .map(|(node_id, last_seen, hop_count)| ProviderInfo { node_id, last_seen, hop_count })
+                        .map(|(node_id, last_seen, hop_count)| ProviderInfo {
+                            node_id,
+                            last_seen,
+                            hop_count,
+                            last_fetch_time: Some(last_seen),
+                        })
                         .collect(),
                     connected_peers,
                     total_network_size,

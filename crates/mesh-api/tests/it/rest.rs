@@ -83,7 +83,11 @@ async fn network_status_lists_providers_with_hop_counts() {
     assert_eq!(network["data_freshness"], "JustNow");
     let providers = network["active_providers"].as_array().expect("a list");
     assert_eq!(providers.len(), 1, "this node published, so it is a provider");
-    assert_eq!(keys(&providers[0]), ["hop_count", "last_seen", "node_id"]);
+    assert_eq!(
+        keys(&providers[0]),
+        ["hop_count", "last_fetch_time", "last_seen", "node_id"],
+        "the reference's fields, and when it last fetched"
+    );
     assert_eq!(providers[0]["node_id"], Value::String(service.node_id().to_string()));
     assert_eq!(providers[0]["hop_count"], 0);
 }
