@@ -28,6 +28,15 @@ pub(crate) async fn run(args: RunArgs) -> anyhow::Result<()> {
         None => SettingArgs::default(),
     };
     let settings = args.settings.resolve(file)?;
+    if settings.test_clock_offset_ms != 0 {
+        tracing::warn!(
+            offset_ms = settings.test_clock_offset_ms,
+            "MESH_TEST_CLOCK_OFFSET_MS is set: this node's clock is deliberately wrong (for tests only)"
+        );
+        mesh_types::clock::set_offset_for_tests(mesh_types::chrono::Duration::milliseconds(
+            settings.test_clock_offset_ms,
+        ));
+    }
     let metrics = crate::api::install_metrics()?;
     let identity = Arc::new(
         NodeIdentity::load_or_generate(&settings.data_dir.join(KEY_FILE_NAME))

@@ -147,6 +147,13 @@ pub struct SettingArgs {
     /// size [default: 60].
     #[arg(long, env = "MESH_ANNOUNCE_INTERVAL_SECS")]
     pub announce_interval_secs: Option<u64>,
+    /// Milliseconds a provider's clock may be off before CLOCK_SKEW is raised [default: 1000].
+    #[arg(long, env = "MESH_CLOCK_SKEW_THRESHOLD_MS")]
+    pub clock_skew_threshold_ms: Option<u64>,
+    /// FOR TESTS ONLY: run the node's clock this many milliseconds ahead of the system's
+    /// (behind when negative), to play a node whose clock is wrong [default: 0].
+    #[arg(long, env = "MESH_TEST_CLOCK_OFFSET_MS", allow_hyphen_values = true)]
+    pub test_clock_offset_ms: Option<i64>,
 }
 
 /// The largest config file read: far more than every setting takes.
@@ -337,6 +344,10 @@ impl SettingArgs {
                 prefer!(self.announce_interval_secs, file.announce_interval_secs),
                 defaults.announce_interval,
             ),
+            clock_skew_threshold: prefer!(self.clock_skew_threshold_ms, file.clock_skew_threshold_ms)
+                .map_or(defaults.clock_skew_threshold, Duration::from_millis),
+            test_clock_offset_ms: prefer!(self.test_clock_offset_ms, file.test_clock_offset_ms)
+                .unwrap_or(defaults.test_clock_offset_ms),
         };
         settings.validate()?;
         Ok(settings)

@@ -195,6 +195,9 @@ fn warning_line(warning: &MeshWarning) -> String {
         WarningKind::PriceDiscrepancy { asset, discrepancy_percent } => {
             format!(" ({asset} differs by {discrepancy_percent}%)")
         }
+        WarningKind::ClockSkew { node_id, offset_ms } => {
+            format!(" ({} off by {offset_ms} ms)", short_id(node_id))
+        }
     };
     format!("{severity} {}: {}{detail}", warning.code(), warning.message)
 }

@@ -435,7 +435,7 @@ impl Inner {
             &self.config.network,
             prices,
             self.config.message_ttl,
-            Utc::now(),
+            mesh_types::clock::now(),
         );
         let (id, count) = (update.message_id, update.prices.len());
         match self.updates.try_send(update) {

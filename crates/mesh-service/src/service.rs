@@ -350,8 +350,10 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+/// The node's clock: what it stamps and judges with (the wall clock, unless a test set an
+/// offset, see [`mesh_types::clock`]).
 fn now() -> Timestamp {
-    mesh_types::chrono::Utc::now()
+    mesh_types::clock::now()
 }
 
 impl MeshPriceService {
@@ -794,7 +796,13 @@ impl Inner {
         let Some(announce) = self.judge_notice(from, announce, false, MeshMessage::Announce).await? else {
             return Ok(());
         };
-        lock(&self.status).announced(announce.node_id, announce.is_provider, announce.hop_count, now());
+        lock(&self.status).announced(
+            announce.node_id,
+            announce.is_provider,
+            announce.hop_count,
+            announce.clock_offset_ms,
+            now(),
+        );
         if let Some(addr) = announce.listen_addr {
             self.manager.learn_addresses(vec![PeerAddress { node_id: announce.node_id, addr }]).await;
         }
@@ -820,6 +828,15 @@ impl Inner {
         }
     }
 
+    /// How far this node's clock is ahead of its peers': the median of their measured offsets,
+    /// negated (0 with no measurement yet).
+    fn own_clock_offset_ms(&self) -> i64 {
+        let mut offsets: Vec<i64> =
+            self.manager.connected_peers().iter().filter_map(|peer| peer.clock_offset_ms).collect();
+        offsets.sort_unstable();
+        offsets.get(offsets.len() / 2).map_or(0, |median| median.saturating_neg())
+    }
+
     /// This node's announcement: the last one made, while it is recent (so every peer dedups
     /// the same message), or a new one.
     fn own_announcement(&self) -> Announce {
@@ -832,13 +849,14 @@ impl Inner {
         {
             return announce.clone();
         }
-        let announce = Announce::new_signed(
+        let announce = Announce::new_signed_with_offset(
             &self.identity,
             &self.config.network.network,
             is_provider,
             self.manager.local_addr(),
             self.config.message_ttl,
             now(),
+            self.own_clock_offset_ms(),
         );
         *own = Some(announce.clone());
         announce
@@ -858,6 +876,7 @@ impl Inner {
             WarningKind::PriceDiscrepancy { asset, discrepancy_percent } => {
                 MeshWarning::price_discrepancy(*asset, *discrepancy_percent)
             }
+            WarningKind::ClockSkew { node_id, offset_ms } => MeshWarning::clock_skew(*node_id, *offset_ms),
         };
         self.emit(ServiceEvent::Warning(warning));
         Ok(())
@@ -896,6 +915,9 @@ impl Inner {
                         let mut tracker = lock(&self.status);
                         tracker.set_connected_peers(u32::try_from(self.manager.peer_count()).unwrap_or(u32::MAX));
                         tracker.set_provider(self.is_provider.load(Ordering::Relaxed));
+                        tracker.set_peer_offsets(self.manager.connected_peers().into_iter().filter_map(|peer| {
+                            peer.clock_offset_ms.map(|offset| (peer.info.node_id, offset))
+                        }));
                         let at = now();
                         (NetworkStatusSummary::from(&tracker.status(at)), tracker.check_warnings(at), tracker.newest_price())
                     };

@@ -136,6 +136,12 @@ pub struct NodeSettings {
     /// `MESH_ANNOUNCE_INTERVAL_SECS`: how often the node announces itself (default 60); a node
     /// silent for three intervals leaves others' network size and providers list.
     pub announce_interval: Duration,
+    /// `MESH_CLOCK_SKEW_THRESHOLD_MS`: a provider whose clock is further than this from the
+    /// node's raises `CLOCK_SKEW` (default 1,000).
+    pub clock_skew_threshold: Duration,
+    /// `MESH_TEST_CLOCK_OFFSET_MS`: **for tests only**, runs the node's clock this far ahead
+    /// (behind when negative) of the system's, to play a node whose clock is wrong (default 0).
+    pub test_clock_offset_ms: i64,
 }
 
 impl Default for NodeSettings {
@@ -184,6 +190,8 @@ impl Default for NodeSettings {
             provider_quorum: 1,
             feed_history: ServiceConfig::DEFAULT_FEED_HISTORY,
             announce_interval: Duration::from_secs(60),
+            clock_skew_threshold: Duration::from_secs(1),
+            test_clock_offset_ms: 0,
         }
     }
 }
@@ -222,6 +230,7 @@ impl NodeSettings {
             ("MESH_HEARTBEAT_TIMEOUT_SECS", self.heartbeat_timeout),
             ("MESH_BAN_DURATION_SECS", self.ban_duration),
             ("MESH_ANNOUNCE_INTERVAL_SECS", self.announce_interval),
+            ("MESH_CLOCK_SKEW_THRESHOLD_MS", self.clock_skew_threshold),
         ];
         match durations.into_iter().find(|(_, duration)| *duration > MAX_DURATION_SETTING) {
             Some((setting, duration)) => Err(SettingsError::new(
@@ -286,6 +295,13 @@ impl NodeSettings {
             return Err(SettingsError::new(
                 "MESH_STORAGE_FLUSH_INTERVAL_MS",
                 "must be between 1 and 60000 milliseconds",
+            ));
+        }
+        // A day either way is far beyond any test, and keeps every timestamp in range.
+        if self.test_clock_offset_ms.unsigned_abs() > 86_400_000 {
+            return Err(SettingsError::new(
+                "MESH_TEST_CLOCK_OFFSET_MS",
+                "must be within a day (86400000 ms) either way",
             ));
         }
         if self.announce_interval.is_zero() {
@@ -443,6 +459,7 @@ impl NodeSettings {
             staleness_threshold: self.staleness_threshold,
             discrepancy_percent: self.discrepancy_threshold_percent,
             quorum: self.provider_quorum,
+            clock_skew_threshold: self.clock_skew_threshold,
         };
         service.feed_history = self.feed_history;
         service.announce_interval = self.announce_interval;

@@ -14,6 +14,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use mesh_types::chrono;
 use mesh_types::rust_decimal::prelude::ToPrimitive;
 use mesh_types::{
     Asset, CachedPriceData, DataFreshness, MeshWarning, NetworkStatus, NodeId, ProviderInfo, ServedPrice,
@@ -40,6 +41,9 @@ pub struct StatusConfig {
     /// How many distinct providers' fresh (not stale) quotes an asset needs to be served
     /// (`MESH_PROVIDER_QUORUM`, default 1; 0 reads as 1).
     pub quorum: u32,
+    /// A provider whose clock is further than this from this node's raises `CLOCK_SKEW`
+    /// (`MESH_CLOCK_SKEW_THRESHOLD_MS`, default 1,000 ms).
+    pub clock_skew_threshold: Duration,
 }
 
 impl Default for StatusConfig {
@@ -50,6 +54,7 @@ impl Default for StatusConfig {
             staleness_threshold: DataFreshness::DEFAULT_STALENESS_THRESHOLD,
             discrepancy_percent: 5.0,
             quorum: 1,
+            clock_skew_threshold: Duration::from_secs(1),
         }
     }
 }
@@ -66,6 +71,8 @@ struct Provider {
     /// topology change is reflected).
     hop_count: u32,
     hop_count_seen: Timestamp,
+    /// The clock offset its announcements claim, in milliseconds.
+    announced_offset_ms: Option<i64>,
 }
 
 /// This node's view of the mesh.
@@ -78,6 +85,10 @@ pub struct NetworkStatusTracker {
     connected_peers: u32,
     /// Whether this node is in provider mode (listed in its own status, fetching or not).
     self_provider: bool,
+    /// The clock offsets of the connected peers, measured from heartbeats (in milliseconds).
+    peer_offsets: HashMap<NodeId, i64>,
+    /// `CLOCK_SKEW` raised per provider.
+    raised_skews: HashMap<NodeId, bool>,
     last_update_time: Option<Timestamp>,
     newest_price: Option<Timestamp>,
     /// The latest quote per asset and provider: what is served, and what discrepancies are
@@ -144,6 +155,8 @@ impl NetworkStatusTracker {
             nodes: HashMap::new(),
             connected_peers: 0,
             self_provider: false,
+            peer_offsets: HashMap::new(),
+            raised_skews: HashMap::new(),
             last_update_time: None,
             newest_price: None,
             quotes: QuoteBook::new(),
@@ -170,12 +183,33 @@ impl NetworkStatusTracker {
         self.nodes.insert(node, now);
     }
 
+    /// The clock offsets of the connected peers, measured from heartbeats, in milliseconds.
+    pub fn set_peer_offsets(&mut self, offsets: impl IntoIterator<Item = (NodeId, i64)>) {
+        self.peer_offsets = offsets.into_iter().collect();
+    }
+
+    /// How far `node`'s clock is ahead of this node's, in milliseconds: measured when it is a
+    /// peer, else as its announcements claim.
+    pub fn clock_offset_ms(&self, node: &NodeId) -> Option<i64> {
+        self.peer_offsets
+            .get(node)
+            .copied()
+            .or_else(|| self.providers.get(node).and_then(|provider| provider.announced_offset_ms))
+    }
+
     /// A signed announcement of `node` arrived at `now` after `hop_count` hops: it is alive,
-    /// and a provider or not.
-    pub fn announced(&mut self, node: NodeId, is_provider: bool, hop_count: u8, now: Timestamp) {
+    /// a provider or not, with its clock `clock_offset_ms` ahead of its peers'.
+    pub fn announced(
+        &mut self,
+        node: NodeId,
+        is_provider: bool,
+        hop_count: u8,
+        clock_offset_ms: i64,
+        now: Timestamp,
+    ) {
         self.node_seen(node, now);
         if is_provider {
-            self.provider_alive(node, hop_count, now);
+            self.provider_alive(node, hop_count, now).announced_offset_ms = Some(clock_offset_ms);
         } else {
             self.providers.remove(&node);
         }
@@ -191,6 +225,7 @@ impl NetworkStatusTracker {
             last_fetch: None,
             hop_count: hops,
             hop_count_seen: now,
+            announced_offset_ms: None,
         });
         provider.last_seen = now;
         if hops <= provider.hop_count || !within(provider.hop_count_seen, now, liveness) {
@@ -214,9 +249,13 @@ impl NetworkStatusTracker {
         self.node_seen(source, now);
         self.last_update_time = Some(now);
         let mut recorded = Recorded::default();
+        // A provider whose clock runs ahead stamps its prices in the future: its prices' age
+        // is judged on when they were made by this node's clock.
+        let offset =
+            self.clock_offset_ms(&source).map_or_else(chrono::Duration::zero, chrono::Duration::milliseconds);
         for quote in quotes {
-            self.newest_price =
-                Some(self.newest_price.map_or(quote.timestamp, |newest| newest.max(quote.timestamp)));
+            let made = quote.timestamp.checked_sub_signed(offset).unwrap_or(quote.timestamp);
+            self.newest_price = Some(self.newest_price.map_or(made, |newest| newest.max(made)));
             self.quotes.record(quote);
         }
         for quote in quotes {
@@ -279,6 +318,31 @@ impl NetworkStatusTracker {
         self.served.retain(|asset, _| quoted.contains(asset));
     }
 
+    /// `CLOCK_SKEW` for each live provider whose clock is off by more than the threshold,
+    /// once when it starts.
+    fn check_clock_skews(&mut self, now: Timestamp) -> Vec<MeshWarning> {
+        let liveness = self.config.liveness;
+        let threshold = self.config.clock_skew_threshold.as_millis();
+        let live: Vec<NodeId> = self
+            .providers
+            .iter()
+            .filter(|(node, provider)| **node != self.me && within(provider.last_seen, now, liveness))
+            .map(|(node, _)| *node)
+            .collect();
+        self.raised_skews.retain(|node, _| live.contains(node));
+        let mut warnings = Vec::new();
+        for node in live {
+            let Some(offset) = self.clock_offset_ms(&node) else { continue };
+            let skewed = u128::from(offset.unsigned_abs()) > threshold;
+            let was = self.raised_skews.insert(node, skewed).unwrap_or(false);
+            if skewed && !was {
+                tracing::warn!(%node, offset_ms = offset, "a provider's clock is off");
+                warnings.push(MeshWarning::clock_skew(node, offset));
+            }
+        }
+        warnings
+    }
+
     /// The disagreement between the fresh quotes that made `served`, as a warning when it
     /// starts.
     fn check_discrepancy(&mut self, served: &ServedPrice) -> Option<MeshWarning> {
@@ -304,6 +368,7 @@ impl NetworkStatusTracker {
                 last_seen: provider.last_seen,
                 hop_count: provider.hop_count,
                 last_fetch_time: provider.last_fetch,
+                clock_offset_ms: self.clock_offset_ms(node),
             })
             .collect();
         let own = self.providers.get(&self.me);
@@ -313,6 +378,7 @@ impl NetworkStatusTracker {
                 last_seen: now,
                 hop_count: 0,
                 last_fetch_time: own.and_then(|own| own.last_fetch),
+                clock_offset_ms: None,
             });
         }
         active_providers.sort_by_key(|provider| (provider.hop_count, provider.node_id));
@@ -365,6 +431,7 @@ impl NetworkStatusTracker {
             warnings.push(MeshWarning::stale_data(age, self.config.staleness_threshold));
         }
         self.raised_stale = stale;
+        warnings.extend(self.check_clock_skews(now));
         warnings
     }
 }
@@ -425,8 +492,8 @@ mod tests {
     fn a_provider_on_standby_is_listed_from_its_announcements_and_leaves_when_they_stop() {
         let me = node(9);
         let mut tracker = NetworkStatusTracker::new(me, StatusConfig::default());
-        tracker.announced(node(1), true, 2, t(0));
-        tracker.announced(node(2), false, 1, t(0));
+        tracker.announced(node(1), true, 2, 0, t(0));
+        tracker.announced(node(2), false, 1, 0, t(0));
         let status = tracker.status(t(1));
         assert_eq!(status.active_providers.len(), 1, "only the one in provider mode");
         assert_eq!(
@@ -434,11 +501,11 @@ mod tests {
             (2, None)
         );
         assert_eq!(status.total_network_size, 3);
-        tracker.announced(node(1), true, 2, t(60));
+        tracker.announced(node(1), true, 2, 0, t(60));
         assert_eq!(tracker.status(t(200)).active_providers.len(), 1, "announced again at 60 s");
         assert!(tracker.status(t(241)).active_providers.is_empty(), "silent for three intervals");
-        tracker.announced(node(3), true, 1, t(250));
-        tracker.announced(node(3), false, 1, t(260));
+        tracker.announced(node(3), true, 1, 0, t(250));
+        tracker.announced(node(3), false, 1, 0, t(260));
         assert!(tracker.status(t(261)).active_providers.is_empty(), "it left provider mode");
         // This node itself, in provider mode, is listed at no distance, fetching or not.
         tracker.set_provider(true);

@@ -141,6 +141,9 @@ pub struct ConnectedPeer {
     pub direction: Direction,
     /// The last measured heartbeat round trip.
     pub round_trip: Option<Duration>,
+    /// How far its clock is ahead of this node's, in milliseconds (negative when behind),
+    /// from the fastest of its recent heartbeat exchanges.
+    pub clock_offset_ms: Option<i64>,
     /// Whether its last heartbeat said it is a provider.
     pub is_provider: bool,
     /// How many peers its last heartbeat said it has.

@@ -410,7 +410,12 @@ mod tests {
     async fn anything_but_a_hello_first_fails_the_handshake() {
         let (mut a, b) = pair().await;
         b.sender
-            .send(MeshMessage::Ping(Heartbeat { nonce: 1, is_provider: false, peer_count: 0 }))
+            .send(MeshMessage::Ping(Heartbeat {
+                nonce: 1,
+                is_provider: false,
+                peer_count: 0,
+                sent_at: mesh_types::chrono::DateTime::UNIX_EPOCH,
+            }))
             .await
             .unwrap();
         let error = handshake(&mut a, &NodeIdentity::generate(), &config()).await.unwrap_err().error;

@@ -23,6 +23,7 @@ use async_trait::async_trait;
 use tokio::sync::mpsc;
 
 mod backoff;
+mod clock;
 mod config;
 mod connection;
 mod discovery;

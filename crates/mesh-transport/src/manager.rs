@@ -38,7 +38,7 @@ use std::time::Duration;
 use mesh_peer_store::{BanReason, Peer as StoredPeer, PeerStatus, PeerStore};
 use mesh_types::{
     Goodbye, GoodbyeReason, Heartbeat, MeshMessage, NodeId, NodeIdentity, PeerAddress, PeerExchange,
-    PublicKey, Supervisor,
+    PublicKey, Supervisor, Timestamp,
 };
 use rand::RngExt;
 use thiserror::Error;
@@ -46,6 +46,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::backoff::Backoff;
+use crate::clock::ClockSamples;
 use crate::discovery::{self, Beacon, LanDiscovery};
 use crate::events::{ConnectedPeer, Direction, EventBudget, EventReceiver, TransportEvent};
 use crate::handshake::{HandshakeConfig, HandshakeFailure, PeerInfo, bounded, handshake};
@@ -165,8 +166,10 @@ struct Connected {
     emitting: bool,
     connection_id: u64,
     last_heard: Instant,
-    ping: Option<(u64, Instant)>,
+    /// The ping in flight: its nonce, and when it left by the monotonic and the node's clock.
+    ping: Option<(u64, Instant, Timestamp)>,
     round_trip: Option<Duration>,
+    clock: ClockSamples,
     is_provider: bool,
     peer_count: u32,
     closing: Option<String>,
@@ -300,6 +303,7 @@ impl ConnectionManager {
                 info: peer.info.clone(),
                 direction: peer.direction,
                 round_trip: peer.round_trip,
+                clock_offset_ms: peer.clock.offset_ms(),
                 is_provider: peer.is_provider,
                 peer_count: peer.peer_count,
             })
@@ -716,6 +720,7 @@ impl Inner {
                         last_heard: Instant::now(),
                         ping: None,
                         round_trip: None,
+                        clock: ClockSamples::default(),
                         is_provider: false,
                         peer_count: 0,
                         closing: None,
@@ -874,7 +879,12 @@ impl Inner {
 
     fn heartbeat(&self, nonce: u64) -> Heartbeat {
         let peer_count = u32::try_from(self.lock().peers.len()).unwrap_or(u32::MAX);
-        Heartbeat { nonce, is_provider: self.is_provider.load(Ordering::Relaxed), peer_count }
+        Heartbeat {
+            nonce,
+            is_provider: self.is_provider.load(Ordering::Relaxed),
+            peer_count,
+            sent_at: mesh_types::clock::now(),
+        }
     }
 
     fn answer_ping(&self, node: NodeId, beat: Heartbeat) {
@@ -892,10 +902,12 @@ impl Inner {
         if let Some(peer) = state.peers.get_mut(&node) {
             peer.is_provider = beat.is_provider;
             peer.peer_count = beat.peer_count;
-            if let Some((nonce, sent)) = peer.ping
+            if let Some((nonce, sent, sent_at)) = peer.ping
                 && nonce == beat.nonce
             {
-                peer.round_trip = Some(sent.elapsed());
+                let round_trip = sent.elapsed();
+                peer.round_trip = Some(round_trip);
+                peer.clock.add(sent_at, round_trip, beat.sent_at);
                 peer.ping = None;
             }
         }
@@ -924,11 +936,10 @@ impl Inner {
                         continue;
                     }
                     let nonce = rand::rng().random::<u64>();
-                    if matches!(
-                        peer.sender.try_send(MeshMessage::Ping(Heartbeat { nonce, is_provider, peer_count })),
-                        Ok(true)
-                    ) {
-                        peer.ping = Some((nonce, now));
+                    let sent_at = mesh_types::clock::now();
+                    let ping = Heartbeat { nonce, is_provider, peer_count, sent_at };
+                    if matches!(peer.sender.try_send(MeshMessage::Ping(ping)), Ok(true)) {
+                        peer.ping = Some((nonce, now, sent_at));
                     }
                 }
             }

@@ -451,7 +451,12 @@ mod tests {
     }
 
     fn ping(nonce: u64) -> MeshMessage {
-        MeshMessage::Ping(Heartbeat { nonce, is_provider: false, peer_count: 1 })
+        MeshMessage::Ping(Heartbeat {
+            nonce,
+            is_provider: false,
+            peer_count: 1,
+            sent_at: mesh_types::chrono::DateTime::UNIX_EPOCH,
+        })
     }
 
     /// A connection from `from` to `to`, with the listener that accepted it (dropping it would

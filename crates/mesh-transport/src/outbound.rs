@@ -68,8 +68,12 @@ mod tests {
 
     #[test]
     fn the_payload_is_encoded_once_and_shared() {
-        let outbound =
-            Outbound::new(MeshMessage::Ping(Heartbeat { nonce: 7, is_provider: false, peer_count: 1 }));
+        let outbound = Outbound::new(MeshMessage::Ping(Heartbeat {
+            nonce: 7,
+            is_provider: false,
+            peer_count: 1,
+            sent_at: mesh_types::chrono::DateTime::UNIX_EPOCH,
+        }));
         let copy = outbound.clone();
         let (first, second) = (outbound.payload(1024).unwrap(), copy.payload(1024).unwrap());
         assert_eq!(first.as_ptr(), second.as_ptr(), "one encoding, shared");

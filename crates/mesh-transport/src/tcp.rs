@@ -667,7 +667,12 @@ mod tests {
     }
 
     fn ping(nonce: u64) -> MeshMessage {
-        MeshMessage::Ping(Heartbeat { nonce, is_provider: false, peer_count: 3 })
+        MeshMessage::Ping(Heartbeat {
+            nonce,
+            is_provider: false,
+            peer_count: 3,
+            sent_at: mesh_types::chrono::DateTime::UNIX_EPOCH,
+        })
     }
 
     fn price_update(identity: &NodeIdentity, now: DateTime<Utc>) -> PriceUpdate {
@@ -700,7 +705,12 @@ mod tests {
             }),
             MeshMessage::HelloAck(HelloAck::prove(&identity, &network, &nonce)),
             ping(1),
-            MeshMessage::Pong(Heartbeat { nonce: 1, is_provider: true, peer_count: 8 }),
+            MeshMessage::Pong(Heartbeat {
+                nonce: 1,
+                is_provider: true,
+                peer_count: 8,
+                sent_at: mesh_types::chrono::DateTime::UNIX_EPOCH,
+            }),
             MeshMessage::from(price_update(&identity, now)),
             MeshMessage::Digest(Digest {
                 entries: vec![DigestEntry {

@@ -49,6 +49,11 @@ impl CanonicalWriter {
     }
 
     /// A length-prefixed string (u32 length, then UTF-8 bytes).
+    /// A signed integer, as the big-endian bytes of its two's complement.
+    pub(crate) fn i64(&mut self, value: i64) -> &mut Self {
+        self.raw(&value.to_be_bytes())
+    }
+
     pub(crate) fn str(&mut self, value: &str) -> &mut Self {
         // Strings in signed messages are bounded far below 4 GiB by the frame size limit.
         self.u32(value.len() as u32).raw(value.as_bytes())

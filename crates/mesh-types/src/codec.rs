@@ -164,7 +164,12 @@ mod tests {
     use crate::{Goodbye, GoodbyeReason, Heartbeat};
 
     fn ping() -> MeshMessage {
-        MeshMessage::Ping(Heartbeat { nonce: 7, is_provider: true, peer_count: 3 })
+        MeshMessage::Ping(Heartbeat {
+            nonce: 7,
+            is_provider: true,
+            peer_count: 3,
+            sent_at: chrono::Utc::now(),
+        })
     }
 
     #[test]

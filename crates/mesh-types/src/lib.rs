@@ -43,6 +43,7 @@ mod api;
 mod asset;
 mod author_key;
 mod canonical;
+pub mod clock;
 pub mod codec;
 mod freshness;
 mod gossiped;

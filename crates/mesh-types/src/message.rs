@@ -177,6 +177,10 @@ pub struct Heartbeat {
     pub is_provider: bool,
     /// How many peers the sender is connected to.
     pub peer_count: u32,
+    /// The sender's clock when it sent this: with the round-trip time, it tells the receiver
+    /// how far the sender's clock is from its own (NTP style).
+    #[serde(with = "timestamp")]
+    pub sent_at: Timestamp,
 }
 
 /// Anti-entropy summary: the newest timestamp held per asset.
@@ -266,6 +270,11 @@ pub struct Announce {
     pub hop_count: u8,
     /// Signature by `public_key` over everything except `ttl` and `hop_count`.
     pub signature: Signature,
+    /// How far the announcer's clock is ahead of its peers' (their median, from heartbeats),
+    /// in milliseconds; negative when behind. Nodes that are not its peers correct its
+    /// timestamps by it. Only its own claim: a provider can sign any timestamp anyway, so
+    /// the claim gives it no power it lacked.
+    pub clock_offset_ms: i64,
 }
 
 const ANNOUNCE_DOMAIN: &str = "pricemesh/announce/v1";
@@ -280,6 +289,20 @@ impl Announce {
         ttl: u8,
         timestamp: Timestamp,
     ) -> Self {
+        Self::new_signed_with_offset(identity, network, is_provider, listen_addr, ttl, timestamp, 0)
+    }
+
+    /// A signed announcement by `identity` that says its clock is `clock_offset_ms` ahead of
+    /// its peers'.
+    pub fn new_signed_with_offset(
+        identity: &NodeIdentity,
+        network: &NetworkId,
+        is_provider: bool,
+        listen_addr: Option<SocketAddr>,
+        ttl: u8,
+        timestamp: Timestamp,
+        clock_offset_ms: i64,
+    ) -> Self {
         let mut announce = Self {
             message_id: MessageId::new(),
             node_id: identity.node_id(),
@@ -290,6 +313,7 @@ impl Announce {
             ttl,
             hop_count: 0,
             signature: Signature::EMPTY,
+            clock_offset_ms,
         };
         announce.signature = identity.sign(&announce.signing_bytes(network));
         announce
@@ -313,7 +337,8 @@ impl SignedMessage for Announce {
             .public_key(&self.public_key)
             .bool(self.is_provider)
             .str(&self.listen_addr.map(|addr| addr.to_string()).unwrap_or_default())
-            .timestamp(&self.timestamp);
+            .timestamp(&self.timestamp)
+            .i64(self.clock_offset_ms);
         writer.finish()
     }
 }
@@ -388,6 +413,7 @@ impl SignedMessage for Alert {
             WarningKind::PriceDiscrepancy { asset, discrepancy_percent } => {
                 writer.u8(2).asset(asset).u64(discrepancy_percent.to_bits())
             }
+            WarningKind::ClockSkew { node_id, offset_ms } => writer.u8(3).node_id(node_id).i64(*offset_ms),
         };
         writer.finish()
     }

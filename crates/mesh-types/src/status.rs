@@ -8,7 +8,7 @@ use crate::{DataFreshness, NodeId, Timestamp};
 
 /// A live provider: one whose signed announcements or updates say it is alive and in provider
 /// mode.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Deserialize)]
 pub struct ProviderInfo {
     /// The provider.
     pub node_id: NodeId,
@@ -18,8 +18,40 @@ pub struct ProviderInfo {
     pub hop_count: u32,
     /// When its newest update arrived: the last fetch seen. Absent for a provider on standby
     /// that has not fetched lately (another held the coordination window).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub last_fetch_time: Option<Timestamp>,
+    /// How far its clock is ahead of this node's, in milliseconds (negative when behind):
+    /// measured from heartbeats when it is a peer, else as its own announcements claim.
+    /// Absent when unknown, and for this node itself.
+    #[serde(default)]
+    pub clock_offset_ms: Option<i64>,
+}
+
+// In JSON the two optional fields are left out when unknown, so a provider reads as the
+// reference's object; binary formats, whose readers expect every field in order, always get
+// them.
+impl Serialize for ProviderInfo {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let readable = serializer.is_human_readable();
+        let optional = [self.last_fetch_time.is_some(), self.clock_offset_ms.is_some()];
+        let fields = optional.iter().filter(|present| !readable || **present).count().saturating_add(3);
+        let mut state = serializer.serialize_struct("ProviderInfo", fields)?;
+        state.serialize_field("node_id", &self.node_id)?;
+        state.serialize_field("last_seen", &self.last_seen)?;
+        state.serialize_field("hop_count", &self.hop_count)?;
+        if !readable || self.last_fetch_time.is_some() {
+            state.serialize_field("last_fetch_time", &self.last_fetch_time)?;
+        } else {
+            state.skip_field("last_fetch_time")?;
+        }
+        if !readable || self.clock_offset_ms.is_some() {
+            state.serialize_field("clock_offset_ms", &self.clock_offset_ms)?;
+        } else {
+            state.skip_field("clock_offset_ms")?;
+        }
+        state.end()
+    }
 }
 
 /// The network as this node sees it.

@@ -179,6 +179,8 @@ pub fn warning_kind() -> impl Strategy<Value = WarningKind> {
             asset,
             discrepancy_percent
         }),
+        (node_id(), any::<i64>())
+            .prop_map(|(node_id, offset_ms)| WarningKind::ClockSkew { node_id, offset_ms }),
     ]
 }
 
@@ -221,6 +223,7 @@ pub fn network_status() -> impl Strategy<Value = NetworkStatus> {
                             last_seen,
                             hop_count,
                             last_fetch_time: Some(last_seen),
+                            clock_offset_ms: None,
                         })
                         .collect(),
                     connected_peers,
@@ -287,11 +290,9 @@ pub fn feed_message() -> impl Strategy<Value = FeedMessage> {
 }
 
 fn heartbeat() -> impl Strategy<Value = Heartbeat> {
-    (any::<u64>(), any::<bool>(), any::<u32>()).prop_map(|(nonce, is_provider, peer_count)| Heartbeat {
-        nonce,
-        is_provider,
-        peer_count,
-    })
+    (any::<u64>(), any::<bool>(), any::<u32>(), timestamp()).prop_map(
+        |(nonce, is_provider, peer_count, sent_at)| Heartbeat { nonce, is_provider, peer_count, sent_at },
+    )
 }
 
 fn goodbye_reason() -> impl Strategy<Value = GoodbyeReason> {
@@ -354,12 +355,12 @@ pub fn mesh_message() -> impl Strategy<Value = MeshMessage> {
             peers: peers.into_iter().map(|(node_id, addr)| PeerAddress { node_id, addr }).collect(),
         })),
         (
-            (message_id(), node_id(), public_key(), any::<bool>()),
+            (message_id(), node_id(), public_key(), any::<bool>(), any::<i64>()),
             (option::of(socket_addr()), timestamp(), any::<u8>(), any::<u8>(), signature()),
         )
             .prop_map(
                 |(
-                    (message_id, node_id, public_key, is_provider),
+                    (message_id, node_id, public_key, is_provider, clock_offset_ms),
                     (listen_addr, timestamp, ttl, hop_count, signature),
                 )| {
                     MeshMessage::Announce(Announce {
@@ -372,6 +373,7 @@ pub fn mesh_message() -> impl Strategy<Value = MeshMessage> {
                         ttl,
                         hop_count,
                         signature,
+                        clock_offset_ms,
                     })
                 }
             ),

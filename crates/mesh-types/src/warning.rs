@@ -1,5 +1,5 @@
 //! Warnings a node raises about its data: [`MeshWarning`] with the API reference's codes
-//! `NO_PROVIDERS`, `STALE_DATA` and `PRICE_DISCREPANCY`.
+//! `NO_PROVIDERS`, `STALE_DATA` and `PRICE_DISCREPANCY`, and pricemesh's `CLOCK_SKEW`.
 //!
 //! [`WarningKind`] is the machine part (it also travels inside mesh-wide
 //! [`crate::Alert`]s); [`MeshWarning`] adds the severity and the human message, and renders as
@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::Asset;
+use crate::{Asset, NodeId};
 
 /// How urgent a warning is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -34,6 +34,9 @@ pub enum WarningCode {
     StaleData,
     /// Two providers disagree on an asset's price by more than the threshold.
     PriceDiscrepancy,
+    /// A provider's clock is further from this node's than the threshold: its prices would
+    /// look fresher or staler than they are, and are corrected by the estimated offset.
+    ClockSkew,
 }
 
 impl WarningCode {
@@ -43,6 +46,7 @@ impl WarningCode {
             Self::NoProviders => "NO_PROVIDERS",
             Self::StaleData => "STALE_DATA",
             Self::PriceDiscrepancy => "PRICE_DISCREPANCY",
+            Self::ClockSkew => "CLOCK_SKEW",
         }
     }
 }
@@ -70,6 +74,13 @@ pub enum WarningKind {
         /// The relative difference in percent.
         discrepancy_percent: f64,
     },
+    /// Provider `node_id`'s clock is `offset_ms` ahead of this node's (behind when negative).
+    ClockSkew {
+        /// The provider.
+        node_id: NodeId,
+        /// Its clock minus this node's, in milliseconds.
+        offset_ms: i64,
+    },
 }
 
 impl WarningKind {
@@ -79,6 +90,7 @@ impl WarningKind {
             Self::NoProviders => WarningCode::NoProviders,
             Self::StaleData { .. } => WarningCode::StaleData,
             Self::PriceDiscrepancy { .. } => WarningCode::PriceDiscrepancy,
+            Self::ClockSkew { .. } => WarningCode::ClockSkew,
         }
     }
 }
@@ -123,6 +135,20 @@ impl MeshWarning {
         }
     }
 
+    /// `CLOCK_SKEW`: provider `node_id`'s clock is `offset_ms` from this node's.
+    pub fn clock_skew(node_id: NodeId, offset_ms: i64) -> Self {
+        let direction = if offset_ms >= 0 { "ahead" } else { "behind" };
+        #[allow(clippy::cast_precision_loss, reason = "a figure for people, to a tenth of a second")]
+        let seconds = offset_ms.unsigned_abs() as f64 / 1000.0;
+        Self {
+            severity: Severity::Warning,
+            message: format!(
+                "Clock of provider {node_id} is {seconds:.1} s {direction}; its prices' ages are corrected"
+            ),
+            kind: WarningKind::ClockSkew { node_id, offset_ms },
+        }
+    }
+
     /// The warning's code.
     pub const fn code(&self) -> WarningCode {
         self.kind.code()
@@ -155,6 +181,10 @@ struct FlatWarning {
     asset: Option<Asset>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     discrepancy_percent: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    node_id: Option<NodeId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    offset_ms: Option<i64>,
 }
 
 impl From<MeshWarning> for FlatWarning {
@@ -166,6 +196,8 @@ impl From<MeshWarning> for FlatWarning {
             age_seconds: None,
             asset: None,
             discrepancy_percent: None,
+            node_id: None,
+            offset_ms: None,
         };
         match warning.kind {
             WarningKind::NoProviders => {}
@@ -173,6 +205,10 @@ impl From<MeshWarning> for FlatWarning {
             WarningKind::PriceDiscrepancy { asset, discrepancy_percent } => {
                 flat.asset = Some(asset);
                 flat.discrepancy_percent = Some(discrepancy_percent);
+            }
+            WarningKind::ClockSkew { node_id, offset_ms } => {
+                flat.node_id = Some(node_id);
+                flat.offset_ms = Some(offset_ms);
             }
         }
         flat
@@ -193,6 +229,10 @@ impl TryFrom<FlatWarning> for MeshWarning {
                 discrepancy_percent: flat
                     .discrepancy_percent
                     .ok_or("PRICE_DISCREPANCY warning lacks discrepancy_percent")?,
+            },
+            WarningCode::ClockSkew => WarningKind::ClockSkew {
+                node_id: flat.node_id.ok_or("CLOCK_SKEW warning lacks node_id")?,
+                offset_ms: flat.offset_ms.ok_or("CLOCK_SKEW warning lacks offset_ms")?,
             },
         };
         Ok(Self { severity: flat.severity, message: flat.message, kind })

@@ -123,7 +123,7 @@ async fn a_late_joiner_converges_by_anti_entropy() {
     // C joins after the update was gossiped: only anti-entropy can bring it, within two sync
     // intervals of the connection (plus scheduling slack).
     let c = node(&network, 3, &[2]).await;
-    assert!(eventually(Duration::from_secs(5), async || c.network().peer_count() == 1).await);
+    assert!(eventually(Duration::from_secs(5), async || c.network().peer_count() >= 1).await);
     let connected = tokio::time::Instant::now();
     assert!(
         eventually(Duration::from_secs(5), async || holds(&c, 500).await).await,
