@@ -18,8 +18,13 @@ use crate::{
     WarningKind,
 };
 
-/// The protocol version a node speaks, exchanged in [`Hello`].
-pub const PROTOCOL_VERSION: u16 = 1;
+/// The protocol version a node speaks, exchanged in [`Hello`] and bound into the session's
+/// prologue, so nodes of different versions refuse each other at the handshake instead of
+/// misreading each other's frames.
+///
+/// 2: heartbeats carry the sender's time, announcements the sender's clock offset, and
+/// `CLOCK_SKEW` joined the warning kinds.
+pub const PROTOCOL_VERSION: u16 = 2;
 
 /// Length of a handshake nonce in bytes.
 pub const NONCE_LEN: usize = 32;
