@@ -79,7 +79,7 @@ async fn main() -> Result<(), Error> {
                         break;
                     }
                 }
-                ClientEvent::Disconnected { node, reason } => println!("{node}: {reason}"),
+                ClientEvent::Disconnected { node, reason, .. } => println!("{node}: {reason}"),
                 ClientEvent::Gap { node, since } => println!("{node}: gap after {since}"),
                 _ => {}
             }

@@ -52,12 +52,18 @@ enum Command {
     /// Show the network as the node sees it: peers, network size, freshness and providers.
     Status,
 
-    /// Stream the node's live feed (`/ws`) as one line per message, until Ctrl-C or the node
-    /// closes the connection.
+    /// Stream the live prices of the node, and of every `--also` node, one line per event,
+    /// until Ctrl-C.
+    ///
+    /// Connections reconnect and resume on their own, prices arrive once whichever node sends
+    /// them first, and a `gap` line appears only when changes may really have been missed.
     Watch {
         /// Only these assets, comma-separated, e.g. SOL,ETH.
         #[arg(long, value_delimiter = ',')]
         assets: Vec<Asset>,
+        /// More nodes to follow at once (http:// URLs), e.g. --also http://127.0.0.1:8081.
+        #[arg(long)]
+        also: Vec<String>,
     },
 
     /// Turn the node's provider mode on or off, or show it.
@@ -210,7 +216,7 @@ async fn run_against(node: &Node, command: Command, json: bool) -> anyhow::Resul
             let status: NetworkStatus = client::parse(data, "network status")?;
             Ok(emit(render::network_status(&status, now))?)
         }
-        Command::Watch { assets } => watch::run(node, &assets, json).await,
+        Command::Watch { assets, also } => watch::run(node, &also, &assets, json).await,
         Command::Provider { action } => provider(node, action, json, now).await,
         Command::Decode { payload_hex } => decode(&payload_hex),
     }

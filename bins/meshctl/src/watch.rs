@@ -1,11 +1,21 @@
-//! `meshctl watch`: the node's live feed, one line per message, until Ctrl-C or the node closes
-//! the connection (both a clean exit); a dropped connection is an error.
+//! `meshctl watch`: the live prices of one or more nodes (`--node`, and each `--also`), one
+//! line per event, until Ctrl-C.
+//!
+//! Plain `http://` nodes are followed through `mesh-client`: each connection reconnects with
+//! backoff when it drops and resumes where it left off, prices are deduplicated across the
+//! nodes, and a `gap` line appears only when changes may really have been missed. An
+//! `https://` node is watched alone over one connection (`mesh-client` has no TLS), which
+//! ends when the node closes it. When no node can be reached at first, watch fails with one
+//! line.
 
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use futures::StreamExt as _;
-use mesh_types::{Asset, FeedMessage};
+use mesh_client::{ClientConfig, ClientEvent, MeshClient};
+use mesh_types::{Asset, FeedMessage, ServedPriceMap};
 use tokio_tungstenite::tungstenite::{self, Message};
 
 use crate::client::{Feed, Node};
@@ -14,8 +24,103 @@ use crate::{emit, render};
 /// How long a goodbye (our close frame, or the answer to the node's) may take.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// Streams the feed of `node`, filtered to `assets` when any are given.
-pub(crate) async fn run(node: &Node, assets: &[Asset], json: bool) -> anyhow::Result<()> {
+/// Streams the prices of `node` and `also`, filtered to `assets` when any are given.
+pub(crate) async fn run(node: &Node, also: &[String], assets: &[Asset], json: bool) -> anyhow::Result<()> {
+    if node.base().starts_with("https://") {
+        anyhow::ensure!(
+            also.is_empty(),
+            "an https:// node can only be watched alone (--also needs http:// nodes)"
+        );
+        return watch_one(node, assets, json).await;
+    }
+    let mut addresses = vec![node.base().to_owned()];
+    addresses.extend(also.iter().map(|address| address.trim_end_matches('/').to_owned()));
+    let config =
+        ClientConfig::new(&addresses).map_err(|err| anyhow::anyhow!("{err}"))?.assets(assets.iter().copied());
+    // Events name a node by its feed address; the user knows it by the one given.
+    let given: HashMap<Arc<str>, String> = config.nodes().iter().cloned().zip(addresses).collect();
+    let name = |node: &Arc<str>| given.get(node).cloned().unwrap_or_else(|| node.to_string());
+    let total = config.nodes().len();
+    let mut client = MeshClient::connect(config);
+    let ctrl_c = tokio::signal::ctrl_c();
+    tokio::pin!(ctrl_c);
+    let mut ever_up = false;
+    let mut unreachable = HashSet::new();
+    loop {
+        let event = tokio::select! {
+            event = client.next() => event,
+            signal = &mut ctrl_c => {
+                signal.context("cannot listen for Ctrl-C")?;
+                client.close().await;
+                return Ok(());
+            }
+        };
+        let Some(event) = event else { return Ok(()) };
+        match event {
+            ClientEvent::Connected { node } => {
+                ever_up = true;
+                if !json {
+                    eprintln!("meshctl: watching {node}/ws (Ctrl-C to stop)");
+                }
+            }
+            ClientEvent::Disconnected { node, reason, was_up } => {
+                if !ever_up && !was_up {
+                    unreachable.insert(node.clone());
+                    if unreachable.len() == total {
+                        client.close().await;
+                        anyhow::bail!("cannot reach the node at {}: {reason}", name(&node));
+                    }
+                } else if !json {
+                    eprintln!("meshctl: lost {}: {reason}; reconnecting", name(&node));
+                }
+            }
+            ClientEvent::Gap { node, since } => {
+                if json {
+                    emit(serde_json::json!({"type": "Gap", "node": name(&node), "since": since}))?;
+                } else {
+                    emit(format!(
+                        "gap: {} could not replay what changed after {since}; its prices follow",
+                        name(&node)
+                    ))?;
+                }
+            }
+            other => {
+                if let Some(message) = as_feed_message(other) {
+                    show(&message, json)?;
+                }
+            }
+        }
+    }
+}
+
+/// The feed message an event stands for, in the reference's shapes.
+fn as_feed_message(event: ClientEvent) -> Option<FeedMessage> {
+    Some(match event {
+        ClientEvent::Initial { prices, .. } => FeedMessage::PriceMeshInitial(prices),
+        ClientEvent::Update(price) => {
+            FeedMessage::PriceMeshUpdate(ServedPriceMap::from([(price.price.asset, price)]))
+        }
+        ClientEvent::Status { status, .. } => FeedMessage::NetworkStatusUpdate(status),
+        ClientEvent::Warning { warning, .. } => FeedMessage::MeshWarning(warning),
+        _ => return None,
+    })
+}
+
+/// Prints one message: its JSON on one line, or its readable lines.
+fn show(message: &FeedMessage, json: bool) -> anyhow::Result<()> {
+    if json {
+        emit(serde_json::to_value(message)?)?;
+    } else {
+        for line in render::feed_lines(message) {
+            emit(line)?;
+        }
+    }
+    Ok(())
+}
+
+/// One `https://` node over one connection, until Ctrl-C or the node closes the feed (both a
+/// clean exit); a dropped connection is an error.
+async fn watch_one(node: &Node, assets: &[Asset], json: bool) -> anyhow::Result<()> {
     let ctrl_c = tokio::signal::ctrl_c();
     tokio::pin!(ctrl_c);
     let (mut feed, address) = tokio::select! {
@@ -35,15 +140,14 @@ pub(crate) async fn run(node: &Node, assets: &[Asset], json: bool) -> anyhow::Re
             }
         };
         match message {
-            Some(Ok(Message::Text(text))) => show(text.as_str(), json)?,
-            Some(Ok(Message::Close(frame))) => {
+            Some(Ok(Message::Text(text))) => match serde_json::from_str::<FeedMessage>(text.as_str()) {
+                Ok(message) => show(&message, json)?,
+                // A newer node may send kinds this meshctl does not know; the feed goes on.
+                Err(err) => eprintln!("meshctl: skipping a feed message meshctl does not understand: {err}"),
+            },
+            Some(Ok(Message::Close(_))) => {
                 if !json {
-                    let reason =
-                        frame.map(|frame| frame.reason.to_string()).filter(|reason| !reason.is_empty());
-                    match reason {
-                        Some(reason) => eprintln!("meshctl: the node closed the feed: {reason}"),
-                        None => eprintln!("meshctl: the node closed the feed"),
-                    }
+                    eprintln!("meshctl: the node closed the feed");
                 }
                 finish(&mut feed).await;
                 return Ok(());
@@ -54,27 +158,6 @@ pub(crate) async fn run(node: &Node, assets: &[Asset], json: bool) -> anyhow::Re
             None => return Ok(()),
         }
     }
-}
-
-/// Prints one text message: its JSON on one line, or its readable lines.
-fn show(text: &str, json: bool) -> anyhow::Result<()> {
-    if json {
-        match serde_json::from_str::<serde_json::Value>(text) {
-            Ok(value) => emit(value)?,
-            Err(err) => eprintln!("meshctl: skipping a feed message that is not JSON: {err}"),
-        }
-        return Ok(());
-    }
-    match serde_json::from_str::<FeedMessage>(text) {
-        Ok(message) => {
-            for line in render::feed_lines(&message) {
-                emit(line)?;
-            }
-        }
-        // A newer node may send kinds this meshctl does not know; the feed goes on.
-        Err(err) => eprintln!("meshctl: skipping a feed message meshctl does not understand: {err}"),
-    }
-    Ok(())
 }
 
 /// Sends the answer to the node's close frame, briefly.

@@ -409,31 +409,76 @@ fn provider_disable_and_status() {
     assert!(text.contains("fetches:        42"), "{text}");
 }
 
+/// Starts `meshctl` with `args` against `node`, reads `lines` lines of its output, then
+/// interrupts it as Ctrl-C would; returns those lines and the rest of its output.
+fn watch_lines(node: &StandIn, args: &[&str], lines: usize) -> (Vec<String>, Output) {
+    let mut child = node.meshctl(args).spawn().unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut read = Vec::new();
+    let start = Instant::now();
+    while read.len() < lines {
+        assert!(start.elapsed() < DEADLINE, "meshctl printed only {read:?}");
+        let mut line = String::new();
+        if out.read_line(&mut line).unwrap() == 0 {
+            break;
+        }
+        read.push(line.trim_end().to_owned());
+    }
+    let interrupted = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    assert!(interrupted.success());
+    (read, wait(child))
+}
+
 #[test]
-fn watch_prints_readable_lines_and_exits_when_the_node_closes() {
+fn watch_prints_readable_lines_and_reconnects_when_the_node_closes() {
     let node = StandIn::start();
-    let output = finish(node.meshctl(&["watch", "--assets", "sol,ETH"]));
+    // The stand-in sends three messages and closes; meshctl comes back for more, and the
+    // prices it already showed are not shown twice.
+    let (lines, output) = watch_lines(&node, &["watch", "--assets", "sol,ETH"], 4);
     assert!(succeeded(&output));
     assert_eq!(
-        stdout(&output),
-        "initial: 2 assets\n\
-         SOL 124.50 (+6.1%) from 550e8400…\n\
-         warning STALE_DATA: Price data is older than 1 hour (newest price 3720s old)\n"
+        lines,
+        [
+            "initial: 2 assets",
+            "SOL 124.50 (+6.1%) from 550e8400…",
+            "warning STALE_DATA: Price data is older than 1 hour (newest price 3720s old)",
+            "warning STALE_DATA: Price data is older than 1 hour (newest price 3720s old)",
+        ]
     );
-    assert!(stderr(&output).contains("the node closed the feed"), "{}", stderr(&output));
-    assert_eq!(node.seen("/ws")[0].query.as_deref(), Some("assets=SOL,ETH"));
+    let errors = stderr(&output);
+    assert!(errors.contains("the node closed the feed; reconnecting"), "{errors}");
+    let feeds = node.seen("/ws");
+    assert!(feeds.len() >= 2, "it reconnected: {feeds:?}");
+    assert_eq!(feeds[0].query.as_deref(), Some("assets=SOL,ETH"));
 }
 
 #[test]
 fn watch_json_prints_one_message_per_line() {
     let node = StandIn::start();
-    let output = finish(node.meshctl(&["watch", "--json"]));
+    let (lines, output) = watch_lines(&node, &["watch", "--json"], 3);
     assert!(succeeded(&output));
-    let messages: Vec<Value> =
-        stdout(&output).lines().map(|line| serde_json::from_str(line).unwrap()).collect();
-    assert_eq!(messages, feed());
-    assert!(output.stderr.is_empty(), "{}", stderr(&output));
+    let messages: Vec<Value> = lines.iter().map(|line| serde_json::from_str(line).unwrap()).collect();
+    // The reference's messages, each price with pricemesh's two fields beside it.
+    let mut expected = feed().to_vec();
+    for message in &mut expected[..2] {
+        for price in message["data"].as_object_mut().unwrap().values_mut() {
+            price["providers"] = json!(1);
+            price["spread"] = json!("0");
+        }
+    }
+    assert_eq!(messages, expected);
     assert_eq!(node.seen("/ws")[0].query, None);
+}
+
+#[test]
+fn watch_follows_several_nodes_and_shows_each_price_once() {
+    let (first, second) = (StandIn::with_feed(false), StandIn::with_feed(false));
+    let also = second.url();
+    let (lines, output) = watch_lines(&first, &["watch", "--also", &also], 3);
+    assert!(succeeded(&output));
+    assert_eq!(lines[0], "initial: 2 assets");
+    assert_eq!(lines.iter().filter(|line| line.starts_with("SOL 124.50")).count(), 1, "{lines:?}");
+    assert!(!first.seen("/ws").is_empty() && !second.seen("/ws").is_empty(), "both nodes were followed");
 }
 
 #[test]

@@ -113,7 +113,9 @@ fn base_address(address: &str) -> Result<Arc<str>, ClientError> {
     };
     let rest = rest.trim_end_matches('/');
     let rest = rest.strip_suffix("/ws").unwrap_or(rest);
-    if rest.is_empty() || rest.contains(['/', '?', '#', ' ']) {
+    // A path prefix is fine (a node behind a proxy at `/pricemesh`); a query is not.
+    let host = rest.split('/').next().unwrap_or_default();
+    if host.is_empty() || rest.contains(['?', '#', ' ']) {
         return Err(invalid());
     }
     Ok(Arc::from(format!("{scheme}://{rest}")))
@@ -130,6 +132,8 @@ mod tests {
         let nodes: Vec<&str> = config.nodes().iter().map(|node| &**node).collect();
         assert_eq!(nodes, ["ws://127.0.0.1:8080", "ws://node.example", "ws://[::1]:9"]);
         assert_eq!(config.feed_url(nodes[0], None), "ws://127.0.0.1:8080/ws");
+        let proxied = ClientConfig::new(["http://proxy.example/pricemesh/"]).unwrap();
+        assert_eq!(proxied.feed_url(&proxied.nodes()[0], None), "ws://proxy.example/pricemesh/ws");
         let filtered = config.clone().assets([Asset::new("SOL").unwrap(), Asset::new("eth").unwrap()]);
         assert_eq!(filtered.feed_url(nodes[0], Some(42)), "ws://127.0.0.1:8080/ws?assets=SOL,ETH&since=42");
     }
@@ -137,7 +141,7 @@ mod tests {
     #[test]
     fn bad_addresses_are_refused_with_the_address() {
         assert_eq!(ClientConfig::new(Vec::<String>::new()), Err(ClientError::NoNodes));
-        for bad in ["127.0.0.1:8080", "ftp://x", "http://", "http://a/b", "http://a?x=1"] {
+        for bad in ["127.0.0.1:8080", "ftp://x", "http://", "http:///ws", "http://a?x=1"] {
             let err = ClientConfig::new([bad]).unwrap_err();
             assert_eq!(err, ClientError::InvalidAddress { address: bad.to_owned() });
             assert!(err.to_string().contains(bad), "{err}");

@@ -36,8 +36,18 @@ enum Ended {
     Stopped,
     /// The user dropped the client's event stream.
     Abandoned,
-    /// The connection dropped or could not be made.
-    Lost(String),
+    /// The connection dropped (`true`: it had been up) or could not be made.
+    Lost(String, bool),
+}
+
+/// A failed attempt in words: `connection refused`, or what the node answered instead.
+fn attempt_failed(url: &str, err: &tokio_tungstenite::tungstenite::Error) -> String {
+    use tokio_tungstenite::tungstenite::Error;
+    match err {
+        Error::Io(io) => io.kind().to_string(),
+        Error::Http(response) => format!("the node refused the feed at {url}: {}", response.status()),
+        other => other.to_string(),
+    }
 }
 
 impl Connection {
@@ -49,10 +59,10 @@ impl Connection {
             let (ended, delivered) = self.session(&mut since).await;
             match ended {
                 Ended::Stopped | Ended::Abandoned => return,
-                Ended::Lost(reason) => {
+                Ended::Lost(reason, was_up) => {
                     lock(&self.view).down(self.link, Instant::now());
-                    if self.send(ClientEvent::Disconnected { node: self.node.clone(), reason }).await.is_err()
-                    {
+                    let lost = ClientEvent::Disconnected { node: self.node.clone(), reason, was_up };
+                    if self.send(lost).await.is_err() {
                         return;
                     }
                 }
@@ -80,8 +90,8 @@ impl Connection {
             () = self.stop.cancelled() => return (Ended::Stopped, false),
             attempt = attempt => match attempt {
                 Ok(Ok((socket, _))) => socket,
-                Ok(Err(err)) => return (Ended::Lost(format!("cannot connect: {err}")), false),
-                Err(_) => return (Ended::Lost("cannot connect: timed out".to_owned()), false),
+                Ok(Err(err)) => return (Ended::Lost(attempt_failed(&url, &err), false), false),
+                Err(_) => return (Ended::Lost("timed out".to_owned(), false), false),
             },
         };
         lock(&self.view).up(self.link, Instant::now());
@@ -106,12 +116,12 @@ impl Connection {
                         || "the node closed the feed".to_owned(),
                         |reason| format!("the node closed the feed: {reason}"),
                     );
-                    return (Ended::Lost(reason), delivered);
+                    return (Ended::Lost(reason, true), delivered);
                 }
                 // Pings are answered by tungstenite; the feed sends nothing else.
                 Some(Ok(_)) => continue,
-                Some(Err(err)) => return (Ended::Lost(format!("connection lost: {err}")), delivered),
-                None => return (Ended::Lost("connection lost".to_owned()), delivered),
+                Some(Err(err)) => return (Ended::Lost(format!("connection lost: {err}"), true), delivered),
+                None => return (Ended::Lost("connection lost".to_owned(), true), delivered),
             };
             let frame = match serde_json::from_str::<FeedFrame>(text.as_str()) {
                 Ok(frame) => frame,
@@ -123,7 +133,10 @@ impl Connection {
             };
             delivered = true;
             let resumed_from = *since;
-            *since = Some(since.map_or(frame.seq, |held| held.max(frame.seq)));
+            // A node that does not number its feed (seq 0) cannot resume one.
+            if frame.seq > 0 {
+                *since = Some(since.map_or(frame.seq, |held| held.max(frame.seq)));
+            }
             for event in self.events_of(frame, resumed_from) {
                 if self.send(event).await.is_err() {
                     return (Ended::Abandoned, delivered);

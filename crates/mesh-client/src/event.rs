@@ -52,7 +52,9 @@ pub enum ClientEvent {
     Disconnected {
         /// The node.
         node: Arc<str>,
-        /// Why, in words.
+        /// Why, in words: `connection refused`, `the node closed the feed`, …
         reason: String,
+        /// Whether the connection had been up (false: an attempt failed).
+        was_up: bool,
     },
 }

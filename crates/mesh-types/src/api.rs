@@ -95,7 +95,9 @@ pub struct FeedFrame {
     /// The message.
     #[serde(flatten)]
     pub message: FeedMessage,
-    /// Every change up to this number is reflected by this frame and the ones before it.
+    /// Every change up to this number is reflected by this frame and the ones before it; 0
+    /// (when absent) from a node that does not number its feed.
+    #[serde(default)]
     pub seq: u64,
     /// On a `PriceMeshInitial` sent for `?since=N`: the node could not replay from `N`, so
     /// changes may have been missed; this snapshot replaces whatever the client held.
