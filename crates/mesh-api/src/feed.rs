@@ -324,7 +324,9 @@ fn start_feed(state: &ApiState, filter: &Filter, since: Option<u64>) -> (FeedQue
                     .first()
                     .is_some_and(|frame| matches!(frame.message, FeedMessage::PriceMeshUpdate(_)))
                 {
-                    let claims = frames.first().map_or(last, |next| next.seq);
+                    // It comes before everything the replay carries, so it claims only what
+                    // the client already had; with nothing to replay, everything up to now.
+                    let claims = if frames.is_empty() { last } else { since };
                     frames.insert(
                         0,
                         FeedFrame::new(FeedMessage::PriceMeshUpdate(ServedPriceMap::new()), claims),

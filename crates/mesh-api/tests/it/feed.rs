@@ -397,3 +397,29 @@ async fn a_malformed_resume_position_is_refused_with_a_clear_error() {
         assert!(body["error"].as_str().unwrap().contains("?since=N"), "{body}");
     }
 }
+
+#[tokio::test]
+async fn a_resume_with_only_a_warning_to_replay_acknowledges_without_claiming_the_warning() {
+    let service = node().await;
+    let server = Server::start(ApiState::builder(service.clone()).build()).await;
+    let position = service.snapshot().0;
+    // A node with no provider raises NO_PROVIDERS at its first status check.
+    tokio::time::timeout(WAIT, async {
+        while service.snapshot().0 == position {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("a warning or status change after the position");
+    let mut client = connect(&server, &format!("/ws?since={position}")).await;
+    let ack = next_message(&mut client).await;
+    assert_eq!((ack["type"].as_str(), keys(&ack["data"]).len()), (Some("PriceMeshUpdate"), 0), "{ack}");
+    assert_eq!(seq(&ack), position, "the ack claims only what the client had: {ack}");
+    // The replayed changes follow; by the last of them the watermark has moved past them.
+    let mut frames = vec![next_message(&mut client).await];
+    while seq(frames.last().unwrap()) <= position && frames.len() < 3 {
+        frames.push(next_message(&mut client).await);
+    }
+    assert!(seq(frames.last().unwrap()) > position, "{frames:?}");
+    assert!(frames.windows(2).all(|pair| seq(&pair[0]) <= seq(&pair[1])), "watermarks only grow: {frames:?}");
+}
