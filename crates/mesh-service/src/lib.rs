@@ -24,7 +24,7 @@
 //! # }
 //! ```
 
-mod announcements;
+mod greeting;
 mod journal;
 pub mod quorum;
 mod service;

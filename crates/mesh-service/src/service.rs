@@ -40,7 +40,7 @@ use mesh_types::{ProviderConfig, ProviderConfigError};
 use thiserror::Error;
 use tokio::sync::{broadcast, mpsc};
 
-use crate::announcements::RecentAnnouncements;
+use crate::greeting::{MAX_ANNOUNCEMENTS, MAX_UPDATES, Recent};
 use crate::journal::{Journal, ReplayGap, Sequenced};
 use crate::status::{NetworkStatusTracker, StatusConfig};
 
@@ -256,7 +256,8 @@ impl ServiceBuilder {
             engine: GossipEngine::new(tracker.clone(), prices.clone(), config.gossip.clone()),
             status: Mutex::new(status),
             journal: Mutex::new(Journal::new(start, config.feed_history.max(1), events)),
-            announcements: Mutex::new(RecentAnnouncements::default()),
+            announcements: Mutex::new(Recent::new(MAX_ANNOUNCEMENTS)),
+            provider_updates: Mutex::new(Recent::new(MAX_UPDATES)),
             own_announce: Mutex::new(None),
             identity: self.identity,
             manager,
@@ -308,7 +309,9 @@ struct Inner {
     status: Mutex<NetworkStatusTracker>,
     journal: Mutex<Journal>,
     /// The latest announcements heard, passed on to each new peer.
-    announcements: Mutex<RecentAnnouncements>,
+    announcements: Mutex<Recent<Announce>>,
+    /// The latest update of each provider heard from recently, passed on to each new peer.
+    provider_updates: Mutex<Recent<Arc<PriceUpdate>>>,
     /// This node's latest announcement, re-sent to new peers while recent.
     own_announce: Mutex<Option<Announce>>,
     is_provider: AtomicBool,
@@ -578,6 +581,7 @@ impl Inner {
         let outcome = self.engine.publish(update, now()).await?;
         if let Outcome::Accepted(accepted) = &outcome {
             if let Some(relay) = &accepted.relay {
+                lock(&self.provider_updates).keep(accepted.source, accepted.timestamp, Arc::clone(relay));
                 metrics::counter!("mesh_provider_broadcast_attempts_total").increment(1);
                 let sent = self.manager.broadcast(&MeshMessage::PriceUpdate(Arc::clone(relay)), None);
                 tracing::info!(assets = accepted.changed.len(), peers = sent, "provider broadcast complete");
@@ -749,6 +753,9 @@ impl Inner {
     }
 
     async fn on_accepted(&self, accepted: Accepted) {
+        if let Some(relay) = &accepted.relay {
+            lock(&self.provider_updates).keep(accepted.source, accepted.timestamp, Arc::clone(relay));
+        }
         if let Some(relay) = accepted.relay {
             self.manager.broadcast(&MeshMessage::PriceUpdate(relay), accepted.except);
         }
@@ -807,14 +814,14 @@ impl Inner {
             self.manager.learn_addresses(vec![PeerAddress { node_id: announce.node_id, addr }]).await;
         }
         if announce.ttl() > 0 {
-            lock(&self.announcements).keep(announce.relayed());
+            lock(&self.announcements).keep(announce.node_id, announce.timestamp, announce.relayed());
         }
         Ok(())
     }
 
-    /// What a new peer is told at once, so its network size and providers list are right
-    /// within seconds instead of an announcement interval: this node's own announcement and
-    /// the latest ones it heard from others.
+    /// What a new peer is told at once (see [`crate::greeting`]): this node's own
+    /// announcement, the latest ones it heard from others, and the latest update of each
+    /// provider heard from recently.
     async fn greet(&self, peer: NodeId) {
         let own = self.own_announcement();
         // This node's own announcement must not come back to it as new.
@@ -825,6 +832,10 @@ impl Inner {
         let heard = lock(&self.announcements).recent(peer, now());
         for announce in heard {
             let _ = self.manager.send(peer, MeshMessage::Announce(announce));
+        }
+        let quotes = lock(&self.provider_updates).recent(peer, now());
+        for update in quotes {
+            let _ = self.manager.send(peer, MeshMessage::PriceUpdate(update));
         }
     }
 

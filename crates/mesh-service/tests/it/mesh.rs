@@ -21,6 +21,15 @@ fn addr(n: u8) -> SocketAddr {
 }
 
 async fn node(network: &Arc<MemoryNetwork>, n: u8, bootstrap: &[u8]) -> MeshPriceService {
+    node_with(network, n, bootstrap, |_| {}).await
+}
+
+async fn node_with(
+    network: &Arc<MemoryNetwork>,
+    n: u8,
+    bootstrap: &[u8],
+    configure: impl FnOnce(&mut ServiceConfig),
+) -> MeshPriceService {
     let mut manager = ManagerConfig::new(mesh_types::NetworkId::devnet());
     manager.listen_addr = Some(addr(n));
     manager.bootstrap = bootstrap.iter().map(|peer| addr(*peer).to_string()).collect();
@@ -34,6 +43,7 @@ async fn node(network: &Arc<MemoryNetwork>, n: u8, bootstrap: &[u8]) -> MeshPric
     config.sync_interval = SYNC;
     config.announce_interval = Duration::from_millis(200);
     config.status_interval = Duration::from_millis(50);
+    configure(&mut config);
     MeshPriceService::builder(Arc::new(NodeIdentity::generate()), config)
         .transport(Arc::new(network.transport(addr(n))))
         .start()
@@ -162,4 +172,31 @@ async fn a_healed_partition_converges() {
         "B converged {took:?} after the heal; two sync intervals are {:?}",
         SYNC * 2
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_joiner_meets_its_quorum_from_the_greeting_without_waiting_for_new_fetches() {
+    let network = MemoryNetwork::new();
+    let a = node(&network, 1, &[]).await;
+    let b = node(&network, 2, &[1]).await;
+    assert!(eventually(Duration::from_secs(5), async || a.network().peer_count() == 1).await);
+    // Two providers quote SOL once; B's quote is the newer, so anti-entropy alone would bring
+    // only B's.
+    a.publish(sol_update(&a, 15_000, 10)).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    b.publish(sol_update(&b, 15_100, 10)).await.unwrap();
+    assert!(eventually(Duration::from_secs(5), async || holds(&a, 15_100).await).await);
+
+    let c = node_with(&network, 3, &[2], |config| config.status.quorum = 2).await;
+    let sol = Asset::new("SOL").unwrap();
+    assert!(
+        eventually(Duration::from_secs(3), async || c
+            .served_price(&sol, false)
+            .is_some_and(|p| !p.below_quorum))
+        .await,
+        "C serves SOL at quorum from its greeting: {:?}",
+        c.served_price(&sol, true)
+    );
+    let served = c.served_price(&sol, false).unwrap();
+    assert_eq!((served.providers, served.price.price), (2, Decimal::new(15_050, 2)));
 }
