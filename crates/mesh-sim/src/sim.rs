@@ -265,7 +265,9 @@ pub async fn run(config: &SimConfig) -> Result<Report, SimError> {
     }
     let (nodes, addrs): (Vec<MeshPriceService>, Vec<SocketAddr>) = started.into_iter().flatten().unzip();
 
-    // Wait until every node is connected to exactly its neighbours.
+    // Wait until every node is connected to exactly its neighbours, and knows every other
+    // node: the announcements each new connection is greeted with have spread, so the first
+    // updates do not queue behind them.
     let expected: usize = edges.len();
     let formed_at = Instant::now();
     loop {
@@ -273,7 +275,9 @@ pub async fn run(config: &SimConfig) -> Result<Report, SimError> {
             let peers: std::collections::HashSet<SocketAddr> =
                 node.network().connected_peers().iter().filter_map(|peer| peer.info.listen_addr).collect();
             links.iter().all(|link| peers.contains(&addrs[*link]))
-        });
+        }) && nodes
+            .iter()
+            .all(|node| node.network_status().total_network_size as usize == config.nodes);
         if formed {
             break;
         }

@@ -316,9 +316,13 @@ impl ConnectionManager {
     }
 
     /// Records `peers` (learnt elsewhere, such as from signed announcements) as dial
-    /// candidates, within the same bounds as addresses from a peer exchange.
+    /// candidates, within the same bounds as addresses from a peer exchange. With peer
+    /// exchange off the topology is imposed (the simulator, a fixed deployment), and nothing is
+    /// learnt.
     pub async fn learn_addresses(&self, peers: Vec<PeerAddress>) {
-        self.inner.learn(PeerExchange { peers }).await;
+        if self.inner.config.peer_exchange {
+            self.inner.learn(PeerExchange { peers }).await;
+        }
     }
 
     /// Queues `message` for `node` without waiting. `Ok(false)` when that peer's queue is
