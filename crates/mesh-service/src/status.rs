@@ -30,8 +30,9 @@ pub struct StatusConfig {
     /// (`MESH_OFFLINE_INDICATOR_THRESHOLD_SECS`, default 600 s).
     pub offline_threshold: Duration,
     /// A node or provider unheard of for this long leaves the network size and the providers
-    /// list (default 180 s; the service sets it to three announcement intervals, since every
-    /// live node announces itself once an interval).
+    /// list (default 180 s, three default announcement intervals, since every live node
+    /// announces itself once an interval; `NodeSettings` sets it from
+    /// `MESH_ANNOUNCE_INTERVAL_SECS` with [`crate::ServiceConfig::liveness_for`]).
     pub liveness: Duration,
     /// Prices older than this are stale (`MESH_STALENESS_THRESHOLD_SECS`, default 3,600 s).
     pub staleness_threshold: Duration,
@@ -136,6 +137,9 @@ fn spread_percent(served: &ServedPrice) -> f64 {
 
 const MAX_REPORTED_PERCENT: f64 = 1e9;
 
+/// The largest clock offset taken into account, either way: a day, in milliseconds.
+const MAX_CLOCK_OFFSET_MS: i64 = 86_400_000;
+
 /// What an accepted update changed.
 #[derive(Debug, Default, PartialEq)]
 pub struct Recorded {
@@ -209,7 +213,10 @@ impl NetworkStatusTracker {
     ) {
         self.node_seen(node, now);
         if is_provider {
-            self.provider_alive(node, hop_count, now).announced_offset_ms = Some(clock_offset_ms);
+            // A peer's claim: kept within a day, beyond which no clock is merely off, and
+            // within what time arithmetic takes.
+            let claim = clock_offset_ms.clamp(-MAX_CLOCK_OFFSET_MS, MAX_CLOCK_OFFSET_MS);
+            self.provider_alive(node, hop_count, now).announced_offset_ms = Some(claim);
         } else {
             self.providers.remove(&node);
         }
@@ -251,8 +258,9 @@ impl NetworkStatusTracker {
         let mut recorded = Recorded::default();
         // A provider whose clock runs ahead stamps its prices in the future: its prices' age
         // is judged on when they were made by this node's clock.
-        let offset =
-            self.clock_offset_ms(&source).map_or_else(chrono::Duration::zero, chrono::Duration::milliseconds);
+        let offset = self.clock_offset_ms(&source).map_or_else(chrono::Duration::zero, |offset| {
+            chrono::Duration::milliseconds(offset.clamp(-MAX_CLOCK_OFFSET_MS, MAX_CLOCK_OFFSET_MS))
+        });
         for quote in quotes {
             let made = quote.timestamp.checked_sub_signed(offset).unwrap_or(quote.timestamp);
             self.newest_price = Some(self.newest_price.map_or(made, |newest| newest.max(made)));
@@ -577,6 +585,18 @@ mod tests {
         tracker.check_warnings(t(2 + 3601));
         assert!(tracker.nodes.is_empty() && tracker.providers.is_empty() && tracker.quotes.is_empty());
         assert!(tracker.served.is_empty() && tracker.raised_discrepancies.is_empty());
+    }
+
+    #[test]
+    fn an_absurd_clock_offset_claim_neither_panics_nor_moves_a_price_a_day_or_more() {
+        let mut tracker = NetworkStatusTracker::new(node(9), StatusConfig::default());
+        for claim in [i64::MIN, i64::MAX] {
+            tracker.announced(node(1), true, 1, claim, t(0));
+            tracker.update_received(node(1), 1, &[price("SOL", 150, t(0), node(1))], t(0));
+            let offset = tracker.clock_offset_ms(&node(1)).unwrap();
+            assert!(offset.unsigned_abs() <= 86_400_000, "{offset}");
+            assert!(!tracker.check_warnings(t(1)).is_empty() || tracker.raised_skews[&node(1)]);
+        }
     }
 
     #[test]
