@@ -124,6 +124,10 @@ pub struct SettingArgs {
     /// Find peers on the local network by multicast beacons [default: false].
     #[arg(long, env = "MESH_LAN_DISCOVERY")]
     pub lan_discovery: Option<bool>,
+    /// Give the peer slots above the minimum to peers closer to the providers
+    /// [default: true].
+    #[arg(long, env = "MESH_PREFER_CLOSE_PEERS")]
+    pub prefer_close_peers: Option<bool>,
     /// Seconds between heartbeats [default: 5].
     #[arg(long, env = "MESH_HEARTBEAT_INTERVAL_SECS")]
     pub heartbeat_interval_secs: Option<u64>,
@@ -323,6 +327,8 @@ impl SettingArgs {
             open_providers: prefer!(self.open_providers, file.open_providers)
                 .unwrap_or(defaults.open_providers),
             lan_discovery: prefer!(self.lan_discovery, file.lan_discovery).unwrap_or(defaults.lan_discovery),
+            prefer_close_peers: prefer!(self.prefer_close_peers, file.prefer_close_peers)
+                .unwrap_or(defaults.prefer_close_peers),
             heartbeat_interval: secs(
                 prefer!(self.heartbeat_interval_secs, file.heartbeat_interval_secs),
                 defaults.heartbeat_interval,

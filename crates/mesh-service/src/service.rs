@@ -330,6 +330,10 @@ fn describe_metrics() {
         "Providers heard from within the offline threshold"
     );
     metrics::describe_gauge!("mesh_network_size", "Distinct live nodes known, this one included");
+    metrics::describe_gauge!(
+        "mesh_network_provider_hops",
+        "Hops from this node to the nearest provider, as its peers' heartbeats count them; -1 when none is known"
+    );
     metrics::describe_counter!(
         "mesh_provider_broadcast_attempts_total",
         "Updates this node published to its peers"
@@ -811,7 +815,9 @@ impl Inner {
             now(),
         );
         if let Some(addr) = announce.listen_addr {
-            self.manager.learn_addresses(vec![PeerAddress { node_id: announce.node_id, addr }]).await;
+            self.manager
+                .learn_addresses(vec![PeerAddress { node_id: announce.node_id, addr, provider_hops: None }])
+                .await;
         }
         if announce.ttl() > 0 {
             lock(&self.announcements).keep(announce.node_id, announce.timestamp, announce.relayed());
@@ -937,6 +943,8 @@ impl Inner {
                     }
                     metrics::gauge!("mesh_network_active_providers").set(f64::from(summary.active_providers));
                     metrics::gauge!("mesh_network_size").set(f64::from(summary.total_network_size));
+                    let hops = self.manager.provider_hops().map_or(-1.0, f64::from);
+                    metrics::gauge!("mesh_network_provider_hops").set(hops);
                     for warning in warnings {
                         self.emit(ServiceEvent::Warning(warning));
                     }

@@ -119,6 +119,9 @@ pub struct NodeSettings {
     pub open_providers: bool,
     /// `MESH_LAN_DISCOVERY` (default false).
     pub lan_discovery: bool,
+    /// `MESH_PREFER_CLOSE_PEERS`: give the peer slots above the minimum to peers closer to the
+    /// providers (default true).
+    pub prefer_close_peers: bool,
     /// `MESH_HEARTBEAT_INTERVAL_SECS` (default 5).
     pub heartbeat_interval: Duration,
     /// `MESH_HEARTBEAT_TIMEOUT_SECS` (default 30).
@@ -183,6 +186,7 @@ impl Default for NodeSettings {
             trusted_providers: Vec::new(),
             open_providers: false,
             lan_discovery: false,
+            prefer_close_peers: true,
             heartbeat_interval: Duration::from_secs(5),
             heartbeat_timeout: Duration::from_secs(30),
             peer_rate_limit: 200.0,
@@ -434,6 +438,7 @@ impl NodeSettings {
         manager.heartbeat_timeout = self.heartbeat_timeout;
         manager.ban_duration = self.ban_duration;
         manager.lan_discovery = self.lan_discovery.then(LanDiscovery::default);
+        manager.prefer_close_peers = self.prefer_close_peers;
         manager
     }
 

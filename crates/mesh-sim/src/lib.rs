@@ -1,10 +1,12 @@
 //! The pricemesh simulator: many whole nodes ([`mesh_service::MeshPriceService`]) in one
 //! process over the in-memory transport, wired as a chosen [`Topology`] (random regular, ring,
-//! line, or the deployment guide's provider/relay/consumer hierarchy), with optional link
-//! latency, loss and a temporary partition. It publishes updates from the providers (a number of
-//! them, or for a duration) and reports, per update, how long
-//! until half, 99 % and all of the nodes held it, how many messages the network carried per
-//! node, and whether every node ended with the same prices.
+//! line, the deployment guide's provider/relay/consumer hierarchy, or a tree grown by joining),
+//! with optional link latency, loss and a temporary partition. It publishes updates from the
+//! providers (a number of them, or for a duration) and reports, per update, how long until half,
+//! 99 % and all of the nodes held it, how many messages the network carried per node, whether
+//! every node ended with the same prices, and how many hops each node sat from the nearest
+//! provider. With [`Peering::PreferClose`] the nodes learn addresses and move towards
+//! the providers before the first update, as real nodes do.
 //!
 //! ```no_run
 //! # async fn simulate() -> Result<(), mesh_sim::SimError> {
@@ -22,5 +24,5 @@
 mod sim;
 mod topology;
 
-pub use sim::{Report, SimConfig, SimError, SimPartition, SimTransport, Spread, run};
-pub use topology::{Topology, edges, is_connected};
+pub use sim::{Peering, Report, SimConfig, SimError, SimPartition, SimTransport, Spread, run};
+pub use topology::{Topology, distances, edges, is_connected};

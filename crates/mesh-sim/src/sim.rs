@@ -47,6 +47,27 @@ pub struct SimConfig {
     pub sync_interval: Duration,
     /// What carries the messages.
     pub transport: SimTransport,
+    /// Whether the nodes keep to the topology or, starting from it, find their own peers.
+    pub peering: Peering,
+    /// Peer slots each node has beyond its links in the topology (default 2): its minimum is
+    /// its number of links, its maximum that many more.
+    pub spare_slots: usize,
+}
+
+/// How the simulated nodes choose their peers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Peering {
+    /// Exactly the topology's links: no addresses learnt.
+    #[default]
+    Imposed,
+    /// The topology's links to start, as bootstrap peers, with peer exchange on as in a real
+    /// node, but no preference for peers close to the providers: the slots above each node's
+    /// minimum fill only when others dial it.
+    Learning,
+    /// As [`Peering::Learning`], and every node gives its slots above the minimum to peers
+    /// closer to the providers (`MESH_PREFER_CLOSE_PEERS`). The run lets the nodes move until
+    /// their hop counts settle before the first update.
+    PreferClose,
 }
 
 /// What carries the simulated nodes' messages.
@@ -102,6 +123,8 @@ impl Default for SimConfig {
             partition: None,
             sync_interval: Duration::from_secs(3600),
             transport: SimTransport::Memory,
+            peering: Peering::Imposed,
+            spare_slots: 2,
         }
     }
 }
@@ -174,6 +197,14 @@ pub struct Report {
     pub bytes: u64,
     /// CPU time the whole process used while updates were spreading (Linux; `None` elsewhere).
     pub cpu: Option<Duration>,
+    /// Hops from each node that is not a provider to the nearest provider, over the
+    /// connections up when publishing began (`None`: cut off from every provider).
+    pub provider_hops: Vec<Option<usize>>,
+    /// What each of those nodes counted itself, from its peers' heartbeats (with
+    /// [`Peering::Imposed`] the heartbeats are too slow for a count before publishing).
+    pub estimated_hops: Vec<Option<u8>>,
+    /// How long the nodes took to settle their peers before publishing began.
+    pub settled_in: Duration,
 }
 
 impl Report {
@@ -186,10 +217,29 @@ impl Report {
     pub fn time_to_all(&self, quantile: f64) -> Option<Duration> {
         let mut times: Vec<Duration> = self.spreads.iter().filter_map(|spread| spread.all).collect();
         times.sort();
-        let last = times.len().checked_sub(1)?;
-        let rank = ((last as f64) * quantile.clamp(0.0, 1.0)).round() as usize;
-        times.get(rank).copied()
+        quantile_of(&times, quantile)
     }
+
+    /// The mean of [`Report::provider_hops`] over the nodes a provider reaches.
+    pub fn mean_provider_hops(&self) -> Option<f64> {
+        let reached: Vec<usize> = self.provider_hops.iter().flatten().copied().collect();
+        (!reached.is_empty()).then(|| reached.iter().sum::<usize>() as f64 / reached.len() as f64)
+    }
+
+    /// The given quantile (0.0–1.0) of [`Report::provider_hops`], a node cut off from every
+    /// provider counting as farthest.
+    pub fn provider_hops_quantile(&self, quantile: f64) -> Option<usize> {
+        let mut hops: Vec<usize> = self.provider_hops.iter().map(|hops| hops.unwrap_or(usize::MAX)).collect();
+        hops.sort_unstable();
+        quantile_of(&hops, quantile)
+    }
+}
+
+/// The element at `quantile` (0.0–1.0) of sorted `values`, by nearest rank.
+fn quantile_of<T: Copy>(values: &[T], quantile: f64) -> Option<T> {
+    let last = values.len().checked_sub(1)?;
+    let rank = ((last as f64) * quantile.clamp(0.0, 1.0)).round() as usize;
+    values.get(rank).copied()
 }
 
 fn address(node: usize) -> SocketAddr {
@@ -228,15 +278,16 @@ pub async fn run(config: &SimConfig) -> Result<Report, SimError> {
         neighbours[b].push(a);
     }
 
-    // Started from the last node down: each node dials its higher-numbered neighbours, which
-    // are listening by then (over TCP, at the port the system gave them).
+    // Started from the first node up: each node dials its lower-numbered neighbours, which
+    // are listening by then (over TCP, at the port the system gave them). In a tree that is
+    // how a mesh grows: every new node dials the one it was pointed at.
     let arrivals: Arrivals = Arc::new(Mutex::new(HashMap::new()));
     let mut started: Vec<Option<(MeshPriceService, SocketAddr)>> = (0..config.nodes).map(|_| None).collect();
-    for index in (0..config.nodes).rev() {
+    for index in 0..config.nodes {
         let links = &neighbours[index];
         let bootstrap = links
             .iter()
-            .filter(|peer| **peer > index)
+            .filter(|peer| **peer < index)
             .filter_map(|peer| started[*peer].as_ref().map(|(_, addr)| addr.to_string()))
             .collect();
         // Over TCP the service builds its own transport, bound to the node's identity and network.
@@ -247,6 +298,9 @@ pub async fn run(config: &SimConfig) -> Result<Report, SimError> {
         let node = start_node(config, links.len(), listen, bootstrap, transport)
             .await
             .map_err(|source| SimError::Start { node: index, source })?;
+        if index < config.providers {
+            node.set_provider(true);
+        }
         let addr = node.network().local_addr().unwrap_or(listen);
         let mut events = node.subscribe();
         let arrivals = arrivals.clone();
@@ -287,6 +341,26 @@ pub async fn run(config: &SimConfig) -> Result<Report, SimError> {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    let settled_in = settle_peers(config, &nodes).await;
+    let provider_count = config.providers.clamp(1, config.nodes);
+    let provider_hops = {
+        let index: HashMap<SocketAddr, usize> =
+            addrs.iter().enumerate().map(|(i, addr)| (*addr, i)).collect();
+        let links: Vec<(usize, usize)> = nodes
+            .iter()
+            .enumerate()
+            .flat_map(|(i, node)| {
+                let index = &index;
+                node.network().connected_peers().into_iter().filter_map(move |peer| {
+                    peer.info.listen_addr.and_then(|addr| index.get(&addr)).map(|j| (i, *j))
+                })
+            })
+            .collect();
+        let sources: Vec<usize> = (0..provider_count).collect();
+        topology::distances(config.nodes, &links, &sources).split_off(provider_count)
+    };
+    let estimated_hops: Vec<Option<u8>> =
+        nodes.iter().skip(provider_count).map(|node| node.network().provider_hops()).collect();
 
     // Publish on an open-loop schedule, remembering when each update was due.
     let asset = Asset::new("SOL").expect("a valid symbol");
@@ -391,7 +465,29 @@ pub async fn run(config: &SimConfig) -> Result<Report, SimError> {
         update_copies,
         bytes,
         cpu,
+        provider_hops,
+        estimated_hops,
+        settled_in,
     })
+}
+
+/// With peers to find, lets the nodes move until no node's hop count has changed for three
+/// seconds (at most a minute), and says how long it took.
+async fn settle_peers(config: &SimConfig, nodes: &[MeshPriceService]) -> Duration {
+    let started = Instant::now();
+    if config.peering == Peering::Imposed {
+        return Duration::ZERO;
+    }
+    let counts = || nodes.iter().map(|node| node.network().provider_hops()).collect::<Vec<_>>();
+    let (mut last, mut since) = (counts(), Instant::now());
+    while since.elapsed() < Duration::from_secs(3) && started.elapsed() < Duration::from_secs(60) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let now = counts();
+        if now != last {
+            (last, since) = (now, Instant::now());
+        }
+    }
+    started.elapsed()
 }
 
 /// One simulated node: connected to exactly its `degree` neighbours, with the gossip rate
@@ -407,13 +503,25 @@ async fn start_node(
     manager.listen_addr = Some(listen);
     manager.bootstrap = bootstrap;
     manager.min_peers = degree;
-    manager.max_peers = degree + 2;
-    manager.max_inbound = degree + 2;
+    manager.max_peers = degree + config.spare_slots;
+    manager.max_inbound = degree + config.spare_slots;
     manager.maintenance_interval = Duration::from_millis(100);
-    manager.heartbeat_interval = Duration::from_secs(10);
     manager.heartbeat_timeout = Duration::from_secs(60);
-    // The topology is imposed: no learning of other addresses.
-    manager.peer_exchange = false;
+    match config.peering {
+        Peering::Imposed => {
+            manager.heartbeat_interval = Duration::from_secs(10);
+            manager.peer_exchange = false;
+            manager.prefer_close_peers = false;
+        }
+        // Real nodes' mechanisms on a faster clock: heartbeats carry the hop counts, exchanges
+        // the candidates.
+        Peering::Learning | Peering::PreferClose => {
+            manager.heartbeat_interval = Duration::from_millis(200);
+            manager.peer_exchange_interval = Duration::from_millis(500);
+            manager.preference_interval = Duration::from_millis(500);
+            manager.prefer_close_peers = config.peering == Peering::PreferClose;
+        }
+    }
     let mut service = ServiceConfig::new(manager);
     service.sync_interval = config.sync_interval;
     service.announce_interval = Duration::from_secs(3600);

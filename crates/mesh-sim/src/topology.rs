@@ -23,6 +23,14 @@ pub enum Topology {
         /// Relays per provider.
         relays: usize,
     },
+    /// The hierarchy a mesh grows into when every new node is pointed at one node already
+    /// there: providers linked in a line at the top, and every other node below one node of
+    /// the tier above, `fanout` to a parent, filled tier by tier. With 2 providers, 100 nodes
+    /// and a fanout of 3 the tiers hold 2, 6, 18, 54 and 20 nodes.
+    Tree {
+        /// Children per node.
+        fanout: usize,
+    },
 }
 
 /// The edges of `topology` over `nodes` nodes, of which the first `providers` are providers,
@@ -71,6 +79,11 @@ pub fn edges(topology: Topology, nodes: usize, providers: usize, seed: u64) -> V
             }
             (1..providers).for_each(|p| add(p - 1, p));
         }
+        Topology::Tree { fanout } => {
+            let providers = providers.clamp(1, nodes.max(1));
+            (1..providers.min(nodes)).for_each(|p| add(p - 1, p));
+            (providers..nodes).for_each(|child| add(child, (child - providers) / fanout.max(1)));
+        }
     }
     edges.into_iter().collect()
 }
@@ -93,6 +106,34 @@ pub fn is_connected(nodes: usize, edges: &[(usize, usize)]) -> bool {
     seen.iter().all(|seen| *seen)
 }
 
+/// Hops from each node to the nearest of `sources` over `edges` (breadth first); `None` for a
+/// node none of them reaches.
+pub fn distances(nodes: usize, edges: &[(usize, usize)], sources: &[usize]) -> Vec<Option<usize>> {
+    let mut neighbours = vec![Vec::new(); nodes];
+    for &(a, b) in edges {
+        if a < nodes && b < nodes {
+            neighbours[a].push(b);
+            neighbours[b].push(a);
+        }
+    }
+    let mut distance = vec![None; nodes];
+    let mut queue = std::collections::VecDeque::new();
+    for &source in sources.iter().filter(|source| **source < nodes) {
+        distance[source] = Some(0);
+        queue.push_back(source);
+    }
+    while let Some(node) = queue.pop_front() {
+        let next = distance[node].map(|hops| hops + 1);
+        for &other in &neighbours[node] {
+            if distance[other].is_none() {
+                distance[other] = next;
+                queue.push_back(other);
+            }
+        }
+    }
+    distance
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -104,10 +145,20 @@ mod tests {
             Topology::Ring,
             Topology::Line,
             Topology::Hierarchical { relays: 3 },
+            Topology::Tree { fanout: 3 },
         ] {
             let edges = edges(topology, 50, 2, 7);
             assert!(is_connected(50, &edges), "{topology:?}");
         }
+    }
+
+    #[test]
+    fn a_tree_fills_tier_by_tier_below_its_providers() {
+        let edges = edges(Topology::Tree { fanout: 3 }, 100, 2, 1);
+        assert_eq!(edges.len(), 99, "a tree: one edge per node but the first");
+        let depths = distances(100, &edges, &[0, 1]);
+        let tier = |depth: usize| depths.iter().filter(|d| **d == Some(depth)).count();
+        assert_eq!([tier(0), tier(1), tier(2), tier(3), tier(4)], [2, 6, 18, 54, 20]);
     }
 
     #[test]

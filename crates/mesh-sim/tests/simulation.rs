@@ -1,8 +1,9 @@
-//! A small simulated mesh delivers every update to every node and ends in agreement.
+//! A small simulated mesh delivers every update to every node and ends in agreement, and nodes
+//! that prefer close peers end fewer hops from the providers.
 
 use std::time::Duration;
 
-use mesh_sim::{SimConfig, SimTransport, Topology, run};
+use mesh_sim::{Peering, SimConfig, SimTransport, Topology, run};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn thirty_nodes_deliver_every_update_everywhere() {
@@ -77,4 +78,34 @@ async fn over_tcp_and_over_wire_payloads_every_update_reaches_every_node() {
         assert_eq!(report.bytes > 0, has_bytes, "{transport:?}: {} bytes", report.bytes);
         assert!(report.cpu.is_some());
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_that_prefer_close_peers_end_fewer_hops_from_the_provider() {
+    // A binary tree of 40 under one provider: tiers of 1, 2, 4, 8, 16 and 9 nodes.
+    let tree = |peering| SimConfig {
+        nodes: 40,
+        providers: 1,
+        topology: Topology::Tree { fanout: 2 },
+        updates: 4,
+        peering,
+        ..SimConfig::default()
+    };
+    let before = run(&tree(Peering::Learning)).await.expect("the simulation runs");
+    let after = run(&tree(Peering::PreferClose)).await.expect("the simulation runs");
+    for report in [&before, &after] {
+        assert_eq!(report.complete(), 4, "every update reached every node");
+        assert!(report.provider_hops.iter().all(Option::is_some), "nobody is cut off");
+        // Each node's own count, from heartbeats alone, is its true distance.
+        let true_hops: Vec<Option<u8>> =
+            report.provider_hops.iter().map(|hops| hops.and_then(|hops| u8::try_from(hops).ok())).collect();
+        assert_eq!(report.estimated_hops, true_hops);
+    }
+    let (mean_before, mean_after) =
+        (before.mean_provider_hops().unwrap(), after.mean_provider_hops().unwrap());
+    assert!(mean_after < mean_before, "mean hops {mean_before} before, {mean_after} after");
+    assert!(
+        after.provider_hops_quantile(1.0) < before.provider_hops_quantile(1.0),
+        "the farthest node moved closer"
+    );
 }

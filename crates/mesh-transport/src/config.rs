@@ -65,6 +65,13 @@ pub struct ManagerConfig {
     /// Whether to share and learn peer addresses (default on). A simulator that imposes a
     /// topology turns it off.
     pub peer_exchange: bool,
+    /// Whether the slots above `min_peers` go to peers closer to the providers
+    /// (`MESH_PREFER_CLOSE_PEERS`, default on): see [`crate::ConnectionManager`]. Needs peer
+    /// exchange, which carries the distances of the candidates.
+    pub prefer_close_peers: bool,
+    /// The least time between two moves towards the providers (default 30 s): long enough
+    /// for the heartbeats to report the distance the last move gave.
+    pub preference_interval: Duration,
     /// The most banned addresses recorded in the peer store (default 4,096); failed
     /// handshakes beyond it are not recorded, so they cannot grow the store without bound.
     pub max_banned_records: usize,
@@ -139,6 +146,8 @@ impl ManagerConfig {
             peer_exchange_interval: Duration::from_secs(60),
             peer_exchange_limit: 32,
             peer_exchange: true,
+            prefer_close_peers: true,
+            preference_interval: Duration::from_secs(30),
             max_candidates: 1024,
             max_banned_records: 4096,
             event_queue: 4096,

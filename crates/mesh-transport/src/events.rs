@@ -148,6 +148,11 @@ pub struct ConnectedPeer {
     pub is_provider: bool,
     /// How many peers its last heartbeat said it has.
     pub peer_count: u32,
+    /// Its hops to the nearest provider, as its last heartbeat said (a claim).
+    pub provider_hops: Option<u8>,
+    /// Whether this node dialled it for being closer to the providers (a slot above the
+    /// minimum, which a closer candidate may take over).
+    pub preferred: bool,
 }
 
 impl ConnectedPeer {

@@ -415,6 +415,7 @@ mod tests {
                 is_provider: false,
                 peer_count: 0,
                 sent_at: mesh_types::chrono::DateTime::UNIX_EPOCH,
+                provider_hops: None,
             }))
             .await
             .unwrap();

@@ -35,6 +35,7 @@ mod memory;
 pub mod noise;
 mod outbound;
 mod tcp;
+mod topology;
 
 pub use config::{ConfigError, ManagerConfig};
 pub use connection::{Connection, ConnectionIo, INCOMING_HANDOFF, MessageReceiver, MessageSender};

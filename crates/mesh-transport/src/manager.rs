@@ -26,6 +26,12 @@
 //!   nodes they know to be good; learned addresses go to the peer store as dial candidates.
 //! - **LAN discovery** (optional): multicast beacons announce this node and reveal others on
 //!   the same network segment, see [`crate::LanDiscovery`].
+//! - **Closer to the providers** (`prefer_close_peers`): heartbeats carry each node's hops to
+//!   the nearest provider and peer exchanges the hops of the peers they list. At or above its
+//!   minimum, every `preference_interval` the node dials the closest candidate that would
+//!   shorten its own distance into a free slot, or, when full, in place of the farthest peer
+//!   it dialled for distance. The peers that make its minimum are never given up for it: see
+//!   the `topology` module.
 //! - **Events.** [`TransportEvent`]s on a bounded channel; everything but the handshake,
 //!   heartbeats, peer exchange and goodbyes is passed up as a message.
 
@@ -50,6 +56,7 @@ use crate::clock::ClockSamples;
 use crate::discovery::{self, Beacon, LanDiscovery};
 use crate::events::{ConnectedPeer, Direction, EventBudget, EventReceiver, TransportEvent};
 use crate::handshake::{HandshakeConfig, HandshakeFailure, PeerInfo, bounded, handshake};
+use crate::topology::{self, HopHints, Move, Standing};
 
 /// The most of a peer's goodbye reason kept.
 const MAX_GOODBYE_LEN: usize = 128;
@@ -118,6 +125,10 @@ struct State {
     /// Keys banned until then, whether or not the peer gave an address to record in the peer
     /// store (a peer that does not listen has none). At most [`MAX_KEY_BANS`].
     key_bans: HashMap<PublicKey, Instant>,
+    /// Candidates' reported distances to the providers, from peer exchanges.
+    hints: HopHints,
+    /// Dials in progress that were chosen for their distance.
+    preferred_dials: HashSet<SocketAddr>,
 }
 
 /// Most keys banned in memory at once; past that the ban ending soonest is dropped (its peer
@@ -152,6 +163,20 @@ impl State {
     fn is_key_banned(&self, key: &PublicKey) -> bool {
         self.key_bans.get(key).is_some_and(|end| *end > Instant::now())
     }
+
+    /// This node's hops to the nearest provider, counting every peer but `except` (the one
+    /// it is about to tell: split horizon).
+    fn distance(&self, is_provider: bool, except: Option<NodeId>) -> Option<u8> {
+        topology::distance(
+            is_provider,
+            self.peers.iter().filter(|(node, _)| Some(**node) != except).map(|(_, peer)| peer.provider_hops),
+        )
+    }
+
+    /// The addresses of the connected peers.
+    fn connected_addrs(&self) -> HashSet<SocketAddr> {
+        self.peers.values().filter_map(|peer| address_of(&peer.info, peer.dialled)).collect()
+    }
 }
 
 struct Connected {
@@ -172,6 +197,10 @@ struct Connected {
     clock: ClockSamples,
     is_provider: bool,
     peer_count: u32,
+    /// Its hops to the nearest provider, from its last heartbeat.
+    provider_hops: Option<u8>,
+    /// Whether this node dialled it for its distance (a slot above the minimum).
+    preferred: bool,
     closing: Option<String>,
     /// When its last peer exchange was heard.
     last_exchange: Option<Instant>,
@@ -250,6 +279,8 @@ impl ConnectionManager {
             own_addrs: local_addr.into_iter().chain(advertised_addr).collect(),
             dns_retry: HashMap::new(),
             key_bans: HashMap::new(),
+            hints: HopHints::new(config.peer_exchange_interval.saturating_mul(3)),
+            preferred_dials: HashSet::new(),
         };
         let inner = Arc::new(Inner {
             config,
@@ -306,8 +337,16 @@ impl ConnectionManager {
                 clock_offset_ms: peer.clock.offset_ms(),
                 is_provider: peer.is_provider,
                 peer_count: peer.peer_count,
+                provider_hops: peer.provider_hops,
+                preferred: peer.preferred,
             })
             .collect()
+    }
+
+    /// This node's hops to the nearest provider, as it counts them from its peers' heartbeats:
+    /// 0 when it is one, `None` when it knows of none.
+    pub fn provider_hops(&self) -> Option<u8> {
+        self.inner.lock().distance(self.inner.is_provider.load(Ordering::Relaxed), None)
     }
 
     /// Tells peers (in heartbeats) whether this node is a provider.
@@ -489,6 +528,8 @@ impl Inner {
     async fn maintenance_loop(self: Arc<Self>) {
         // When this node last asked its peers for addresses, while below its minimum.
         let mut asked_for_addresses: Option<Instant> = None;
+        // When it last moved towards the providers.
+        let mut moved: Option<Instant> = None;
         let mut ticker = tokio::time::interval(self.config.maintenance_interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         loop {
@@ -512,6 +553,14 @@ impl Inner {
             };
             if wanted == 0 {
                 asked_for_addresses = None;
+                let due = moved.is_none_or(|at| at.elapsed() >= self.config.preference_interval);
+                if self.config.prefer_close_peers
+                    && self.config.peer_exchange
+                    && due
+                    && self.move_closer().await
+                {
+                    moved = Some(Instant::now());
+                }
                 continue;
             }
             let candidates = self.candidates(wanted).await;
@@ -532,6 +581,86 @@ impl Inner {
                     self.supervisor.spawn_worker("peer_dial", self.clone().dial(addr));
                 }
             }
+        }
+    }
+
+    /// Takes one step towards the providers if a candidate allows it (see the `topology`
+    /// module); `true` when it did.
+    async fn move_closer(self: &Arc<Self>) -> bool {
+        let banned = self.banned_addrs().await;
+        let now = Instant::now();
+        let is_provider = self.is_provider.load(Ordering::Relaxed);
+        let step = {
+            let mut state = self.lock();
+            let standing = Standing {
+                own: state.distance(is_provider, None),
+                have: state.peers.len().saturating_add(state.pending_outbound),
+                min_peers: self.config.min_peers,
+                max_peers: self.config.max_peers,
+                preferred: state
+                    .peers
+                    .iter()
+                    .filter(|(_, peer)| peer.preferred)
+                    .map(|(node, peer)| (*node, peer.provider_hops))
+                    .collect(),
+            };
+            let connected = state.connected_addrs();
+            let State { hints, own_addrs, dialing, backoff, .. } = &mut *state;
+            let candidate = hints.closest(now, |addr| {
+                !banned.contains(&addr)
+                    && !own_addrs.contains(&addr)
+                    && !connected.contains(&addr)
+                    && !dialing.contains(&addr)
+                    && backoff.ready(addr, now)
+            });
+            let Some(step) = candidate.and_then(|candidate| topology::choose(&standing, candidate)) else {
+                return false;
+            };
+            let addr = match step {
+                Move::Dial(addr) | Move::Replace { dial: addr, .. } => addr,
+            };
+            state.dialing.insert(addr);
+            state.preferred_dials.insert(addr);
+            state.pending_outbound = state.pending_outbound.saturating_add(1);
+            tracing::info!(
+                %addr,
+                hops = candidate.map(|(_, hops)| hops),
+                own = standing.own,
+                "dialling a peer closer to the providers"
+            );
+            step
+        };
+        match step {
+            Move::Dial(addr) => {
+                self.supervisor.spawn_worker("peer_dial", self.clone().dial(addr));
+            }
+            Move::Replace { drop, dial } => {
+                tracing::info!(node = %drop, "giving up the farthest preferred peer to make room");
+                let reason = "replaced by a peer closer to the providers";
+                self.close_peer(drop, reason.to_owned(), GoodbyeReason::Other(reason.to_owned()));
+                self.supervisor.spawn_worker("peer_dial", self.clone().dial_once_gone(drop, dial));
+            }
+        }
+        true
+    }
+
+    /// Dials `addr` once `node` has left the peers (or after a second), so the dial finds the
+    /// slot `node` held.
+    async fn dial_once_gone(self: Arc<Self>, node: NodeId, addr: SocketAddr) {
+        for _ in 0..50 {
+            if !self.lock().peers.contains_key(&node) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        self.dial(addr).await;
+    }
+
+    /// The addresses banned in the peer store (none when it cannot be read).
+    async fn banned_addrs(&self) -> HashSet<SocketAddr> {
+        match self.peer_store.find_by_status(PeerStatus::Banned).await {
+            Ok(peers) => peers.iter().map(StoredPeer::socket_addr).collect(),
+            Err(_) => HashSet::new(),
         }
     }
 
@@ -571,14 +700,10 @@ impl Inner {
                 Err(err) => tracing::warn!(error = %err, "cannot read dial candidates from the peer store"),
             }
         }
-        let banned: HashSet<SocketAddr> = match self.peer_store.find_by_status(PeerStatus::Banned).await {
-            Ok(peers) => peers.iter().map(StoredPeer::socket_addr).collect(),
-            Err(_) => HashSet::new(),
-        };
+        let banned = self.banned_addrs().await;
         let state = self.lock();
         let now = Instant::now();
-        let connected: HashSet<SocketAddr> =
-            state.peers.values().filter_map(|peer| address_of(&peer.info, peer.dialled)).collect();
+        let connected = state.connected_addrs();
         let mut seen = HashSet::new();
         found
             .into_iter()
@@ -633,6 +758,7 @@ impl Inner {
                     let mut state = self.lock();
                     state.pending_outbound = state.pending_outbound.saturating_sub(1);
                     state.dialing.remove(&addr);
+                    state.preferred_dials.remove(&addr);
                     if matches!(failure.error, TransportError::SelfConnection { .. }) {
                         state.own_addrs.insert(addr);
                     }
@@ -690,11 +816,12 @@ impl Inner {
                 Direction::Inbound => state.release_pending_inbound(info.remote_addr.ip()),
                 Direction::Outbound => {
                     state.pending_outbound = state.pending_outbound.saturating_sub(1);
-                    if let Some(addr) = dialled {
-                        state.dialing.remove(&addr);
-                    }
                 }
             }
+            let preferred = dialled.is_some_and(|addr| {
+                state.dialing.remove(&addr);
+                state.preferred_dials.remove(&addr)
+            });
             let inbound = state.peers.values().filter(|peer| peer.direction == Direction::Inbound).count();
             let admission = match state.peers.get(&info.node_id) {
                 _ if banned => Admission::Refuse(GoodbyeReason::Banned),
@@ -727,6 +854,8 @@ impl Inner {
                         clock: ClockSamples::default(),
                         is_provider: false,
                         peer_count: 0,
+                        provider_hops: None,
+                        preferred,
                         closing: None,
                         last_exchange: None,
                     },
@@ -866,6 +995,8 @@ impl Inner {
             MeshMessage::Goodbye(Goodbye { reason }) => {
                 let permanent = matches!(reason, GoodbyeReason::Banned | GoodbyeReason::NetworkMismatch);
                 state.backoff.failed(addr, Instant::now(), permanent);
+                // Full or refusing: not a place to move to until a later exchange says otherwise.
+                state.hints.forget(addr);
             }
             _ => state.backoff.succeeded(addr),
         }
@@ -881,23 +1012,23 @@ impl Inner {
         }
     }
 
-    fn heartbeat(&self, nonce: u64) -> Heartbeat {
-        let peer_count = u32::try_from(self.lock().peers.len()).unwrap_or(u32::MAX);
-        Heartbeat {
-            nonce,
-            is_provider: self.is_provider.load(Ordering::Relaxed),
-            peer_count,
-            sent_at: mesh_types::clock::now(),
-        }
-    }
-
     fn answer_ping(&self, node: NodeId, beat: Heartbeat) {
-        let pong = MeshMessage::Pong(self.heartbeat(beat.nonce));
+        let is_provider = self.is_provider.load(Ordering::Relaxed);
         let mut state = self.lock();
+        let peer_count = u32::try_from(state.peers.len()).unwrap_or(u32::MAX);
+        let provider_hops = state.distance(is_provider, Some(node));
         if let Some(peer) = state.peers.get_mut(&node) {
             peer.is_provider = beat.is_provider;
             peer.peer_count = beat.peer_count;
-            let _ = peer.sender.try_send(pong);
+            peer.provider_hops = topology::heard(beat.provider_hops);
+            let pong = Heartbeat {
+                nonce: beat.nonce,
+                is_provider,
+                peer_count,
+                sent_at: mesh_types::clock::now(),
+                provider_hops,
+            };
+            let _ = peer.sender.try_send(MeshMessage::Pong(pong));
         }
     }
 
@@ -906,6 +1037,7 @@ impl Inner {
         if let Some(peer) = state.peers.get_mut(&node) {
             peer.is_provider = beat.is_provider;
             peer.peer_count = beat.peer_count;
+            peer.provider_hops = topology::heard(beat.provider_hops);
             if let Some((nonce, sent, sent_at)) = peer.ping
                 && nonce == beat.nonce
             {
@@ -931,6 +1063,11 @@ impl Inner {
                 let mut state = self.lock();
                 let peer_count = u32::try_from(state.peers.len()).unwrap_or(u32::MAX);
                 let is_provider = self.is_provider.load(Ordering::Relaxed);
+                let told: HashMap<NodeId, Option<u8>> = state
+                    .peers
+                    .keys()
+                    .map(|node| (*node, state.distance(is_provider, Some(*node))))
+                    .collect();
                 for (node, peer) in &mut state.peers {
                     // A reader waiting for the event consumer is not the peer's silence.
                     if !peer.emitting
@@ -941,7 +1078,8 @@ impl Inner {
                     }
                     let nonce = rand::rng().random::<u64>();
                     let sent_at = mesh_types::clock::now();
-                    let ping = Heartbeat { nonce, is_provider, peer_count, sent_at };
+                    let provider_hops = told.get(node).copied().flatten();
+                    let ping = Heartbeat { nonce, is_provider, peer_count, sent_at, provider_hops };
                     if matches!(peer.sender.try_send(MeshMessage::Ping(ping)), Ok(true)) {
                         peer.ping = Some((nonce, now, sent_at));
                     }
@@ -1027,8 +1165,11 @@ impl Inner {
                 .values()
                 .filter(|peer| Some(peer.info.node_id) != except)
                 .filter_map(|peer| {
-                    address_of(&peer.info, peer.dialled)
-                        .map(|addr| PeerAddress { node_id: peer.info.node_id, addr })
+                    address_of(&peer.info, peer.dialled).map(|addr| PeerAddress {
+                        node_id: peer.info.node_id,
+                        addr,
+                        provider_hops: peer.provider_hops,
+                    })
                 })
                 .take(limit)
                 .collect()
@@ -1042,7 +1183,7 @@ impl Inner {
                     break;
                 }
                 if Some(node_id) != except && peers.iter().all(|known| known.node_id != node_id) {
-                    peers.push(PeerAddress { node_id, addr: peer.socket_addr() });
+                    peers.push(PeerAddress { node_id, addr: peer.socket_addr(), provider_hops: None });
                 }
             }
         }
@@ -1075,7 +1216,9 @@ impl Inner {
                         continue;
                     }
                     let addr = SocketAddr::new(from.ip(), heard.listen_port);
-                    self.learn(PeerExchange { peers: vec![PeerAddress { node_id: heard.node_id, addr }] }).await;
+                    self.learn(PeerExchange {
+                        peers: vec![PeerAddress { node_id: heard.node_id, addr, provider_hops: None }],
+                    }).await;
                 }
             }
         }
@@ -1099,7 +1242,18 @@ impl Inner {
     /// Records addresses a peer shared as dial candidates, up to `max_candidates` untried ones
     /// in the store, so peers cannot grow it without bound.
     async fn learn(&self, exchange: PeerExchange) {
-        let own = self.lock().own_addrs.clone();
+        let own = {
+            let mut state = self.lock();
+            if self.config.prefer_close_peers {
+                let now = Instant::now();
+                for shared in exchange.peers.iter().take(self.config.peer_exchange_limit) {
+                    if shared.node_id != self.me() && !state.own_addrs.contains(&shared.addr) {
+                        state.hints.record(shared.addr, shared.provider_hops, now);
+                    }
+                }
+            }
+            state.own_addrs.clone()
+        };
         let untried = self.peer_store.count_by_status(PeerStatus::Unknown).await.unwrap_or(usize::MAX);
         let room = self.config.max_candidates.saturating_sub(untried);
         for shared in exchange.peers.into_iter().take(self.config.peer_exchange_limit.min(room)) {

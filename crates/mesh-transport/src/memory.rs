@@ -456,6 +456,7 @@ mod tests {
             is_provider: false,
             peer_count: 1,
             sent_at: mesh_types::chrono::DateTime::UNIX_EPOCH,
+            provider_hops: None,
         })
     }
 

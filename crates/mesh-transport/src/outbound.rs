@@ -73,6 +73,7 @@ mod tests {
             is_provider: false,
             peer_count: 1,
             sent_at: mesh_types::chrono::DateTime::UNIX_EPOCH,
+            provider_hops: None,
         }));
         let copy = outbound.clone();
         let (first, second) = (outbound.payload(1024).unwrap(), copy.payload(1024).unwrap());

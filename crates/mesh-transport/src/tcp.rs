@@ -672,6 +672,7 @@ mod tests {
             is_provider: false,
             peer_count: 3,
             sent_at: mesh_types::chrono::DateTime::UNIX_EPOCH,
+            provider_hops: None,
         })
     }
 
@@ -710,6 +711,7 @@ mod tests {
                 is_provider: true,
                 peer_count: 8,
                 sent_at: mesh_types::chrono::DateTime::UNIX_EPOCH,
+                provider_hops: None,
             }),
             MeshMessage::from(price_update(&identity, now)),
             MeshMessage::Digest(Digest {
@@ -722,7 +724,7 @@ mod tests {
             }),
             MeshMessage::Request(Request { assets: vec![sol, Asset::new("BTC").unwrap()] }),
             MeshMessage::PeerExchange(PeerExchange {
-                peers: vec![PeerAddress { node_id: identity.node_id(), addr }],
+                peers: vec![PeerAddress { node_id: identity.node_id(), addr, provider_hops: Some(1) }],
             }),
             MeshMessage::Announce(Announce::new_signed(
                 &identity,

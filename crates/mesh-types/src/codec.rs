@@ -169,6 +169,7 @@ mod tests {
             is_provider: true,
             peer_count: 3,
             sent_at: chrono::Utc::now(),
+            provider_hops: Some(2),
         })
     }
 

@@ -76,8 +76,9 @@ pub use identity::{IdentityError, KEY_FILE_NAME, NodeIdentity};
 pub use ids::{MessageId, NodeId};
 pub use keys::{PUBLIC_KEY_LEN, PublicKey, SIGNATURE_LEN, Signature};
 pub use message::{
-    Alert, Announce, Digest, DigestEntry, Goodbye, GoodbyeReason, Heartbeat, Hello, HelloAck, MeshMessage,
-    NONCE_LEN, PROTOCOL_VERSION, PeerAddress, PeerExchange, Request, handshake_proof_bytes,
+    Alert, Announce, Digest, DigestEntry, Goodbye, GoodbyeReason, Heartbeat, Hello, HelloAck,
+    MAX_PROVIDER_HOPS, MeshMessage, NONCE_LEN, PROTOCOL_VERSION, PeerAddress, PeerExchange, Request,
+    handshake_proof_bytes,
 };
 pub use network::{MAX_NETWORK_ID_LEN, NetworkId, NetworkIdError};
 pub use price::{CachedPriceData, MAX_BLOCKCHAIN_LEN, PriceData, PriceMap};

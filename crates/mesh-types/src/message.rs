@@ -24,7 +24,13 @@ use crate::{
 ///
 /// 2: heartbeats carry the sender's time, announcements the sender's clock offset, and
 /// `CLOCK_SKEW` joined the warning kinds.
-pub const PROTOCOL_VERSION: u16 = 2;
+///
+/// 3: heartbeats and peer exchange entries carry hop counts to the nearest provider.
+pub const PROTOCOL_VERSION: u16 = 3;
+
+/// The farthest a node counts its distance to a provider; a longer distance (or a loop
+/// counting up after a provider left) means "no provider known".
+pub const MAX_PROVIDER_HOPS: u8 = 16;
 
 /// Length of a handshake nonce in bytes.
 pub const NONCE_LEN: usize = 32;
@@ -186,6 +192,9 @@ pub struct Heartbeat {
     /// how far the sender's clock is from its own (NTP style).
     #[serde(with = "timestamp")]
     pub sent_at: Timestamp,
+    /// Hops from the sender to the nearest provider, as it counts them without the receiver:
+    /// 0 when it is one, `None` when it knows none (or only through the receiver).
+    pub provider_hops: Option<u8>,
 }
 
 /// Anti-entropy summary: the newest timestamp held per asset.
@@ -250,6 +259,9 @@ pub struct PeerAddress {
     pub node_id: NodeId,
     /// Its listen address.
     pub addr: SocketAddr,
+    /// Its hops to the nearest provider, when the sender is connected to it and heard them in
+    /// its last heartbeat; `None` otherwise. A claim: see [`MAX_PROVIDER_HOPS`].
+    pub provider_hops: Option<u8>,
 }
 
 /// A node's signed statement of presence and role, gossiped so every node can count the

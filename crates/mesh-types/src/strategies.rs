@@ -290,8 +290,14 @@ pub fn feed_message() -> impl Strategy<Value = FeedMessage> {
 }
 
 fn heartbeat() -> impl Strategy<Value = Heartbeat> {
-    (any::<u64>(), any::<bool>(), any::<u32>(), timestamp()).prop_map(
-        |(nonce, is_provider, peer_count, sent_at)| Heartbeat { nonce, is_provider, peer_count, sent_at },
+    (any::<u64>(), any::<bool>(), any::<u32>(), timestamp(), option::of(any::<u8>())).prop_map(
+        |(nonce, is_provider, peer_count, sent_at, provider_hops)| Heartbeat {
+            nonce,
+            is_provider,
+            peer_count,
+            sent_at,
+            provider_hops,
+        },
     )
 }
 
@@ -351,9 +357,14 @@ pub fn mesh_message() -> impl Strategy<Value = MeshMessage> {
             })
         }),
         vec(asset(), 0..8).prop_map(|assets| MeshMessage::Request(Request { assets })),
-        vec((node_id(), socket_addr()), 0..8).prop_map(|peers| MeshMessage::PeerExchange(PeerExchange {
-            peers: peers.into_iter().map(|(node_id, addr)| PeerAddress { node_id, addr }).collect(),
-        })),
+        vec((node_id(), socket_addr(), option::of(any::<u8>())), 0..8).prop_map(|peers| {
+            MeshMessage::PeerExchange(PeerExchange {
+                peers: peers
+                    .into_iter()
+                    .map(|(node_id, addr, provider_hops)| PeerAddress { node_id, addr, provider_hops })
+                    .collect(),
+            })
+        }),
         (
             (message_id(), node_id(), public_key(), any::<bool>(), any::<i64>()),
             (option::of(socket_addr()), timestamp(), any::<u8>(), any::<u8>(), signature()),

@@ -48,19 +48,19 @@ impl Transport for CountingTcp {
     }
 }
 
-struct Node {
-    manager: ConnectionManager,
+pub(crate) struct Node {
+    pub(crate) manager: ConnectionManager,
     store: Arc<MemoryPeerStore>,
     transport: Arc<CountingTcp>,
     events: Arc<Mutex<Vec<TransportEvent>>>,
 }
 
 impl Node {
-    fn addr(&self) -> SocketAddr {
+    pub(crate) fn addr(&self) -> SocketAddr {
         self.manager.local_addr().expect("listening")
     }
 
-    fn disconnect_reasons(&self) -> Vec<String> {
+    pub(crate) fn disconnect_reasons(&self) -> Vec<String> {
         self.events
             .lock()
             .unwrap()
@@ -74,7 +74,7 @@ impl Node {
 }
 
 /// Fast timers so the tests take seconds, not minutes.
-fn config(network: &str, bootstrap: Vec<String>) -> ManagerConfig {
+pub(crate) fn config(network: &str, bootstrap: Vec<String>) -> ManagerConfig {
     let mut config = ManagerConfig::new(NetworkId::new(network).unwrap());
     config.listen_addr = Some("127.0.0.1:0".parse().unwrap());
     config.bootstrap = bootstrap;
@@ -88,7 +88,7 @@ fn config(network: &str, bootstrap: Vec<String>) -> ManagerConfig {
     config
 }
 
-async fn start(config: ManagerConfig, identity: Arc<NodeIdentity>) -> Node {
+pub(crate) async fn start(config: ManagerConfig, identity: Arc<NodeIdentity>) -> Node {
     let store = Arc::new(MemoryPeerStore::new());
     let transport = Arc::new(CountingTcp::new(&identity, &config.network));
     let (manager, mut receiver) =
@@ -110,7 +110,7 @@ async fn node(network: &str, bootstrap: Vec<String>) -> Node {
 }
 
 /// Polls `condition` every 20 ms until it holds or `limit` passes.
-async fn eventually(limit: Duration, mut condition: impl FnMut() -> bool) -> bool {
+pub(crate) async fn eventually(limit: Duration, mut condition: impl FnMut() -> bool) -> bool {
     let deadline = tokio::time::Instant::now() + limit;
     while tokio::time::Instant::now() < deadline {
         if condition() {
@@ -539,7 +539,11 @@ async fn peer_exchange_cannot_make_a_node_dial_faster_than_its_backoff() {
 
     // Told of the dead address every 50 ms for 3.5 s: 70 times.
     let told = mesh_types::PeerExchange {
-        peers: vec![mesh_types::PeerAddress { node_id: NodeIdentity::generate().node_id(), addr: dead }],
+        peers: vec![mesh_types::PeerAddress {
+            node_id: NodeIdentity::generate().node_id(),
+            addr: dead,
+            provider_hops: None,
+        }],
     };
     for _ in 0..70 {
         let _ = connection.sender.send(MeshMessage::PeerExchange(told.clone())).await;
