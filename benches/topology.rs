@@ -65,5 +65,6 @@ fn print_report(label: &str, report: &Report) {
         ms(report.time_to_all(0.99)),
         ms(report.time_to_all(1.0))
     );
+    println!("    time to each node: p50 {}, p99 {}", ms(report.delivery(0.5)), ms(report.delivery(0.99)));
     println!("    copies per node per update: {:.2}", report.messages_per_node_per_update);
 }

@@ -220,6 +220,16 @@ impl Report {
         quantile_of(&times, quantile)
     }
 
+    /// The given quantile (0.0–1.0) of the time each node took to receive each update, over
+    /// every update and node: where [`Report::time_to_all`] waits for the farthest node, this
+    /// shows the typical one.
+    pub fn delivery(&self, quantile: f64) -> Option<Duration> {
+        let mut times: Vec<Duration> =
+            self.spreads.iter().flat_map(|spread| spread.arrivals.iter().copied()).collect();
+        times.sort_unstable();
+        quantile_of(&times, quantile)
+    }
+
     /// The mean of [`Report::provider_hops`] over the nodes a provider reaches.
     pub fn mean_provider_hops(&self) -> Option<f64> {
         let reached: Vec<usize> = self.provider_hops.iter().flatten().copied().collect();
@@ -471,7 +481,7 @@ pub async fn run(config: &SimConfig) -> Result<Report, SimError> {
     })
 }
 
-/// With peers to find, lets the nodes move until no node's hop count has changed for three
+/// With peers to find, lets the nodes move until no node's hop count has changed for five
 /// seconds (at most a minute), and says how long it took.
 async fn settle_peers(config: &SimConfig, nodes: &[MeshPriceService]) -> Duration {
     let started = Instant::now();
@@ -480,7 +490,7 @@ async fn settle_peers(config: &SimConfig, nodes: &[MeshPriceService]) -> Duratio
     }
     let counts = || nodes.iter().map(|node| node.network().provider_hops()).collect::<Vec<_>>();
     let (mut last, mut since) = (counts(), Instant::now());
-    while since.elapsed() < Duration::from_secs(3) && started.elapsed() < Duration::from_secs(60) {
+    while since.elapsed() < Duration::from_secs(5) && started.elapsed() < Duration::from_secs(60) {
         tokio::time::sleep(Duration::from_millis(100)).await;
         let now = counts();
         if now != last {

@@ -759,6 +759,9 @@ impl Inner {
                     state.pending_outbound = state.pending_outbound.saturating_sub(1);
                     state.dialing.remove(&addr);
                     state.preferred_dials.remove(&addr);
+                    // Unreachable or full (a full node refuses before the handshake): not a
+                    // place to move to until a later exchange tells of it again.
+                    state.hints.forget(addr);
                     if matches!(failure.error, TransportError::SelfConnection { .. }) {
                         state.own_addrs.insert(addr);
                     }
