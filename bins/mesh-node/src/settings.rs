@@ -128,6 +128,9 @@ pub struct SettingArgs {
     /// [default: true].
     #[arg(long, env = "MESH_PREFER_CLOSE_PEERS")]
     pub prefer_close_peers: Option<bool>,
+    /// Least seconds between two moves towards the providers [default: 30].
+    #[arg(long, env = "MESH_PREFERENCE_INTERVAL_SECS")]
+    pub preference_interval_secs: Option<u64>,
     /// Seconds between heartbeats [default: 5].
     #[arg(long, env = "MESH_HEARTBEAT_INTERVAL_SECS")]
     pub heartbeat_interval_secs: Option<u64>,
@@ -329,6 +332,10 @@ impl SettingArgs {
             lan_discovery: prefer!(self.lan_discovery, file.lan_discovery).unwrap_or(defaults.lan_discovery),
             prefer_close_peers: prefer!(self.prefer_close_peers, file.prefer_close_peers)
                 .unwrap_or(defaults.prefer_close_peers),
+            preference_interval: secs(
+                prefer!(self.preference_interval_secs, file.preference_interval_secs),
+                defaults.preference_interval,
+            ),
             heartbeat_interval: secs(
                 prefer!(self.heartbeat_interval_secs, file.heartbeat_interval_secs),
                 defaults.heartbeat_interval,
@@ -389,6 +396,21 @@ mod tests {
         let file = SettingArgs::from_toml("sync_interval_secs = 18446744073709551615\nopen_providers = true")
             .unwrap();
         assert_eq!(parse(&[]).resolve(file).unwrap_err().setting, "MESH_SYNC_INTERVAL_SECS");
+    }
+
+    #[test]
+    fn the_close_peer_preference_reaches_the_connection_manager() {
+        let open = ["--open-providers", "true"];
+        let defaults = parse(&open).resolve(SettingArgs::default()).unwrap().manager_config();
+        assert!(defaults.prefer_close_peers);
+        assert_eq!(defaults.preference_interval, Duration::from_secs(30));
+        let args = ["--prefer-close-peers", "false", "--preference-interval-secs", "5", open[0], open[1]];
+        let manager = parse(&args).resolve(SettingArgs::default()).unwrap().manager_config();
+        assert!(!manager.prefer_close_peers);
+        assert_eq!(manager.preference_interval, Duration::from_secs(5));
+        let file =
+            SettingArgs::from_toml("preference_interval_secs = 99999999999\nopen_providers = true").unwrap();
+        assert_eq!(parse(&[]).resolve(file).unwrap_err().setting, "MESH_PREFERENCE_INTERVAL_SECS");
     }
 
     #[test]

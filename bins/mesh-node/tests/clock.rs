@@ -21,8 +21,7 @@ fn offset_of_provider(body: &Value) -> Option<i64> {
 
 /// The node's `mesh_cache_data_age_seconds`, the age of the newest price it holds.
 async fn data_age(client: &reqwest::Client, node: &Node) -> Option<f64> {
-    let text = client.get(format!("http://{}/metrics", node.api)).send().await.ok()?.text().await.ok()?;
-    text.lines().find_map(|line| line.strip_prefix("mesh_cache_data_age_seconds ")?.trim().parse().ok())
+    support::metric(client, node, "mesh_cache_data_age_seconds").await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

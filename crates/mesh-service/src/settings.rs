@@ -122,6 +122,9 @@ pub struct NodeSettings {
     /// `MESH_PREFER_CLOSE_PEERS`: give the peer slots above the minimum to peers closer to the
     /// providers (default true).
     pub prefer_close_peers: bool,
+    /// `MESH_PREFERENCE_INTERVAL_SECS`: the least time between two moves towards the providers
+    /// (default 30).
+    pub preference_interval: Duration,
     /// `MESH_HEARTBEAT_INTERVAL_SECS` (default 5).
     pub heartbeat_interval: Duration,
     /// `MESH_HEARTBEAT_TIMEOUT_SECS` (default 30).
@@ -187,6 +190,7 @@ impl Default for NodeSettings {
             open_providers: false,
             lan_discovery: false,
             prefer_close_peers: true,
+            preference_interval: Duration::from_secs(30),
             heartbeat_interval: Duration::from_secs(5),
             heartbeat_timeout: Duration::from_secs(30),
             peer_rate_limit: 200.0,
@@ -232,6 +236,7 @@ impl NodeSettings {
             ("MESH_SYNC_INTERVAL_SECS", self.sync_interval),
             ("MESH_HEARTBEAT_INTERVAL_SECS", self.heartbeat_interval),
             ("MESH_HEARTBEAT_TIMEOUT_SECS", self.heartbeat_timeout),
+            ("MESH_PREFERENCE_INTERVAL_SECS", self.preference_interval),
             ("MESH_BAN_DURATION_SECS", self.ban_duration),
             ("MESH_ANNOUNCE_INTERVAL_SECS", self.announce_interval),
             ("MESH_CLOCK_SKEW_THRESHOLD_MS", self.clock_skew_threshold),
@@ -439,6 +444,7 @@ impl NodeSettings {
         manager.ban_duration = self.ban_duration;
         manager.lan_discovery = self.lan_discovery.then(LanDiscovery::default);
         manager.prefer_close_peers = self.prefer_close_peers;
+        manager.preference_interval = self.preference_interval;
         manager
     }
 

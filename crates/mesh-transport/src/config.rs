@@ -69,8 +69,9 @@ pub struct ManagerConfig {
     /// (`MESH_PREFER_CLOSE_PEERS`, default on): see [`crate::ConnectionManager`]. Needs peer
     /// exchange, which carries the distances of the candidates.
     pub prefer_close_peers: bool,
-    /// The least time between two moves towards the providers (default 30 s): long enough
-    /// for the heartbeats to report the distance the last move gave.
+    /// The least time between two moves towards the providers
+    /// (`MESH_PREFERENCE_INTERVAL_SECS`, default 30 s): long enough for the heartbeats to report
+    /// the distance the last move gave.
     pub preference_interval: Duration,
     /// The most banned addresses recorded in the peer store (default 4,096); failed
     /// handshakes beyond it are not recorded, so they cannot grow the store without bound.

@@ -199,6 +199,8 @@ struct Connected {
     peer_count: u32,
     /// Its hops to the nearest provider, from its last heartbeat.
     provider_hops: Option<u8>,
+    /// Whether a heartbeat from it has arrived, so `provider_hops` is its word, not a default.
+    reported: bool,
     /// Whether this node dialled it for its distance (a slot above the minimum).
     preferred: bool,
     closing: Option<String>,
@@ -592,6 +594,11 @@ impl Inner {
         let is_provider = self.is_provider.load(Ordering::Relaxed);
         let step = {
             let mut state = self.lock();
+            // A peer that has not reported yet may be the closest: judging without it would
+            // move on a distance the next heartbeat corrects (every node just started, say).
+            if state.peers.values().any(|peer| !peer.reported) {
+                return false;
+            }
             let standing = Standing {
                 own: state.distance(is_provider, None),
                 have: state.peers.len().saturating_add(state.pending_outbound),
@@ -858,6 +865,7 @@ impl Inner {
                         is_provider: false,
                         peer_count: 0,
                         provider_hops: None,
+                        reported: false,
                         preferred,
                         closing: None,
                         last_exchange: None,
@@ -1024,6 +1032,7 @@ impl Inner {
             peer.is_provider = beat.is_provider;
             peer.peer_count = beat.peer_count;
             peer.provider_hops = topology::heard(beat.provider_hops);
+            peer.reported = true;
             let pong = Heartbeat {
                 nonce: beat.nonce,
                 is_provider,
@@ -1041,6 +1050,7 @@ impl Inner {
             peer.is_provider = beat.is_provider;
             peer.peer_count = beat.peer_count;
             peer.provider_hops = topology::heard(beat.provider_hops);
+            peer.reported = true;
             if let Some((nonce, sent, sent_at)) = peer.ping
                 && nonce == beat.nonce
             {

@@ -107,6 +107,12 @@ pub(crate) async fn get(client: &reqwest::Client, node: &Node, path: &str) -> Op
     response.json::<Value>().await.ok()
 }
 
+/// The value of the unlabelled metric `name` on the node's `/metrics`.
+pub(crate) async fn metric(client: &reqwest::Client, node: &Node, name: &str) -> Option<f64> {
+    let text = client.get(format!("http://{}/metrics", node.api)).send().await.ok()?.text().await.ok()?;
+    text.lines().find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
 /// Polls `path` on `node` until `accept` holds, for up to 30 s.
 pub(crate) async fn until(
     client: &reqwest::Client,
