@@ -173,6 +173,17 @@ impl State {
         )
     }
 
+    /// The heartbeat for `to`: this node's role, peer count and hops without `to`.
+    fn heartbeat_for(&self, to: NodeId, nonce: u64, is_provider: bool) -> Heartbeat {
+        Heartbeat {
+            nonce,
+            is_provider,
+            peer_count: u32::try_from(self.peers.len()).unwrap_or(u32::MAX),
+            sent_at: mesh_types::clock::now(),
+            provider_hops: self.distance(is_provider, Some(to)),
+        }
+    }
+
     /// The addresses of the connected peers.
     fn connected_addrs(&self) -> HashSet<SocketAddr> {
         self.peers.values().filter_map(|peer| address_of(&peer.info, peer.dialled)).collect()
@@ -1026,20 +1037,12 @@ impl Inner {
     fn answer_ping(&self, node: NodeId, beat: Heartbeat) {
         let is_provider = self.is_provider.load(Ordering::Relaxed);
         let mut state = self.lock();
-        let peer_count = u32::try_from(state.peers.len()).unwrap_or(u32::MAX);
-        let provider_hops = state.distance(is_provider, Some(node));
+        let pong = state.heartbeat_for(node, beat.nonce, is_provider);
         if let Some(peer) = state.peers.get_mut(&node) {
             peer.is_provider = beat.is_provider;
             peer.peer_count = beat.peer_count;
             peer.provider_hops = topology::heard(beat.provider_hops);
             peer.reported = true;
-            let pong = Heartbeat {
-                nonce: beat.nonce,
-                is_provider,
-                peer_count,
-                sent_at: mesh_types::clock::now(),
-                provider_hops,
-            };
             let _ = peer.sender.try_send(MeshMessage::Pong(pong));
         }
     }
@@ -1074,12 +1077,11 @@ impl Inner {
             let mut silent = Vec::new();
             {
                 let mut state = self.lock();
-                let peer_count = u32::try_from(state.peers.len()).unwrap_or(u32::MAX);
                 let is_provider = self.is_provider.load(Ordering::Relaxed);
-                let told: HashMap<NodeId, Option<u8>> = state
+                let mut pings: HashMap<NodeId, Heartbeat> = state
                     .peers
                     .keys()
-                    .map(|node| (*node, state.distance(is_provider, Some(*node))))
+                    .map(|node| (*node, state.heartbeat_for(*node, rand::rng().random::<u64>(), is_provider)))
                     .collect();
                 for (node, peer) in &mut state.peers {
                     // A reader waiting for the event consumer is not the peer's silence.
@@ -1089,10 +1091,8 @@ impl Inner {
                         silent.push((*node, address_of(&peer.info, peer.dialled)));
                         continue;
                     }
-                    let nonce = rand::rng().random::<u64>();
-                    let sent_at = mesh_types::clock::now();
-                    let provider_hops = told.get(node).copied().flatten();
-                    let ping = Heartbeat { nonce, is_provider, peer_count, sent_at, provider_hops };
+                    let Some(ping) = pings.remove(node) else { continue };
+                    let (nonce, sent_at) = (ping.nonce, ping.sent_at);
                     if matches!(peer.sender.try_send(MeshMessage::Ping(ping)), Ok(true)) {
                         peer.ping = Some((nonce, now, sent_at));
                     }
@@ -1255,12 +1255,18 @@ impl Inner {
     /// Records addresses a peer shared as dial candidates, up to `max_candidates` untried ones
     /// in the store, so peers cannot grow it without bound.
     async fn learn(&self, exchange: PeerExchange) {
+        let me = self.me();
+        // Never this node, nor an address nobody can dial.
+        let worth_learning = |shared: &PeerAddress, own: &HashSet<SocketAddr>| {
+            shared.node_id != me && !own.contains(&shared.addr) && shared.addr.port() != 0
+        };
         let own = {
             let mut state = self.lock();
             if self.config.prefer_close_peers {
                 let now = Instant::now();
+                let own = state.own_addrs.clone();
                 for shared in exchange.peers.iter().take(self.config.peer_exchange_limit) {
-                    if shared.node_id != self.me() && !state.own_addrs.contains(&shared.addr) {
+                    if worth_learning(shared, &own) {
                         state.hints.record(shared.addr, shared.provider_hops, now);
                     }
                 }
@@ -1270,7 +1276,7 @@ impl Inner {
         let untried = self.peer_store.count_by_status(PeerStatus::Unknown).await.unwrap_or(usize::MAX);
         let room = self.config.max_candidates.saturating_sub(untried);
         for shared in exchange.peers.into_iter().take(self.config.peer_exchange_limit.min(room)) {
-            if shared.node_id == self.me() || own.contains(&shared.addr) || shared.addr.port() == 0 {
+            if !worth_learning(&shared, &own) {
                 continue;
             }
             if matches!(self.peer_store.find_by_ip_port(shared.addr.ip(), shared.addr.port()).await, Ok(None))
