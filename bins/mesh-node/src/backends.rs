@@ -103,22 +103,22 @@ impl Backends {
                 }
             }
         }
+        let backend = |redis_first: bool| match (redis.is_some(), postgres.is_some()) {
+            (true, true) => {
+                if redis_first {
+                    "redis"
+                } else {
+                    "postgres"
+                }
+            }
+            (true, false) => "redis",
+            (false, true) => "postgres",
+            (false, false) => "memory",
+        };
+        let (dedup, prices_backend) = (backend(true), backend(false));
+        publish_backends(dedup, prices_backend);
         let summary = format!(
-            "dedup: {}, prices: {}, coordination: {}, peers: {}",
-            if redis.is_some() {
-                "redis"
-            } else if postgres.is_some() {
-                "postgres"
-            } else {
-                "memory"
-            },
-            if postgres.is_some() {
-                "postgres"
-            } else if redis.is_some() {
-                "redis"
-            } else {
-                "memory"
-            },
+            "dedup: {dedup}, prices: {prices_backend}, coordination: {}, peers: {}",
             if redis.is_some() { "redis" } else { "mesh-observed" },
             if postgres.is_some() { "postgres" } else { "file" },
         );
@@ -147,6 +147,18 @@ impl Backends {
         }
         builder
     }
+}
+
+/// `mesh_storage_backend_info{store, backend}`: which server is behind each layered store, for
+/// alert rules to tell a Redis outage from a PostgreSQL one (they join it with
+/// `mesh_storage_degraded`).
+fn publish_backends(dedup: &'static str, prices: &'static str) {
+    metrics::describe_gauge!(
+        "mesh_storage_backend_info",
+        "1 for the backend (redis, postgres, memory) behind each store (dedup, prices)"
+    );
+    metrics::gauge!("mesh_storage_backend_info", "store" => "dedup", "backend" => dedup).set(1.0);
+    metrics::gauge!("mesh_storage_backend_info", "store" => "prices", "backend" => prices).set(1.0);
 }
 
 /// The peer list in `DATA_DIR/peers.json`. A corrupt file is moved aside by the store; the

@@ -37,7 +37,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use async_trait::async_trait;
-use mesh_types::{BackendHealth, Flusher, MessageId};
+use mesh_types::{BackendHealth, Flusher, MessageId, StoreMetrics};
 use tokio::time::{Duration, Instant, MissedTickBehavior};
 
 use crate::{Error, MemoryTracker, MessageTracker, Result, TrackerConfig};
@@ -56,6 +56,7 @@ struct Shared {
     durable: Arc<dyn MessageTracker>,
     capacity: usize,
     health: BackendHealth,
+    metrics: StoreMetrics,
     config: Config,
     // A std Mutex: held to push or take ids, never across an await.
     queue: Mutex<Queue>,
@@ -130,19 +131,7 @@ impl LayeredTracker {
     /// Memory sized by `config` in front of `durable`. Needs no runtime: the flusher starts
     /// with the first queued id.
     pub fn new(config: TrackerConfig, durable: Arc<dyn MessageTracker>) -> Self {
-        metrics::describe_counter!(
-            "mesh_storage_degraded_total",
-            "Times a durable store became unreachable and its layered store fell back to memory, by store"
-        );
-        metrics::describe_gauge!(
-            "mesh_storage_write_lag_seconds",
-            metrics::Unit::Seconds,
-            "Age of the oldest change a layered store has not yet written to its durable store, by store"
-        );
-        metrics::describe_counter!(
-            "mesh_storage_written_total",
-            "Entries a layered store wrote behind to its durable store and the store acknowledged, by store"
-        );
+        let store_metrics = StoreMetrics::register("dedup");
         metrics::describe_counter!(
             "mesh_storage_dropped_total",
             "Entries a layered store dropped unwritten because its write-behind queue was full, by store"
@@ -153,6 +142,7 @@ impl LayeredTracker {
                 durable,
                 capacity: config.capacity.max(1),
                 health: BackendHealth::default(),
+                metrics: store_metrics,
                 config: Config {
                     flush_interval: Self::DEFAULT_FLUSH_INTERVAL,
                     batch_size: Self::DEFAULT_BATCH_SIZE,
@@ -313,8 +303,7 @@ impl Shared {
     }
 
     fn publish_lag(&self) {
-        metrics::gauge!("mesh_storage_write_lag_seconds", "store" => "dedup")
-            .set(self.write_lag().as_secs_f64());
+        self.metrics.publish(self.write_lag(), self.health.is_degraded());
     }
 
     /// One round of the flusher: write what is queued unless the durable tracker is degraded
@@ -353,7 +342,7 @@ impl Shared {
             Err(err) => {
                 if self.health.failed(now()) {
                     tracing::warn!(error = %err, "dedup store unavailable; deduplicating in memory and keeping ids until it returns");
-                    metrics::counter!("mesh_storage_degraded_total", "store" => "dedup").increment(1);
+                    self.metrics.degraded();
                 }
             }
         }
@@ -386,7 +375,7 @@ impl Shared {
             batch.done = end;
             self.written.fetch_add(count as u64, Ordering::Relaxed);
             self.batches.fetch_add(1, Ordering::Relaxed);
-            metrics::counter!("mesh_storage_written_total", "store" => "dedup").increment(count as u64);
+            self.metrics.written(count as u64);
         }
         Ok(batch.done)
     }
@@ -460,7 +449,7 @@ impl MessageTracker for LayeredTracker {
             Err(err) => {
                 if self.shared.health.failed(now()) {
                     tracing::warn!(error = %err, "dedup store unavailable; deduplicating in memory and keeping ids until it returns");
-                    metrics::counter!("mesh_storage_degraded_total", "store" => "dedup").increment(1);
+                    self.shared.metrics.degraded();
                 }
                 Ok(local)
             }

@@ -33,7 +33,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use async_trait::async_trait;
-use mesh_types::{Asset, BackendHealth, CachedPriceData, Flusher, PriceMap, Timestamp};
+use mesh_types::{Asset, BackendHealth, CachedPriceData, Flusher, PriceMap, StoreMetrics, Timestamp};
 use tokio::time::{Duration, Instant, MissedTickBehavior};
 
 use crate::{Error, MemoryPriceStore, PriceReader, PriceStore, Result, StoreOutcome};
@@ -51,6 +51,7 @@ struct Shared {
     memory: MemoryPriceStore,
     durable: Arc<dyn PriceStore>,
     health: BackendHealth,
+    metrics: StoreMetrics,
     config: Config,
     // A std Mutex: held to insert or take assets, never across an await.
     dirty: Mutex<Dirty>,
@@ -142,24 +143,13 @@ impl LayeredPriceStore {
     /// [`LayeredPriceStore::load_from_storage`] to restore what `durable` holds. Needs no
     /// runtime: the flusher starts with the first change.
     pub fn new(durable: Arc<dyn PriceStore>) -> Self {
-        metrics::describe_counter!(
-            "mesh_storage_degraded_total",
-            "Times a durable store became unreachable and its layered store fell back to memory, by store"
-        );
-        metrics::describe_gauge!(
-            "mesh_storage_write_lag_seconds",
-            metrics::Unit::Seconds,
-            "Age of the oldest change a layered store has not yet written to its durable store, by store"
-        );
-        metrics::describe_counter!(
-            "mesh_storage_written_total",
-            "Entries a layered store wrote behind to its durable store and the store acknowledged, by store"
-        );
+        let store_metrics = StoreMetrics::register("prices");
         Self {
             shared: Arc::new(Shared {
                 memory: MemoryPriceStore::new(),
                 durable,
                 health: BackendHealth::default(),
+                metrics: store_metrics,
                 config: Config {
                     flush_interval: Self::DEFAULT_FLUSH_INTERVAL,
                     batch_size: Self::DEFAULT_BATCH_SIZE,
@@ -329,8 +319,7 @@ impl Shared {
     }
 
     fn publish_lag(&self) {
-        metrics::gauge!("mesh_storage_write_lag_seconds", "store" => "prices")
-            .set(self.write_lag().as_secs_f64());
+        self.metrics.publish(self.write_lag(), self.health.is_degraded());
     }
 
     /// One round of the flusher: write what is dirty unless the durable store is degraded and
@@ -369,7 +358,7 @@ impl Shared {
             Err(err) => {
                 if self.health.failed(now()) {
                     tracing::warn!(error = %err, "price store unavailable; serving prices from memory and keeping changes until it returns");
-                    metrics::counter!("mesh_storage_degraded_total", "store" => "prices").increment(1);
+                    self.metrics.degraded();
                 }
             }
         }
@@ -410,7 +399,7 @@ impl Shared {
                 written.changed.saturating_add(outcomes.iter().filter(|outcome| outcome.changed()).count());
             self.written.fetch_add(count as u64, Ordering::Relaxed);
             self.batches.fetch_add(1, Ordering::Relaxed);
-            metrics::counter!("mesh_storage_written_total", "store" => "prices").increment(count as u64);
+            self.metrics.written(count as u64);
         }
         Ok(written)
     }

@@ -221,6 +221,7 @@ impl ProviderNode {
             return Err(error);
         }
         tracing::info!(source = source.name(), assets = ?self.inner.assets, "provider mode enabled");
+        register_source_metrics(source.name());
         *self.inner.source.write().unwrap_or_else(PoisonError::into_inner) = Some(source);
         // Wakes a waiting loop; a loop that is not waiting yet fetches at its first tick anyway.
         self.inner.wake.notify_waiters();
@@ -305,8 +306,40 @@ fn jittered(interval: Duration) -> Duration {
     Duration::try_from_secs_f64(factor * interval.as_secs_f64()).unwrap_or(Duration::MAX)
 }
 
+/// The `reason` label of every fetch failure, as [`failure_reason`] names them.
+const FAILURE_REASONS: [&str; 6] =
+    ["invalid_api_key", "rate_limited", "unavailable", "malformed", "unknown_asset", "invalid_config"];
+
+/// The `reason` label of a fetch failure.
+const fn failure_reason(error: &SourceError) -> &'static str {
+    match error {
+        SourceError::InvalidApiKey => FAILURE_REASONS[0],
+        SourceError::RateLimited { .. } => FAILURE_REASONS[1],
+        SourceError::Unavailable { .. } => FAILURE_REASONS[2],
+        SourceError::Malformed { .. } => FAILURE_REASONS[3],
+        SourceError::UnknownAsset { .. } => FAILURE_REASONS[4],
+        SourceError::InvalidConfig { .. } => FAILURE_REASONS[5],
+    }
+}
+
+/// Registers `source`'s fetch counters at zero: a failure rate over `rate()` then sees the
+/// very first failure, which a series born at 1 would hide.
+fn register_source_metrics(source: &'static str) {
+    metrics::counter!("mesh_provider_fetch_attempts_total", "source" => source).increment(0);
+    metrics::counter!("mesh_provider_fetch_success_total", "source" => source).increment(0);
+    for reason in FAILURE_REASONS {
+        metrics::counter!("mesh_provider_fetch_failures_total", "source" => source, "reason" => reason)
+            .increment(0);
+    }
+}
+
 /// HELP lines for the provider's metrics.
 fn describe_metrics() {
+    metrics::describe_counter!(
+        "mesh_provider_coordination_failures_total",
+        "Fetch rounds skipped because the fetch coordinator (Redis) could not be asked"
+    );
+    metrics::counter!("mesh_provider_coordination_failures_total").increment(0);
     metrics::describe_counter!("mesh_provider_fetch_attempts_total", "Price fetches attempted, by source");
     metrics::describe_counter!(
         "mesh_provider_fetch_success_total",
@@ -397,6 +430,7 @@ impl Inner {
                 return true;
             }
             Err(error) => {
+                metrics::counter!("mesh_provider_coordination_failures_total").increment(1);
                 tracing::warn!(%error, "fetch coordinator failed; skipping this round");
                 return true;
             }
@@ -466,14 +500,7 @@ impl Inner {
         backoff_until: &mut Option<Instant>,
     ) {
         self.failures.fetch_add(1, Ordering::Relaxed);
-        let reason = match error {
-            SourceError::InvalidApiKey => "invalid_api_key",
-            SourceError::RateLimited { .. } => "rate_limited",
-            SourceError::Unavailable { .. } => "unavailable",
-            SourceError::Malformed { .. } => "malformed",
-            SourceError::UnknownAsset { .. } => "unknown_asset",
-            SourceError::InvalidConfig { .. } => "invalid_config",
-        };
+        let reason = failure_reason(error);
         metrics::counter!("mesh_provider_fetch_failures_total", "source" => source.name(), "reason" => reason)
             .increment(1);
         match error {

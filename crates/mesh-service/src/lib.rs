@@ -24,6 +24,7 @@
 //! # }
 //! ```
 
+mod gauges;
 mod greeting;
 mod journal;
 pub mod quorum;
@@ -31,6 +32,7 @@ mod service;
 mod settings;
 mod status;
 
+pub use gauges::MAX_PRICE_SERIES;
 pub use journal::{ReplayGap, Sequenced};
 pub use service::{
     MeshPriceService, SHUTDOWN_GRACE, SWEEP_INTERVAL, ServiceBuilder, ServiceConfig, ServiceError,

@@ -40,6 +40,7 @@ use mesh_types::{ProviderConfig, ProviderConfigError};
 use thiserror::Error;
 use tokio::sync::{broadcast, mpsc};
 
+use crate::gauges::PriceGauges;
 use crate::greeting::{MAX_ANNOUNCEMENTS, MAX_UPDATES, Recent};
 use crate::journal::{Journal, ReplayGap, Sequenced};
 use crate::status::{NetworkStatusTracker, StatusConfig};
@@ -349,6 +350,7 @@ fn describe_metrics() {
     );
     metrics::describe_gauge!("mesh_cache_data_age_seconds", "Age of the newest price held, in seconds");
     metrics::describe_gauge!("mesh_seen_messages_cache_size", "Message ids remembered for deduplication");
+    PriceGauges::describe();
     mesh_types::describe_supervisor_metrics();
 }
 
@@ -908,6 +910,7 @@ impl Inner {
         let mut seen_size = tokio::time::interval(Duration::from_secs(15));
         sync.tick().await;
         let mut last_summary: Option<NetworkStatusSummary> = None;
+        let mut price_gauges = PriceGauges::default();
         loop {
             tokio::select! {
                 () = self.supervisor.cancelled() => break,
@@ -928,7 +931,7 @@ impl Inner {
                     }
                 }
                 _ = status.tick() => {
-                    let (summary, warnings, newest) = {
+                    let (summary, warnings, newest, served, active) = {
                         let mut tracker = lock(&self.status);
                         tracker.set_connected_peers(u32::try_from(self.manager.peer_count()).unwrap_or(u32::MAX));
                         tracker.set_provider(self.is_provider.load(Ordering::Relaxed));
@@ -936,8 +939,12 @@ impl Inner {
                             peer.clock_offset_ms.map(|offset| (peer.info.node_id, offset))
                         }));
                         let at = now();
-                        (NetworkStatusSummary::from(&tracker.status(at)), tracker.check_warnings(at), tracker.newest_price())
+                        let summary = NetworkStatusSummary::from(&tracker.status(at));
+                        let warnings = tracker.check_warnings(at);
+                        (summary, warnings, tracker.newest_price(), tracker.served_prices(at), tracker.active_warnings())
                     };
+                    price_gauges.publish(&served, now());
+                    PriceGauges::publish_warnings(active);
                     if let Some(age) = newest.and_then(|newest| now().signed_duration_since(newest).to_std().ok()) {
                         metrics::gauge!("mesh_cache_data_age_seconds").set(age.as_secs_f64());
                     }

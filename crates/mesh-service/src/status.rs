@@ -18,7 +18,7 @@ use mesh_types::chrono;
 use mesh_types::rust_decimal::prelude::ToPrimitive;
 use mesh_types::{
     Asset, CachedPriceData, DataFreshness, MeshWarning, NetworkStatus, NodeId, ProviderInfo, ServedPrice,
-    ServedPriceMap, Timestamp,
+    ServedPriceMap, Timestamp, WarningCode,
 };
 
 use crate::quorum::{QuoteBook, aggregate};
@@ -414,6 +414,18 @@ impl NetworkStatusTracker {
         self.newest_price.map_or(DataFreshness::Stale, |newest| {
             DataFreshness::of(newest, now, self.config.staleness_threshold)
         })
+    }
+
+    /// How many warnings of each code hold right now (as the last check left them): one for
+    /// `NO_PROVIDERS` and `STALE_DATA` while they hold, one per diverging asset and per skewed
+    /// provider. Every code is listed, with 0 when it is clear.
+    pub fn active_warnings(&self) -> [(WarningCode, usize); 4] {
+        [
+            (WarningCode::NoProviders, usize::from(self.raised_no_providers)),
+            (WarningCode::StaleData, usize::from(self.raised_stale)),
+            (WarningCode::PriceDiscrepancy, self.raised_discrepancies.values().filter(|flag| **flag).count()),
+            (WarningCode::ClockSkew, self.raised_skews.values().filter(|flag| **flag).count()),
+        ]
     }
 
     /// `NO_PROVIDERS` and `STALE_DATA`, each returned once when its condition starts (and again

@@ -64,6 +64,59 @@ impl BackendHealth {
     }
 }
 
+/// The metrics of one layered store, labelled `store`: what operators alert on when a
+/// durable backend goes away (`mesh_storage_degraded`, `mesh_storage_write_lag_seconds`) and
+/// what they chart (`mesh_storage_written_total`, `mesh_storage_degraded_total`).
+#[derive(Debug, Clone, Copy)]
+pub struct StoreMetrics {
+    store: &'static str,
+}
+
+impl StoreMetrics {
+    /// Describes the storage metrics and registers `store`'s series at zero, so that alert
+    /// rules over `increase()` see the first failure and dashboards show a healthy store.
+    pub fn register(store: &'static str) -> Self {
+        metrics::describe_counter!(
+            "mesh_storage_degraded_total",
+            "Times a durable store became unreachable and its layered store fell back to memory, by store"
+        );
+        metrics::describe_gauge!(
+            "mesh_storage_degraded",
+            "1 while a layered store's durable backend is failing and memory alone serves, else 0, by store"
+        );
+        metrics::describe_gauge!(
+            "mesh_storage_write_lag_seconds",
+            metrics::Unit::Seconds,
+            "Age of the oldest change a layered store has not yet written to its durable store, by store"
+        );
+        metrics::describe_counter!(
+            "mesh_storage_written_total",
+            "Entries a layered store wrote behind to its durable store and the store acknowledged, by store"
+        );
+        metrics::counter!("mesh_storage_degraded_total", "store" => store).increment(0);
+        metrics::counter!("mesh_storage_written_total", "store" => store).increment(0);
+        let this = Self { store };
+        this.publish(Duration::ZERO, false);
+        this
+    }
+
+    /// Sets the gauges: the write lag, and whether the backend is degraded.
+    pub fn publish(&self, lag: Duration, degraded: bool) {
+        metrics::gauge!("mesh_storage_write_lag_seconds", "store" => self.store).set(lag.as_secs_f64());
+        metrics::gauge!("mesh_storage_degraded", "store" => self.store).set(if degraded { 1.0 } else { 0.0 });
+    }
+
+    /// Counts one transition from healthy to degraded.
+    pub fn degraded(&self) {
+        metrics::counter!("mesh_storage_degraded_total", "store" => self.store).increment(1);
+    }
+
+    /// Counts `count` entries written behind.
+    pub fn written(&self, count: u64) {
+        metrics::counter!("mesh_storage_written_total", "store" => self.store).increment(count);
+    }
+}
+
 impl Default for BackendHealth {
     fn default() -> Self {
         Self::new(Self::DEFAULT_RETRY_INTERVAL)

@@ -71,7 +71,7 @@ pub use author_key::{AuthorKey, verify_batch};
 pub use codec::{Codec, CodecError};
 pub use freshness::DataFreshness;
 pub use gossiped::Gossiped;
-pub use health::BackendHealth;
+pub use health::{BackendHealth, StoreMetrics};
 pub use identity::{IdentityError, KEY_FILE_NAME, NodeIdentity};
 pub use ids::{MessageId, NodeId};
 pub use keys::{PUBLIC_KEY_LEN, PublicKey, SIGNATURE_LEN, Signature};
