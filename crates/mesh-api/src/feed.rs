@@ -61,9 +61,13 @@ const MAX_FIRST_PING: Duration = Duration::from_secs(30 * 365 * 86_400);
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
 
 /// Query of `GET /ws`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct FeedQuery {
+    /// Only these assets, comma-separated (`SOL,ETH`); absent for all.
     assets: Option<String>,
+    /// Resume after this frame's `seq`: what changed since, or a full `PriceMeshInitial` with
+    /// `"gap": true` when the node's history no longer reaches back.
     since: Option<u64>,
 }
 
@@ -104,6 +108,22 @@ impl Filter {
 }
 
 /// `GET /ws`.
+#[utoipa::path(
+    get,
+    path = "/ws",
+    tag = "feed",
+    params(FeedQuery),
+    responses(
+        (status = 101, description = "Switching to the WebSocket feed: PriceMeshInitial, then PriceMeshUpdate, \
+            NetworkStatusUpdate and MeshWarning frames, each with its seq"),
+        (status = 400, description = "A bad query string, or a request that is not a WebSocket upgrade",
+            body = crate::openapi::ErrorEnvelope),
+        (status = 403, description = "A web page of an origin the node does not allow", body = crate::openapi::ErrorEnvelope),
+        (status = 405, description = "Not a GET upgrade request", body = crate::openapi::ErrorEnvelope),
+        (status = 426, description = "The request did not ask to upgrade", body = crate::openapi::ErrorEnvelope),
+        (status = 503, description = "Too many WebSocket clients; try again later", body = crate::openapi::ErrorEnvelope),
+    ),
+)]
 pub(crate) async fn websocket(
     State(state): State<ApiState>,
     query: Result<Query<FeedQuery>, QueryRejection>,

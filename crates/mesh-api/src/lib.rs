@@ -53,17 +53,21 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post};
+use axum::routing::get;
 use tokio::net::TcpListener;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 mod error;
 mod feed;
 mod middleware;
+mod openapi;
 mod routes;
 mod server;
 mod state;
 
 pub use metrics_exporter_prometheus::PrometheusHandle;
+pub use openapi::OPENAPI_PATH;
 pub use server::{MAX_HEAD_BYTES, SEND_BUFFER_BYTES};
 pub use state::{ApiConfig, ApiState, ApiStateBuilder, FeedStats, SourceFactory, birdeye_factory};
 
@@ -73,21 +77,43 @@ const FEED_CLOSE_WAIT: Duration = Duration::from_secs(2);
 /// How often histogram upkeep runs on the metrics handle while [`serve`] runs.
 const METRICS_UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
 
+/// The API's routes with their OpenAPI entries: each handler is registered with its
+/// `#[utoipa::path]`, so the routes and the contract are one list.
+fn documented_routes() -> (Router<ApiState>, utoipa::openapi::OpenApi) {
+    OpenApiRouter::new()
+        .routes(routes!(routes::dashboard))
+        .routes(routes!(routes::health))
+        .routes(routes!(routes::ready))
+        .routes(routes!(routes::metrics))
+        .routes(routes!(feed::websocket))
+        .routes(routes!(routes::enable_provider))
+        .routes(routes!(routes::disable_provider))
+        .routes(routes!(routes::provider_status))
+        .routes(routes!(routes::all_prices))
+        .routes(routes!(routes::one_price))
+        .routes(routes!(routes::network_status))
+        .split_for_parts()
+}
+
+/// The API's OpenAPI 3.1 contract, as served at [`OPENAPI_PATH`].
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    let (_, api) = documented_routes();
+    openapi::finish(with_contract_path(api))
+}
+
+/// Adds the contract's own path to it.
+fn with_contract_path(mut api: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
+    let (_, contract) = OpenApiRouter::<ApiState>::new().routes(routes!(routes::contract)).split_for_parts();
+    api.merge(contract);
+    api
+}
+
 /// The API's routes over `state`.
 pub fn router(state: ApiState) -> Router {
     let max_body = state.config().max_body_bytes;
-    Router::new()
-        .route("/", get(routes::dashboard))
-        .route("/health", get(routes::health))
-        .route("/ready", get(routes::ready))
-        .route("/metrics", get(routes::metrics))
-        .route("/ws", get(feed::websocket))
-        .route("/api/mesh/provider/enable", post(routes::enable_provider))
-        .route("/api/mesh/provider/disable", post(routes::disable_provider))
-        .route("/api/mesh/provider/status", get(routes::provider_status))
-        .route("/api/mesh/prices", get(routes::all_prices))
-        .route("/api/mesh/prices/{asset}", get(routes::one_price))
-        .route("/api/mesh/network/status", get(routes::network_status))
+    let (routes, _) = documented_routes();
+    routes
+        .route(OPENAPI_PATH, get(routes::contract))
         // After the routes: it applies to the routes registered so far.
         .method_not_allowed_fallback(middleware::method_not_allowed)
         .fallback(middleware::not_found)
@@ -147,6 +173,14 @@ fn describe_metrics() {
     metrics::describe_counter!(
         "mesh_api_ws_slow_disconnects_total",
         "WebSocket clients disconnected for falling behind, by reason (lag, overflow)"
+    );
+    metrics::describe_counter!(
+        "mesh_api_connections_refused_total",
+        "API connections refused because the connection cap was reached (answered 503)"
+    );
+    metrics::describe_counter!(
+        "mesh_api_header_timeouts_total",
+        "API connections closed because the request head did not arrive in time (answered 408)"
     );
     metrics::describe_counter!(
         "mesh_api_ws_resyncs_total",

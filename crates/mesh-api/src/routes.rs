@@ -15,6 +15,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::ApiState;
 use crate::error::{AdminAuth, ApiError, ApiJson};
+use crate::openapi::{
+    ErrorEnvelope, HealthResponse, NetworkStatusResponse, PriceResponse, PricesResponse,
+    ProviderStateResponse, ProviderStatusResponse, ReadyResponse,
+};
 
 /// The dashboard, embedded in the binary.
 const DASHBOARD: &str = include_str!("dashboard.html");
@@ -29,13 +33,34 @@ fn ok<T>(data: T) -> ApiResult<T> {
 }
 
 /// Body of `POST /api/mesh/provider/enable`. No `Debug`: it holds the key.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
+#[schema(example = json!({"api_key": "your-birdeye-key"}))]
 pub(crate) struct EnableRequest {
+    /// The price API's key; never logged or repeated in an answer.
     api_key: String,
 }
 
 /// `POST /api/mesh/provider/enable`: validates the key with the price source and turns
 /// provider mode on.
+#[utoipa::path(
+    post,
+    path = "/api/mesh/provider/enable",
+    tag = "provider",
+    request_body = EnableRequest,
+    security((), ("admin_token" = [])),
+    responses(
+        (status = 200, description = "Provider mode is on", body = ProviderStateResponse),
+        (status = 400, description = "Malformed JSON or a missing field", body = ErrorEnvelope,
+            example = json!({"success": false, "data": null, "error": "Invalid request body: missing field 'api_key'"})),
+        (status = 401, description = "The price API refused the key, or the admin token is missing or wrong",
+            body = ErrorEnvelope),
+        (status = 403, description = "A web page of an origin the node does not allow", body = ErrorEnvelope),
+        (status = 413, description = "Body larger than the limit", body = ErrorEnvelope),
+        (status = 415, description = "Content-Type is not application/json", body = ErrorEnvelope),
+        (status = 500, description = "The key could not be checked (the price API is unreachable)",
+            body = ErrorEnvelope),
+    ),
+)]
 pub(crate) async fn enable_provider(
     State(state): State<ApiState>,
     _admin: AdminAuth,
@@ -76,6 +101,17 @@ fn enable_failed(reason: &str) -> ApiError {
 }
 
 /// `POST /api/mesh/provider/disable`: stops fetching; the node keeps relaying.
+#[utoipa::path(
+    post,
+    path = "/api/mesh/provider/disable",
+    tag = "provider",
+    security((), ("admin_token" = [])),
+    responses(
+        (status = 200, description = "Provider mode is off", body = ProviderStateResponse),
+        (status = 401, description = "The admin token is missing or wrong", body = ErrorEnvelope),
+        (status = 403, description = "A web page of an origin the node does not allow", body = ErrorEnvelope),
+    ),
+)]
 pub(crate) async fn disable_provider(
     State(state): State<ApiState>,
     _admin: AdminAuth,
@@ -90,6 +126,12 @@ pub(crate) async fn disable_provider(
 }
 
 /// `GET /api/mesh/provider/status`.
+#[utoipa::path(
+    get,
+    path = "/api/mesh/provider/status",
+    tag = "provider",
+    responses((status = 200, description = "This node's provider mode", body = ProviderStatusResponse)),
+)]
 pub(crate) async fn provider_status(State(state): State<ApiState>) -> ApiResult<ProviderStatus> {
     ok(state.provider().map_or_else(
         || ProviderStatus {
@@ -103,12 +145,19 @@ pub(crate) async fn provider_status(State(state): State<ApiState>) -> ApiResult<
 }
 
 /// `GET /api/mesh/prices`: every asset at quorum, as the median of its providers' fresh quotes.
+#[utoipa::path(
+    get,
+    path = "/api/mesh/prices",
+    tag = "prices",
+    responses((status = 200, description = "Every served price, keyed by asset", body = PricesResponse)),
+)]
 pub(crate) async fn all_prices(State(state): State<ApiState>) -> ApiResult<ServedPriceMap> {
     ok(state.service().served_prices())
 }
 
 /// Query of `GET /api/mesh/prices/{asset}`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct PriceQuery {
     /// Attach the quotes the aggregate was made of, and show an asset below quorum (flagged)
     /// instead of refusing it.
@@ -121,6 +170,18 @@ pub(crate) struct PriceQuery {
 /// message. An asset below quorum is refused with 404 saying so, unless the quotes are asked
 /// for: a program that does not read the new fields must never trade on one provider's word
 /// when the operator asked for several.
+#[utoipa::path(
+    get,
+    path = "/api/mesh/prices/{asset}",
+    tag = "prices",
+    params(("asset" = String, Path, description = "The symbol, any case", example = "SOL"), PriceQuery),
+    responses(
+        (status = 200, description = "The served price", body = PriceResponse),
+        (status = 400, description = "A query string other than ?quotes=true or false", body = ErrorEnvelope),
+        (status = 404, description = "Not in the cache, or below quorum without ?quotes=true", body = ErrorEnvelope,
+            example = json!({"success": false, "data": null, "error": "Asset 'XYZ' not found in cache"})),
+    ),
+)]
 pub(crate) async fn one_price(
     State(state): State<ApiState>,
     Path(symbol): Path<String>,
@@ -162,19 +223,36 @@ fn not_in_cache(symbol: &str) -> ApiError {
 }
 
 /// `GET /api/mesh/network/status`.
+#[utoipa::path(
+    get,
+    path = "/api/mesh/network/status",
+    tag = "network",
+    responses((status = 200, description = "The network as this node sees it", body = NetworkStatusResponse)),
+)]
 pub(crate) async fn network_status(State(state): State<ApiState>) -> ApiResult<NetworkStatus> {
     ok(state.service().network_status())
 }
 
 /// Body of `GET /health`.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub(crate) struct Health {
+    /// Always `"ok"`.
     status: &'static str,
+    #[schema(inline)]
     node_id: mesh_types::NodeId,
 }
 
 /// `GET /health`: 200 while every supervised task of the node runs (liveness); 503 naming the
 /// tasks that died, so a process manager restarts a node whose event loop is gone.
+#[utoipa::path(
+    get,
+    path = "/health",
+    tag = "operations",
+    responses(
+        (status = 200, description = "Every supervised task runs", body = HealthResponse),
+        (status = 503, description = "A supervised task died; restart the node", body = ErrorEnvelope),
+    ),
+)]
 pub(crate) async fn health(State(state): State<ApiState>) -> ApiResult<Health> {
     check_tasks(&state)?;
     ok(Health { status: "ok", node_id: state.service().node_id() })
@@ -196,13 +274,22 @@ fn check_tasks(state: &ApiState) -> Result<(), ApiError> {
 }
 
 /// Body of `GET /ready`.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub(crate) struct Ready {
     ready: bool,
 }
 
 /// `GET /ready`: 503 until the node has loaded its stores and bound its ports, and once a
 /// supervised task has failed.
+#[utoipa::path(
+    get,
+    path = "/ready",
+    tag = "operations",
+    responses(
+        (status = 200, description = "Stores loaded and ports bound", body = ReadyResponse),
+        (status = 503, description = "Starting up, or a supervised task died", body = ErrorEnvelope),
+    ),
+)]
 pub(crate) async fn ready(State(state): State<ApiState>) -> ApiResult<Ready> {
     check_tasks(&state)?;
     if state.is_ready() {
@@ -213,6 +300,16 @@ pub(crate) async fn ready(State(state): State<ApiState>) -> ApiResult<Ready> {
 }
 
 /// `GET /metrics`: the Prometheus text format.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "operations",
+    responses(
+        (status = 200, description = "Prometheus text exposition format", body = String,
+            content_type = "text/plain; version=0.0.4; charset=utf-8"),
+        (status = 404, description = "Metrics are not enabled on this node", body = ErrorEnvelope),
+    ),
+)]
 pub(crate) async fn metrics(State(state): State<ApiState>) -> Result<Response, ApiError> {
     let Some(handle) = state.metrics_handle() else {
         return Err(ApiError::new(StatusCode::NOT_FOUND, "Not found: metrics are not enabled on this node"));
@@ -221,7 +318,26 @@ pub(crate) async fn metrics(State(state): State<ApiState>) -> Result<Response, A
     Ok((headers, handle.render()).into_response())
 }
 
+/// `GET /api/openapi.json`: this contract.
+#[utoipa::path(
+    get,
+    path = "/api/openapi.json",
+    tag = "operations",
+    responses((status = 200, description = "The OpenAPI 3.1 document of this API", body = Object)),
+)]
+pub(crate) async fn contract() -> Response {
+    static CONTRACT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let json = CONTRACT.get_or_init(|| crate::openapi().to_json().unwrap_or_else(|_| "{}".to_owned()));
+    ([(CONTENT_TYPE, "application/json")], json.clone()).into_response()
+}
+
 /// `GET /`: the dashboard.
+#[utoipa::path(
+    get,
+    path = "/",
+    tag = "operations",
+    responses((status = 200, description = "The dashboard page", body = String, content_type = "text/html; charset=utf-8")),
+)]
 pub(crate) async fn dashboard() -> Response {
     ([(CACHE_CONTROL, "no-cache")], Html(DASHBOARD)).into_response()
 }

@@ -98,7 +98,10 @@ pub struct Accepted {
     /// Every price of the update this node holds the asset of, newer than what was held or
     /// not: each is this source's quote, which a quorum of providers is judged on.
     pub quotes: Vec<CachedPriceData>,
-    /// The copy to relay (`ttl - 1`, `hop_count + 1`), or `None` when the TTL is spent.
+    /// The update as this node holds it (`ttl - 1`, `hop_count + 1`; neither is signed), for
+    /// whoever passes it on outside the mesh with its signature.
+    pub update: Arc<PriceUpdate>,
+    /// The copy to relay (the same as `update`), or `None` when the TTL is spent.
     pub relay: Option<Arc<PriceUpdate>>,
     /// The peer not to relay to: the one it came from.
     pub except: Option<NodeId>,
@@ -575,7 +578,8 @@ impl GossipEngine {
             timestamp,
             changed,
             quotes,
-            relay: relay_allowed.then_some(update),
+            relay: relay_allowed.then(|| Arc::clone(&update)),
+            update,
             except: from,
         }))
     }

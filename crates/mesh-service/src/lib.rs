@@ -35,8 +35,8 @@ mod status;
 pub use gauges::MAX_PRICE_SERIES;
 pub use journal::{ReplayGap, Sequenced};
 pub use service::{
-    MeshPriceService, SHUTDOWN_GRACE, SWEEP_INTERVAL, ServiceBuilder, ServiceConfig, ServiceError,
-    ServiceEvent,
+    ACCEPTED_UPDATES_BUFFER, AcceptedUpdate, MeshPriceService, SHUTDOWN_GRACE, SWEEP_INTERVAL,
+    ServiceBuilder, ServiceConfig, ServiceError, ServiceEvent,
 };
 pub use settings::{MAX_DURATION_SETTING, MAX_FEED_HISTORY, NodeSettings, PriceSourceKind, SettingsError};
 pub use status::{MAX_TRACKED_NODES, NetworkStatusTracker, Recorded, StatusConfig};

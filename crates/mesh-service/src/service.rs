@@ -131,6 +131,20 @@ pub enum ServiceEvent {
     Warning(MeshWarning),
 }
 
+/// A signed update this node accepted, with the prices it changed: what a bridge out of the
+/// mesh (NATS, a log) passes on, so its readers can check the provider's signature themselves.
+#[derive(Debug, Clone)]
+pub struct AcceptedUpdate {
+    /// The update as this node holds it.
+    pub update: Arc<PriceUpdate>,
+    /// Its prices that were newer than what the node held, and are held now.
+    pub changed: Vec<CachedPriceData>,
+}
+
+/// Accepted updates a slow reader of [`MeshPriceService::accepted_updates`] may fall behind
+/// by before it misses some (it is told how many).
+pub const ACCEPTED_UPDATES_BUFFER: usize = 1024;
+
 /// Builds a [`MeshPriceService`]; every part defaults to the embedded in-memory choice.
 pub struct ServiceBuilder {
     identity: Arc<NodeIdentity>,
@@ -259,6 +273,7 @@ impl ServiceBuilder {
             journal: Mutex::new(Journal::new(start, config.feed_history.max(1), events)),
             announcements: Mutex::new(Recent::new(MAX_ANNOUNCEMENTS)),
             provider_updates: Mutex::new(Recent::new(MAX_UPDATES)),
+            accepted_updates: broadcast::channel(ACCEPTED_UPDATES_BUFFER).0,
             own_announce: Mutex::new(None),
             identity: self.identity,
             manager,
@@ -313,6 +328,8 @@ struct Inner {
     announcements: Mutex<Recent<Announce>>,
     /// The latest update of each provider heard from recently, passed on to each new peer.
     provider_updates: Mutex<Recent<Arc<PriceUpdate>>>,
+    /// Every accepted update that changed a price; sending never waits for a reader.
+    accepted_updates: broadcast::Sender<AcceptedUpdate>,
     /// This node's latest announcement, re-sent to new peers while recent.
     own_announce: Mutex<Option<Announce>>,
     is_provider: AtomicBool,
@@ -435,6 +452,13 @@ impl MeshPriceService {
         status.set_connected_peers(u32::try_from(self.inner.manager.peer_count()).unwrap_or(u32::MAX));
         status.set_provider(self.inner.is_provider.load(Ordering::Relaxed));
         status.status(now())
+    }
+
+    /// Every signed update this node accepts from now on that changed a price, its own
+    /// included. A reader that falls [`ACCEPTED_UPDATES_BUFFER`] behind misses the oldest and
+    /// is told how many (`RecvError::Lagged`); the node never waits for it.
+    pub fn accepted_updates(&self) -> broadcast::Receiver<AcceptedUpdate> {
+        self.inner.accepted_updates.subscribe()
     }
 
     /// A stream of what changes on this node, each numbered. Subscribe before taking a
@@ -596,6 +620,7 @@ impl Inner {
                 }
             }
             self.record(accepted.source, 0, &accepted.quotes).await;
+            self.pass_on(accepted);
         }
         Ok(outcome)
     }
@@ -761,9 +786,7 @@ impl Inner {
     async fn on_accepted(&self, accepted: Accepted) {
         if let Some(relay) = &accepted.relay {
             lock(&self.provider_updates).keep(accepted.source, accepted.timestamp, Arc::clone(relay));
-        }
-        if let Some(relay) = accepted.relay {
-            self.manager.broadcast(&MeshMessage::PriceUpdate(relay), accepted.except);
+            self.manager.broadcast(&MeshMessage::PriceUpdate(Arc::clone(relay)), accepted.except);
         }
         if accepted.source != self.me() {
             if let Err(err) = self.coordinator.observe(accepted.source, accepted.timestamp).await {
@@ -775,6 +798,18 @@ impl Inner {
         }
         // Each relay counts its hop before sending, so the hop count is the distance.
         self.record(accepted.source, accepted.hop_count, &accepted.quotes).await;
+        self.pass_on(&accepted);
+    }
+
+    /// Hands an update that changed prices to the readers of `accepted_updates`, if any.
+    fn pass_on(&self, accepted: &Accepted) {
+        if accepted.changed.is_empty() || self.accepted_updates.receiver_count() == 0 {
+            return;
+        }
+        let update =
+            AcceptedUpdate { update: Arc::clone(&accepted.update), changed: accepted.changed.clone() };
+        // An error only says nobody is reading.
+        let _ = self.accepted_updates.send(update);
     }
 
     /// Runs an announcement or alert through the engine: bans a peer that earned it, relays

@@ -53,6 +53,8 @@ mod ids;
 mod keys;
 mod message;
 mod network;
+#[cfg(feature = "openapi")]
+pub mod openapi;
 mod price;
 mod provider;
 mod serde_util;

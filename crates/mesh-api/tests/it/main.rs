@@ -3,6 +3,7 @@
 //! envelopes (`errors`), the WebSocket feed (`feed`), metrics (`metrics`) and the dashboard
 //! (`dashboard`).
 
+mod contract;
 mod dashboard;
 mod errors;
 mod feed;
