@@ -5,6 +5,7 @@
 //!   price source publishes prices as a provider;
 //! - `demo`: a small local mesh on loopback with a simulated provider, serving the API and the
 //!   dashboard of one consumer node;
+//! - `check-config`: validate the settings without starting, and print them with `--print`;
 //! - `keygen`: create (or show) the node's identity;
 //! - `migrate`: apply the PostgreSQL migrations.
 
@@ -12,13 +13,14 @@
 
 mod api;
 mod backends;
+mod check;
 mod demo;
 mod run;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 use mesh_types::{KEY_FILE_NAME, NodeIdentity};
 
 /// The pricemesh node.
@@ -44,6 +46,9 @@ enum Command {
     /// Run a node. Every setting is a flag, an environment variable (shown below) or a key in
     /// the --config TOML file; a flag beats the environment, which beats the file.
     Run(Box<run::RunArgs>),
+    /// Validate the settings `run` would use (flags, environment, --config file) without
+    /// starting; --print shows each effective setting and its source, secrets redacted.
+    CheckConfig(Box<check::CheckArgs>),
     /// Run a small local mesh (a simulated provider, relays, consumers) and serve one consumer's
     /// API and dashboard.
     Demo(demo::DemoArgs),
@@ -65,7 +70,22 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // Parsed through the matches, which tell check-config where each value came from.
+    let matches = Cli::command().get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(err) => err.exit(),
+    };
+    if let Command::CheckConfig(args) = cli.command {
+        let sub = matches.subcommand_matches("check-config").unwrap_or(&matches);
+        return match check::check_config(*args, sub) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(err) => {
+                eprintln!("mesh-node: {err:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     init_logging(cli.log_format);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
@@ -87,6 +107,8 @@ async fn execute(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Run(args) => run::run(*args).await,
         Command::Demo(args) => demo::demo(args).await,
+        // Handled in `main`, before logging starts: it needs the parsed matches.
+        Command::CheckConfig(_) => Ok(()),
         Command::Keygen { data_dir } => keygen(&data_dir.join(KEY_FILE_NAME)),
         Command::Migrate { database_url } => {
             backends::migrate(&database_url).await?;

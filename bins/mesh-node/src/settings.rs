@@ -11,10 +11,10 @@ use anyhow::Context;
 use clap::Args;
 use mesh_service::{NodeSettings, PriceSourceKind, SettingsError};
 use mesh_types::{Asset, NetworkId};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// Settings a flag or environment variable can give; unset ones fall back to the file.
-#[derive(Debug, Default, Args, Deserialize)]
+#[derive(Debug, Clone, Default, Args, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SettingArgs {
     /// Network to join: mainnet, testnet, devnet or a custom name.
@@ -161,6 +161,14 @@ pub struct SettingArgs {
     /// (behind when negative), to play a node whose clock is wrong [default: 0].
     #[arg(long, env = "MESH_TEST_CLOCK_OFFSET_MS", allow_hyphen_values = true)]
     pub test_clock_offset_ms: Option<i64>,
+    /// NATS server to publish every accepted price to, subject pricemesh.<network>.<asset>
+    /// (e.g. nats://127.0.0.1:4222) [default: off].
+    #[arg(long, env = "MESH_NATS_URL", hide_env_values = true)]
+    pub nats_url: Option<String>,
+    /// JetStream stream keeping the newest price per asset for late subscribers (needs
+    /// MESH_NATS_URL) [default: none].
+    #[arg(long, env = "MESH_NATS_STREAM")]
+    pub nats_stream: Option<String>,
 }
 
 /// The largest config file read: far more than every setting takes.
@@ -361,9 +369,77 @@ impl SettingArgs {
                 .map_or(defaults.clock_skew_threshold, Duration::from_millis),
             test_clock_offset_ms: prefer!(self.test_clock_offset_ms, file.test_clock_offset_ms)
                 .unwrap_or(defaults.test_clock_offset_ms),
+            nats_url: prefer!(self.nats_url, file.nats_url).filter(|url| !url.is_empty()),
+            nats_stream: prefer!(self.nats_stream, file.nats_stream).filter(|name| !name.is_empty()),
         };
         settings.validate()?;
         Ok(settings)
+    }
+}
+
+impl SettingArgs {
+    /// Every setting of `settings`, spelt as these arguments: what a file would say to get
+    /// them. `admin_token_file` is left unset (the token itself is there).
+    pub fn from_settings(settings: &NodeSettings) -> Self {
+        let secs = |duration: Duration| Some(duration.as_secs());
+        let millis = |duration: Duration| Some(u64::try_from(duration.as_millis()).unwrap_or(u64::MAX));
+        let strings = |list: &[String]| Some(list.to_vec());
+        Self {
+            network: Some(settings.network.to_string()),
+            listen_addr: Some(settings.listen_addr),
+            advertised_addr: settings.advertised_addr,
+            api_addr: Some(settings.api_addr),
+            bootstrap_peers: strings(&settings.bootstrap_peers),
+            data_dir: Some(settings.data_dir.clone()),
+            price_source: Some(
+                match settings.price_source {
+                    PriceSourceKind::None => "none",
+                    PriceSourceKind::Simulated => "simulated",
+                    PriceSourceKind::Birdeye => "birdeye",
+                }
+                .to_owned(),
+            ),
+            assets: Some(settings.assets.iter().map(ToString::to_string).collect()),
+            birdeye_base_url: Some(settings.birdeye_base_url.clone()),
+            birdeye_api_key: settings.birdeye_api_key.clone(),
+            redis_url: settings.redis_url.clone(),
+            redis_pool_size: Some(settings.redis_pool_size),
+            redis_prefix: Some(settings.redis_prefix.clone()),
+            redis_price_ttl_secs: secs(settings.redis_price_ttl),
+            database_url: settings.database_url.clone(),
+            storage_flush_interval_ms: millis(settings.storage_flush_interval),
+            admin_token: settings.admin_token.clone(),
+            admin_token_file: None,
+            api_allowed_hosts: strings(&settings.api_allowed_hosts),
+            api_allowed_origins: strings(&settings.api_allowed_origins),
+            fetch_interval_secs: secs(settings.fetch_interval),
+            coordination_window_secs: secs(settings.coordination_window),
+            message_ttl: Some(settings.message_ttl),
+            seen_messages_cache_size: Some(settings.seen_cache_size),
+            seen_messages_expiration_secs: secs(settings.seen_expiration),
+            staleness_threshold_secs: secs(settings.staleness_threshold),
+            max_peers: Some(settings.max_peers),
+            min_peers: Some(settings.min_peers),
+            offline_indicator_threshold_secs: secs(settings.offline_threshold),
+            price_discrepancy_threshold_percent: Some(settings.discrepancy_threshold_percent),
+            sync_interval_secs: secs(settings.sync_interval),
+            trusted_providers: strings(&settings.trusted_providers),
+            open_providers: Some(settings.open_providers),
+            lan_discovery: Some(settings.lan_discovery),
+            prefer_close_peers: Some(settings.prefer_close_peers),
+            preference_interval_secs: secs(settings.preference_interval),
+            heartbeat_interval_secs: secs(settings.heartbeat_interval),
+            heartbeat_timeout_secs: secs(settings.heartbeat_timeout),
+            peer_rate_limit: Some(settings.peer_rate_limit),
+            ban_duration_secs: secs(settings.ban_duration),
+            provider_quorum: Some(settings.provider_quorum),
+            feed_history: Some(settings.feed_history),
+            announce_interval_secs: secs(settings.announce_interval),
+            clock_skew_threshold_ms: millis(settings.clock_skew_threshold),
+            test_clock_offset_ms: Some(settings.test_clock_offset_ms),
+            nats_url: settings.nats_url.clone(),
+            nats_stream: settings.nats_stream.clone(),
+        }
     }
 }
 
@@ -381,6 +457,19 @@ mod tests {
 
     fn parse(args: &[&str]) -> SettingArgs {
         Test::try_parse_from(std::iter::once("test").chain(args.iter().copied())).unwrap().settings
+    }
+
+    #[test]
+    fn settings_written_back_as_a_file_resolve_to_the_same_settings() {
+        let file = SettingArgs::from_toml(
+            "network = \"testnet\"\nmin_peers = 2\nassets = [\"sol\", \"eth\"]\nnats_url = \"nats://127.0.0.1:4222\"",
+        )
+        .unwrap();
+        let settings =
+            parse(&["--max-peers", "7", "--storage-flush-interval-ms", "250"]).resolve(file).unwrap();
+        let written = toml::to_string(&SettingArgs::from_settings(&settings)).unwrap();
+        let again = SettingArgs::default().resolve(SettingArgs::from_toml(&written).unwrap()).unwrap();
+        assert_eq!(format!("{again:?}"), format!("{settings:?}"), "{written}");
     }
 
     #[test]

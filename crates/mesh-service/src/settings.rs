@@ -148,6 +148,12 @@ pub struct NodeSettings {
     /// `MESH_TEST_CLOCK_OFFSET_MS`: **for tests only**, runs the node's clock this far ahead
     /// (behind when negative) of the system's, to play a node whose clock is wrong (default 0).
     pub test_clock_offset_ms: i64,
+    /// `MESH_NATS_URL`: publish every accepted price to NATS, subject
+    /// `pricemesh.<network>.<asset>` (default: off).
+    pub nats_url: Option<String>,
+    /// `MESH_NATS_STREAM`: a JetStream stream keeping the newest price per asset for late
+    /// subscribers (default: none; plain NATS publishes).
+    pub nats_stream: Option<String>,
 }
 
 impl Default for NodeSettings {
@@ -200,6 +206,8 @@ impl Default for NodeSettings {
             announce_interval: Duration::from_secs(60),
             clock_skew_threshold: Duration::from_secs(1),
             test_clock_offset_ms: 0,
+            nats_url: None,
+            nats_stream: None,
         }
     }
 }
