@@ -57,6 +57,10 @@ const MIN_PING_INTERVAL: Duration = Duration::from_millis(10);
 /// The furthest off the first ping is scheduled: about 30 years, as tokio caps its own timers
 /// (in effect never), so no configured interval overflows the clock.
 const MAX_FIRST_PING: Duration = Duration::from_secs(30 * 365 * 86_400);
+/// The reasons a slow client is disconnected for, as `mesh_api_ws_slow_disconnects_total`
+/// labels them: it stayed behind too long, or its queue overflowed.
+pub(crate) const SLOW_REASONS: [&str; 2] = ["lag", "overflow"];
+
 /// How long a closing client may take to receive its close frame.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
 

@@ -182,6 +182,12 @@ fn describe_metrics() {
         "mesh_api_header_timeouts_total",
         "API connections closed because the request head did not arrive in time (answered 408)"
     );
+    // Registered at zero: dashboards and alert rules see them before the first event.
+    metrics::gauge!("mesh_api_ws_clients").increment(0.0);
+    for reason in feed::SLOW_REASONS {
+        metrics::counter!("mesh_api_ws_slow_disconnects_total", "reason" => reason).increment(0);
+    }
+    metrics::counter!("mesh_api_ws_resyncs_total").increment(0);
     metrics::describe_counter!(
         "mesh_api_ws_resyncs_total",
         "Times a WebSocket client missed node events and was sent the current state again"

@@ -137,6 +137,9 @@ impl Supervisor {
     where
         F: Future<Output = ()> + Send + 'static,
     {
+        // Every task's series exists from its start, so an alert on an increase sees the
+        // first failure.
+        metrics::counter!("mesh_task_failures_total", "task" => name).increment(0);
         lock(&self.inner.running)
             .entry(name)
             .and_modify(|count| *count = count.saturating_add(1))
