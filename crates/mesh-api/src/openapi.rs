@@ -10,7 +10,7 @@ use std::borrow::Cow;
 use mesh_types::{NetworkStatus, ProviderState, ProviderStatus, ServedPrice};
 use utoipa::openapi::schema::{AdditionalProperties, ObjectBuilder, Schema, Type};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::openapi::{InfoBuilder, LicenseBuilder, OpenApi, RefOr};
+use utoipa::openapi::{ContentBuilder, InfoBuilder, LicenseBuilder, OpenApi, RefOr, ResponseBuilder};
 use utoipa::{Modify, PartialSchema, ToSchema};
 
 /// Where the contract is served.
@@ -101,5 +101,24 @@ impl Modify for Document {
 /// Fills in what the handlers' annotations do not say.
 pub(crate) fn finish(mut openapi: OpenApi) -> OpenApi {
     Document.modify(&mut openapi);
+    add_internal_errors(&mut openapi);
     openapi
+}
+
+/// Every operation may answer 500 with the envelope: a handler that panics is caught and
+/// answered so (the API reference lists 500 for every endpoint).
+fn add_internal_errors(openapi: &mut OpenApi) {
+    let envelope = ContentBuilder::new()
+        .schema(Some(ErrorEnvelope::schema()))
+        .example(Some(serde_json::json!({"success": false, "data": null, "error": "Internal server error"})))
+        .build();
+    let internal = ResponseBuilder::new()
+        .description("The request failed inside the node (logged); the answer is the envelope")
+        .content("application/json", envelope)
+        .build();
+    for item in openapi.paths.paths.values_mut() {
+        for operation in [&mut item.get, &mut item.post].into_iter().flatten() {
+            operation.responses.responses.entry("500".to_owned()).or_insert_with(|| internal.clone().into());
+        }
+    }
 }

@@ -166,7 +166,7 @@ impl PartialSchema for ServedPrice {
             .description(Some("The price a node serves: the median of its providers' fresh quotes"))
             .examples([serde_json::json!({
                 "asset": "SOL", "price": "150.12", "timestamp": "2026-12-02T14:00:01Z",
-                "source_node_id": "4c3f1b9e-2a7d-4e55-9b1c-0d2e6f8a7b31", "blockchain": "Solana",
+                "source_node_id": "550e8400-e29b-41d4-a716-446655440000", "blockchain": "Solana",
                 "change_24h": "5.2", "providers": 3, "spread": "0.0012"
             })])
             .into()
