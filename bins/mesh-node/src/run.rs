@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Args;
+use mesh_nats::{NatsBridge, NatsConfig};
 use mesh_provider::{ApiKey, BirdeyeConfig, BirdeyeSource, SimulatedSource};
 use mesh_service::{MeshPriceService, NodeSettings, PriceSourceKind};
 use mesh_types::{KEY_FILE_NAME, NodeIdentity};
@@ -51,6 +52,10 @@ pub(crate) async fn run(args: RunArgs) -> anyhow::Result<()> {
         .start()
         .await
         .context("cannot start the node")?;
+    let bridge = match &settings.nats_url {
+        Some(url) => Some(start_bridge(url, settings.nats_stream.clone(), &service).await?),
+        None => None,
+    };
     let provider = service.start_provider(settings.provider_config(), settings.assets.clone())?;
     match settings.price_source {
         PriceSourceKind::None => {}
@@ -80,8 +85,27 @@ pub(crate) async fn run(args: RunArgs) -> anyhow::Result<()> {
         crate::shutdown_signal(),
     )
     .await;
+    if let Some(bridge) = bridge {
+        bridge.shutdown().await;
+    }
     service.shutdown().await;
     served
+}
+
+/// The NATS bridge of `MESH_NATS_URL`: it starts at once even with NATS down, and publishes
+/// once the server answers.
+async fn start_bridge(
+    url: &str,
+    stream: Option<String>,
+    service: &MeshPriceService,
+) -> anyhow::Result<NatsBridge> {
+    let config = NatsConfig { stream: stream.clone(), ..NatsConfig::new(url) };
+    let bridge = NatsBridge::start(config, service)
+        .await
+        .context("invalid setting MESH_NATS_URL or MESH_NATS_STREAM")?;
+    let subjects = mesh_nats::network_subjects(service.network_id());
+    tracing::info!(%subjects, ?stream, "publishing accepted prices to NATS");
+    Ok(bridge)
 }
 
 /// Birdeye settings from the node's settings.
