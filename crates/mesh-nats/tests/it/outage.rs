@@ -5,28 +5,54 @@ use std::time::Duration;
 
 use async_nats::ServerAddr;
 use mesh_nats::{NatsBridge, NatsConfig, network_subjects, verify_message};
+use mesh_service::MeshPriceService;
 use mesh_testkit::TcpProxy;
 use mesh_transport::MemoryNetwork;
+use mesh_types::NetworkId;
 use mesh_types::rust_decimal::Decimal;
 
 use crate::support::{
     eventually, fast_config, holds, nats_url, next_message, node, payload_price, unique_network, update,
 };
 
+/// Nodes A and C on one memory mesh, a subscriber on their subjects, and a proxy to NATS
+/// for the test to cut or freeze.
+struct Setup {
+    proxy: TcpProxy,
+    network: NetworkId,
+    a: MeshPriceService,
+    c: MeshPriceService,
+    prices: async_nats::Subscriber,
+    _subscriber: async_nats::Client,
+}
+
+impl Setup {
+    async fn start(test: &str) -> Option<Self> {
+        let url = nats_url(test)?;
+        let server: ServerAddr = url.parse().expect("a NATS URL");
+        let proxy = TcpProxy::start(&format!("{}:{}", server.host(), server.port())).await;
+        let network = unique_network();
+        let mesh = MemoryNetwork::new();
+        let a = node(&mesh, &network, 1, &[]).await;
+        let c = node(&mesh, &network, 2, &[1]).await;
+        assert!(
+            eventually(Duration::from_secs(5), async || c.network().peer_count() == 1).await,
+            "A-C is up"
+        );
+        let subscriber = async_nats::connect(&url).await.expect("the test connects to NATS");
+        let prices = subscriber.subscribe(network_subjects(&network)).await.unwrap();
+        subscriber.flush().await.unwrap();
+        Some(Self { proxy, network, a, c, prices, _subscriber: subscriber })
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_outage_never_holds_up_gossip_and_publishing_resumes() {
-    let Some(url) = nats_url("an_outage_never_holds_up_gossip_and_publishing_resumes") else { return };
-    let server: ServerAddr = url.parse().expect("a NATS URL");
-    let proxy = TcpProxy::start(&format!("{}:{}", server.host(), server.port())).await;
-    let network = unique_network();
-    let mesh = MemoryNetwork::new();
-    let a = node(&mesh, &network, 1, &[]).await;
-    let c = node(&mesh, &network, 2, &[1]).await;
-    assert!(eventually(Duration::from_secs(5), async || c.network().peer_count() == 1).await, "A-C is up");
-
-    let subscriber = async_nats::connect(&url).await.expect("the test connects to NATS");
-    let mut prices = subscriber.subscribe(network_subjects(&network)).await.unwrap();
-    subscriber.flush().await.unwrap();
+    let Some(Setup { proxy, network, a, c, mut prices, _subscriber }) =
+        Setup::start("an_outage_never_holds_up_gossip_and_publishing_resumes").await
+    else {
+        return;
+    };
     // A small client buffer, so the outage outlasts it within a few prices.
     let config = NatsConfig {
         client_capacity: 4,
@@ -85,18 +111,11 @@ async fn an_outage_never_holds_up_gossip_and_publishing_resumes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_silent_server_is_noticed_and_never_holds_up_gossip() {
-    let Some(url) = nats_url("a_silent_server_is_noticed_and_never_holds_up_gossip") else { return };
-    let server: ServerAddr = url.parse().expect("a NATS URL");
-    let proxy = TcpProxy::start(&format!("{}:{}", server.host(), server.port())).await;
-    let network = unique_network();
-    let mesh = MemoryNetwork::new();
-    let a = node(&mesh, &network, 1, &[]).await;
-    let c = node(&mesh, &network, 2, &[1]).await;
-    assert!(eventually(Duration::from_secs(5), async || c.network().peer_count() == 1).await, "A-C is up");
-
-    let subscriber = async_nats::connect(&url).await.expect("the test connects to NATS");
-    let mut prices = subscriber.subscribe(network_subjects(&network)).await.unwrap();
-    subscriber.flush().await.unwrap();
+    let Some(Setup { proxy, network, a, c, mut prices, _subscriber }) =
+        Setup::start("a_silent_server_is_noticed_and_never_holds_up_gossip").await
+    else {
+        return;
+    };
     let config = NatsConfig {
         client_capacity: 2,
         publish_timeout: Duration::from_millis(300),
