@@ -9,12 +9,13 @@
 use std::sync::Arc;
 
 use anyhow::Context;
-use mesh_coordination::{FetchCoordinator, ObservedCoordinator, RedisCoordinator};
+use mesh_coordination::{FallbackCoordinator, FetchCoordinator, ObservedCoordinator, RedisCoordinator};
 use mesh_dedup::{LayeredTracker, MemoryTracker, MessageTracker, PostgresTracker, RedisTracker};
 use mesh_peer_store::{MemoryPeerStore, PeerStore, PostgresPeerStore};
 use mesh_price_cache::{LayeredPriceStore, PostgresPriceStore, PriceStore, RedisPriceStore};
 use mesh_service::{NodeSettings, ServiceBuilder};
 use sqlx::migrate::Migrator;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
 /// The SQL migrations of `migrations/`, embedded in the binary.
 pub(crate) static MIGRATOR: Migrator = sqlx::migrate!("../../migrations");
@@ -30,11 +31,39 @@ pub(crate) struct Backends {
     pub(crate) summary: String,
 }
 
+/// How long the pool waits for a connection once the server has answered at start.
+const PG_ACQUIRE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Connects to PostgreSQL and applies the migrations.
+///
+/// One connection is opened directly first: the pool alone retries for its whole acquire
+/// timeout (30 s by default) and then reports only "pool timed out", even when the port
+/// refused at once. The direct attempt fails as fast as the server does, with its cause.
 pub(crate) async fn migrate(url: &str) -> anyhow::Result<sqlx::PgPool> {
-    let pool = sqlx::PgPool::connect(url).await.context("cannot connect to DATABASE_URL")?;
+    use sqlx::ConnectOptions;
+    let options: PgConnectOptions = url.parse().context("invalid DATABASE_URL")?;
+    let target = format!("{}:{}", options.get_host(), options.get_port());
+    let probe = options.connect().await.map_err(|err| {
+        anyhow::anyhow!("cannot connect to PostgreSQL at {target} (DATABASE_URL): {}", cause(&err))
+    })?;
+    let _ = sqlx::Connection::close(probe).await;
+    let pool = PgPoolOptions::new()
+        .acquire_timeout(PG_ACQUIRE_TIMEOUT)
+        .connect_with(options)
+        .await
+        .with_context(|| format!("cannot connect to PostgreSQL at {target} (DATABASE_URL)"))?;
     MIGRATOR.run(&pool).await.context("cannot apply the database migrations")?;
     Ok(pool)
+}
+
+/// The innermost cause of a connection error ("Connection refused (os error 111)"), which
+/// sqlx wraps in "error communicating with database".
+fn cause(err: &sqlx::Error) -> String {
+    let mut source: &dyn std::error::Error = err;
+    while let Some(inner) = source.source() {
+        source = inner;
+    }
+    source.to_string()
 }
 
 impl Backends {
@@ -74,7 +103,12 @@ impl Backends {
             (None, None) => None,
         };
         let coordinator: Arc<dyn FetchCoordinator> = match &redis {
-            Some(pool) => Arc::new(RedisCoordinator::new(pool.clone(), prefix)),
+            // While Redis is away, providers coordinate through the updates they see, instead
+            // of skipping every round (which froze every consumer's prices).
+            Some(pool) => Arc::new(FallbackCoordinator::new(
+                Arc::new(RedisCoordinator::new(pool.clone(), prefix)),
+                "redis",
+            )),
             None => Arc::new(ObservedCoordinator::new()),
         };
         let peer_store: Arc<dyn PeerStore> = match &postgres {

@@ -11,6 +11,7 @@
 //! | one process (the embedded default) | [`MemoryCoordinator`] | — | providers in one process |
 //! | Redis, a server-side script | `RedisCoordinator` | `redis` | providers sharing a Redis |
 //! | the mesh itself | [`ObservedCoordinator`] | — | independent operators, no shared infrastructure |
+//! | a shared one, the mesh while it is away | [`FallbackCoordinator`] | — | providers sharing a Redis that may go down |
 //!
 //! The mesh-observed coordinator learns of other providers' fetches through
 //! [`FetchCoordinator::observe`], which the node calls for every fresh update from another
@@ -22,6 +23,7 @@ use async_trait::async_trait;
 use mesh_types::{NodeId, Timestamp};
 use thiserror::Error;
 
+mod fallback;
 mod memory;
 mod observed;
 #[cfg(feature = "redis")]
@@ -30,6 +32,7 @@ mod redis;
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
 
+pub use fallback::FallbackCoordinator;
 pub use memory::MemoryCoordinator;
 pub use observed::ObservedCoordinator;
 #[cfg(feature = "redis")]
