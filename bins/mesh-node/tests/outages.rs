@@ -1,6 +1,7 @@
 //! Backends going away, seen from outside as a user sees them, with real processes: PostgreSQL
 //! down at start is refused at once with its cause, and a Redis outage no longer freezes the
-//! mesh (the provider coordinates through the mesh while Redis is away).
+//! mesh (the provider coordinates through the mesh while Redis is away), while `/ready` and the
+//! metrics say what is degraded.
 
 mod support;
 
@@ -96,6 +97,13 @@ async fn a_redis_outage_does_not_freeze_the_providers_prices() {
         Some(1.0),
         "the fallback shows"
     );
+    // /ready names what is degraded, and stays 200: the node serves from memory.
+    let degraded = |body: &serde_json::Value| -> Vec<String> {
+        let list = body["data"]["degraded"].as_array().into_iter().flatten();
+        list.filter_map(|name| name.as_str().map(str::to_owned)).collect()
+    };
+    let ready = support::until(&client, &provider, "/ready", |body| degraded(body).len() == 3).await;
+    assert_eq!(degraded(&ready), ["prices", "dedup", "coordination"], "{ready}");
 
     proxy.restore().await;
     let mut back = None;
@@ -107,5 +115,7 @@ async fn a_redis_outage_does_not_freeze_the_providers_prices() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(back, Some(0.0), "coordination returns to Redis");
+    support::until(&client, &provider, "/ready", |body| body["success"] == true && degraded(body).is_empty())
+        .await;
     namespace.cleanup().await;
 }

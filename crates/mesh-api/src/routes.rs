@@ -278,10 +278,15 @@ fn check_tasks(state: &ApiState) -> Result<(), ApiError> {
 #[derive(Serialize, utoipa::ToSchema)]
 pub(crate) struct Ready {
     ready: bool,
+    /// The backends failing now (`prices`, `dedup`, `coordination`); the node still serves,
+    /// from memory, so it stays ready.
+    degraded: Vec<&'static str>,
 }
 
 /// `GET /ready`: 503 until the node has loaded its stores and bound its ports, and once a
-/// supervised task has failed.
+/// supervised task has failed. A failing Redis or PostgreSQL is listed in `degraded` but keeps
+/// the node ready: it serves from memory, and taking every node out of a load balancer
+/// because their shared Redis died would turn a degraded service into none.
 #[utoipa::path(
     get,
     path = "/ready",
@@ -294,7 +299,7 @@ pub(crate) struct Ready {
 pub(crate) async fn ready(State(state): State<ApiState>) -> ApiResult<Ready> {
     check_tasks(&state)?;
     if state.is_ready() {
-        ok(Ready { ready: true })
+        ok(Ready { ready: true, degraded: state.service().degraded_backends() })
     } else {
         Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "Service unavailable: the node is starting up"))
     }

@@ -83,11 +83,6 @@ impl FallbackCoordinator {
         self
     }
 
-    /// Whether the primary is failing and the fallback answers.
-    pub fn is_degraded(&self) -> bool {
-        self.health.is_degraded()
-    }
-
     /// The primary's answer, if it is healthy (or due for a probe) and answers in time;
     /// `None` means "ask the fallback".
     async fn ask_primary<T>(&self, operation: impl Future<Output = Result<T>> + Send) -> Option<T> {
@@ -156,6 +151,10 @@ impl FetchCoordinator for FallbackCoordinator {
         // is the one that means something then.
         let local = self.fallback.cleanup_stale_records(max_age).await?;
         Ok(self.ask_primary(self.primary.cleanup_stale_records(max_age)).await.unwrap_or(local))
+    }
+
+    fn is_degraded(&self) -> bool {
+        self.health.is_degraded()
     }
 
     async fn observe(&self, source: NodeId, fetched_at: Timestamp) -> Result<()> {

@@ -99,4 +99,10 @@ pub trait FetchCoordinator: Send + Sync {
         let _ = (source, fetched_at);
         Ok(())
     }
+
+    /// Whether the shared server behind this coordinator is failing and a fallback decides
+    /// (see [`FallbackCoordinator`]); `false` for backends without one.
+    fn is_degraded(&self) -> bool {
+        false
+    }
 }

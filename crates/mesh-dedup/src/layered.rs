@@ -198,6 +198,8 @@ impl LayeredTracker {
     /// health, and it stops at the supervisor's shutdown. Call before the first change.
     pub fn supervise(&self, supervisor: &mesh_types::Supervisor) {
         self.flusher.supervise(supervisor);
+        // From now on, not from the first id: an idle tracker checks its backend too.
+        self.start_flusher();
     }
 
     /// Whether the durable tracker is failing and memory alone is remembering.
@@ -275,14 +277,19 @@ impl LayeredTracker {
             metrics::counter!("mesh_storage_dropped_total", "store" => "dedup").increment(dropped as u64);
         }
         if was_empty {
-            let interval = self.shared.config.flush_interval;
-            self.flusher.ensure_running(&self.shared, interval, "tracker", |shared| async move {
-                shared.background_round().await;
-            });
+            self.start_flusher();
         }
         if full {
             self.flusher.wake();
         }
+    }
+
+    /// Starts the flusher unless it runs already.
+    fn start_flusher(&self) {
+        let interval = self.shared.config.flush_interval;
+        self.flusher.ensure_running(&self.shared, interval, "tracker", |shared| async move {
+            shared.background_round().await;
+        });
     }
 }
 
@@ -310,7 +317,13 @@ impl Shared {
     /// and not due for a probe. The lag gauge keeps moving while a write hangs.
     async fn background_round(&self) {
         self.publish_lag();
-        if self.lock_queue().ids.is_empty() || !self.health.should_try(now()) {
+        if self.lock_queue().ids.is_empty() {
+            if self.health.idle_probe_due(now(), BackendHealth::IDLE_PROBE_INTERVAL) {
+                self.probe().await;
+            }
+            return;
+        }
+        if !self.health.should_try(now()) {
             return;
         }
         let write = self.write_and_record();
@@ -339,15 +352,35 @@ impl Shared {
                     );
                 }
             }
-            Err(err) => {
-                if self.health.failed(now()) {
-                    tracing::warn!(error = %err, "dedup store unavailable; deduplicating in memory and keeping ids until it returns");
-                    self.metrics.degraded();
-                }
-            }
+            Err(err) => self.note_failure(err),
         }
         self.publish_lag();
         result
+    }
+
+    /// A failure of the durable tracker: the first one after it was healthy is logged and
+    /// counted.
+    fn note_failure(&self, err: &dyn std::fmt::Display) {
+        if self.health.failed(now()) {
+            tracing::warn!(error = %err, "dedup store unavailable; deduplicating in memory and keeping ids until it returns");
+            self.metrics.degraded();
+        }
+    }
+
+    /// With nothing to write, one cheap read of the durable tracker, so an idle node notices
+    /// a dead server (and its return) as a busy one does.
+    async fn probe(&self) {
+        let probe = MessageId::new();
+        match tokio::time::timeout(self.config.write_timeout, self.durable.has_seen(probe)).await {
+            Ok(Ok(_)) => {
+                if self.health.succeeded() {
+                    tracing::info!("dedup store is reachable again");
+                }
+            }
+            Ok(Err(err)) => self.note_failure(&err),
+            Err(_) => self.note_failure(&format!("no answer within {:?}", self.config.write_timeout)),
+        }
+        self.publish_lag();
     }
 
     /// Takes every queued id and writes them, `batch_size` per `mark_seen_many`. On a failure,
@@ -634,6 +667,27 @@ mod tests {
             assert!(!layered.check_and_mark(id).await.unwrap(), "known from the warm start");
         }
         assert_eq!(layered.write_stats().pending, 0, "loaded ids are not written back");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_idle_tracker_notices_a_dead_server_and_its_return() {
+        let durable = switchable();
+        let layered = LayeredTracker::new(config(Duration::from_secs(300)), durable.clone());
+        let supervisor = mesh_types::Supervisor::new();
+        layered.supervise(&supervisor);
+        durable.up.store(false, Ordering::Release);
+        // Nothing is ever marked: only the idle check can find the outage.
+        tokio::time::sleep(BackendHealth::IDLE_PROBE_INTERVAL + LayeredTracker::DEFAULT_FLUSH_INTERVAL * 2)
+            .await;
+        assert!(layered.is_degraded(), "the idle check found the dead server");
+        assert_eq!(durable.writes.load(Ordering::Relaxed), 0, "without writing anything");
+        durable.up.store(true, Ordering::Release);
+        tokio::time::sleep(
+            LayeredTracker::DEFAULT_RETRY_INTERVAL + LayeredTracker::DEFAULT_FLUSH_INTERVAL * 2,
+        )
+        .await;
+        assert!(!layered.is_degraded(), "and its return");
+        supervisor.shutdown(Duration::from_secs(1)).await;
     }
 
     #[tokio::test(start_paused = true)]

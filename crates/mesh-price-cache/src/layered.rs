@@ -207,6 +207,8 @@ impl LayeredPriceStore {
     /// health, and it stops at the supervisor's shutdown. Call before the first change.
     pub fn supervise(&self, supervisor: &mesh_types::Supervisor) {
         self.flusher.supervise(supervisor);
+        // From now on, not from the first change: an idle store checks its backend too.
+        self.start_flusher();
     }
 
     /// Whether the durable store is failing and memory alone is serving.
@@ -281,6 +283,14 @@ impl LayeredPriceStore {
 
     /// Remembers that `asset` changed in memory, starting the flusher if it is not running
     /// and waking it when a batch's worth is waiting.
+    /// Starts the flusher unless it runs already.
+    fn start_flusher(&self) {
+        let interval = self.shared.config.flush_interval;
+        self.flusher.ensure_running(&self.shared, interval, "price store", |shared| async move {
+            shared.background_round().await;
+        });
+    }
+
     fn mark_dirty(&self, asset: Asset) {
         let (was_clean, full) = {
             let mut dirty = self.shared.lock_dirty();
@@ -291,16 +301,16 @@ impl LayeredPriceStore {
             (was_clean, dirty.assets.len() == self.shared.config.batch_size)
         };
         if was_clean {
-            let interval = self.shared.config.flush_interval;
-            self.flusher.ensure_running(&self.shared, interval, "price store", |shared| async move {
-                shared.background_round().await;
-            });
+            self.start_flusher();
         }
         if full {
             self.flusher.wake();
         }
     }
 }
+
+/// The asset an idle store reads to check its durable store (whether it is held or not).
+const PROBE_ASSET: &str = "PRICEMESH-PROBE";
 
 /// Now, on tokio's clock so tests can pause time.
 fn now() -> std::time::Instant {
@@ -326,7 +336,13 @@ impl Shared {
     /// not due for a probe. The lag gauge keeps moving while a write hangs.
     async fn background_round(&self) {
         self.publish_lag();
-        if self.lock_dirty().assets.is_empty() || !self.health.should_try(now()) {
+        if self.lock_dirty().assets.is_empty() {
+            if self.health.idle_probe_due(now(), BackendHealth::IDLE_PROBE_INTERVAL) {
+                self.probe().await;
+            }
+            return;
+        }
+        if !self.health.should_try(now()) {
             return;
         }
         let write = self.write_and_record();
@@ -355,15 +371,34 @@ impl Shared {
                     );
                 }
             }
-            Err(err) => {
-                if self.health.failed(now()) {
-                    tracing::warn!(error = %err, "price store unavailable; serving prices from memory and keeping changes until it returns");
-                    self.metrics.degraded();
-                }
-            }
+            Err(err) => self.note_failure(err),
         }
         self.publish_lag();
         result
+    }
+
+    /// A failure of the durable store: the first one after it was healthy is logged and counted.
+    fn note_failure(&self, err: &dyn std::fmt::Display) {
+        if self.health.failed(now()) {
+            tracing::warn!(error = %err, "price store unavailable; serving prices from memory and keeping changes until it returns");
+            self.metrics.degraded();
+        }
+    }
+
+    /// With nothing to write, one cheap read of the durable store, so an idle node notices a
+    /// dead server (and its return) as a busy one does.
+    async fn probe(&self) {
+        let Ok(asset) = Asset::new(PROBE_ASSET) else { return };
+        match tokio::time::timeout(self.config.write_timeout, self.durable.get(asset)).await {
+            Ok(Ok(_)) => {
+                if self.health.succeeded() {
+                    tracing::info!("price store is reachable again");
+                }
+            }
+            Ok(Err(err)) => self.note_failure(&err),
+            Err(_) => self.note_failure(&format!("no answer within {:?}", self.config.write_timeout)),
+        }
+        self.publish_lag();
     }
 
     /// Takes every dirty asset and writes its current memory price, `batch_size` per
@@ -645,6 +680,29 @@ mod tests {
         assert!(!layered.is_degraded(), "the next probe succeeded");
         assert_eq!(durable.inner.get_now(during.asset), Some(during), "accepted during the outage, not lost");
         assert_eq!(layered.write_lag(), Duration::ZERO);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_idle_store_notices_a_dead_server_and_its_return() {
+        let durable = Arc::new(Switchable::default());
+        let layered = LayeredPriceStore::new(durable.clone());
+        let supervisor = mesh_types::Supervisor::new();
+        layered.supervise(&supervisor);
+        durable.down.store(true, Ordering::Release);
+        // Nothing is ever stored: only the idle check can find the outage.
+        tokio::time::sleep(
+            BackendHealth::IDLE_PROBE_INTERVAL + LayeredPriceStore::DEFAULT_FLUSH_INTERVAL * 2,
+        )
+        .await;
+        assert!(layered.is_degraded(), "the idle check found the dead server");
+        assert_eq!(durable.attempts.load(Ordering::Relaxed), 0, "without writing anything");
+        durable.down.store(false, Ordering::Release);
+        tokio::time::sleep(
+            LayeredPriceStore::DEFAULT_RETRY_INTERVAL + LayeredPriceStore::DEFAULT_FLUSH_INTERVAL * 2,
+        )
+        .await;
+        assert!(!layered.is_degraded(), "and its return");
+        supervisor.shutdown(Duration::from_secs(1)).await;
     }
 
     #[tokio::test(start_paused = true)]

@@ -454,6 +454,21 @@ impl MeshPriceService {
         status.status(now())
     }
 
+    /// The backends failing now, by what they serve (`"prices"`, `"dedup"`,
+    /// `"coordination"`): the node serves from memory (and coordinates through the mesh)
+    /// meanwhile, and catches up when they return.
+    pub fn degraded_backends(&self) -> Vec<&'static str> {
+        let inner = &self.inner;
+        [
+            ("prices", inner.layered_prices.as_ref().is_some_and(|store| store.is_degraded())),
+            ("dedup", inner.layered_tracker.as_ref().is_some_and(|store| store.is_degraded())),
+            ("coordination", inner.coordinator.is_degraded()),
+        ]
+        .into_iter()
+        .filter_map(|(name, degraded)| degraded.then_some(name))
+        .collect()
+    }
+
     /// Every signed update this node accepts from now on that changed a price, its own
     /// included. A reader that falls [`ACCEPTED_UPDATES_BUFFER`] behind misses the oldest and
     /// is told how many (`RecvError::Lagged`); the node never waits for it.

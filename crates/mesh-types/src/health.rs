@@ -21,15 +21,26 @@ pub struct BackendHealth {
     // A std Mutex: held only to read or move an instant, never across an await.
     next_probe: Mutex<Option<Instant>>,
     retry_interval: Duration,
+    /// When an idle store next checks a healthy backend.
+    next_idle_probe: Mutex<Option<Instant>>,
 }
 
 impl BackendHealth {
     /// Default time between probes of a failed backend.
     pub const DEFAULT_RETRY_INTERVAL: Duration = Duration::from_secs(1);
 
+    /// How often a store with nothing to write checks that a healthy backend still answers:
+    /// without it, a node notices a dead server only when a write happens to be waiting.
+    pub const IDLE_PROBE_INTERVAL: Duration = Duration::from_secs(5);
+
     /// A healthy backend that, once failed, is probed every `retry_interval`.
     pub const fn new(retry_interval: Duration) -> Self {
-        Self { degraded: AtomicBool::new(false), next_probe: Mutex::new(None), retry_interval }
+        Self {
+            degraded: AtomicBool::new(false),
+            next_probe: Mutex::new(None),
+            retry_interval,
+            next_idle_probe: Mutex::new(None),
+        }
     }
 
     /// Whether the backend is failing and memory alone is serving.
@@ -48,6 +59,20 @@ impl BackendHealth {
             return false;
         }
         *next_probe = now.checked_add(self.retry_interval.min(MAX_RETRY_INTERVAL));
+        true
+    }
+
+    /// Whether a store with nothing to write should check its backend at `now`: a healthy one
+    /// at most once per `every` (the first call says yes), a degraded one as [`Self::should_try`].
+    pub fn idle_probe_due(&self, now: Instant, every: Duration) -> bool {
+        if self.is_degraded() {
+            return self.should_try(now);
+        }
+        let mut next = self.next_idle_probe.lock().unwrap_or_else(PoisonError::into_inner);
+        if next.is_some_and(|at| now < at) {
+            return false;
+        }
+        *next = now.checked_add(every.min(MAX_RETRY_INTERVAL));
         true
     }
 

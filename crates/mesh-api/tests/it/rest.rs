@@ -121,7 +121,7 @@ async fn health_is_always_up_and_ready_waits_for_the_flag() {
 
     state.set_ready(true);
     let (status, body) = get(&server.url("/ready")).await;
-    assert_eq!((status, body), (200, json!({"success": true, "data": {"ready": true}})));
+    assert_eq!((status, body), (200, json!({"success": true, "data": {"ready": true, "degraded": []}})));
 
     // The flag can be shared with the code that decides readiness.
     state.ready_flag().store(false, std::sync::atomic::Ordering::Release);
