@@ -329,13 +329,19 @@ pub async fn run(config: &SimConfig) -> Result<Report, SimError> {
     }
     let (nodes, addrs): (Vec<MeshPriceService>, Vec<SocketAddr>) = started.into_iter().flatten().unzip();
 
-    // Wait until every node is connected to exactly its neighbours, and knows every other
-    // node: the announcements each new connection is greeted with have spread, so the first
-    // updates do not queue behind them.
+    // Wait until every node is connected to its neighbours, and knows every other node: the
+    // announcements each new connection is greeted with have spread, so the first updates do
+    // not queue behind them. A node that learns addresses may already have filled its slots
+    // with others, or swapped a neighbour for a closer peer, so there every node only needs a
+    // peer.
     let expected: usize = edges.len();
+    let keeps_its_neighbours = config.peering == Peering::Imposed;
     let formed_at = Instant::now();
     loop {
         let formed = nodes.iter().zip(&neighbours).all(|(node, links)| {
+            if !keeps_its_neighbours {
+                return links.is_empty() || node.network().peer_count() > 0;
+            }
             let peers: std::collections::HashSet<SocketAddr> =
                 node.network().connected_peers().iter().filter_map(|peer| peer.info.listen_addr).collect();
             links.iter().all(|link| peers.contains(&addrs[*link]))
