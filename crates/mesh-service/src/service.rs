@@ -132,12 +132,14 @@ pub enum ServiceEvent {
 }
 
 /// A signed update this node accepted, with the prices it changed: what a bridge out of the
-/// mesh (NATS, a log) passes on, so its readers can check the provider's signature themselves.
+/// mesh (NATS, a log) passes on, so its readers can check the provider's signature themselves,
+/// and what a measurement counts as delivered.
 #[derive(Debug, Clone)]
 pub struct AcceptedUpdate {
     /// The update as this node holds it.
     pub update: Arc<PriceUpdate>,
-    /// Its prices that were newer than what the node held, and are held now.
+    /// Its prices that were newer than what the node held, and are held now: none when it
+    /// arrived after a newer update of the same assets.
     pub changed: Vec<CachedPriceData>,
 }
 
@@ -328,7 +330,7 @@ struct Inner {
     announcements: Mutex<Recent<Announce>>,
     /// The latest update of each provider heard from recently, passed on to each new peer.
     provider_updates: Mutex<Recent<Arc<PriceUpdate>>>,
-    /// Every accepted update that changed a price; sending never waits for a reader.
+    /// Every accepted update; sending never waits for a reader.
     accepted_updates: broadcast::Sender<AcceptedUpdate>,
     /// This node's latest announcement, re-sent to new peers while recent.
     own_announce: Mutex<Option<Announce>>,
@@ -469,8 +471,8 @@ impl MeshPriceService {
         .collect()
     }
 
-    /// Every signed update this node accepts from now on that changed a price, its own
-    /// included. A reader that falls [`ACCEPTED_UPDATES_BUFFER`] behind misses the oldest and
+    /// Every signed update this node accepts from now on (new to it, authentic, trusted), its
+    /// own included, with the prices it changed. A reader that falls [`ACCEPTED_UPDATES_BUFFER`] behind misses the oldest and
     /// is told how many (`RecvError::Lagged`); the node never waits for it.
     pub fn accepted_updates(&self) -> broadcast::Receiver<AcceptedUpdate> {
         self.inner.accepted_updates.subscribe()
@@ -816,9 +818,9 @@ impl Inner {
         self.pass_on(&accepted);
     }
 
-    /// Hands an update that changed prices to the readers of `accepted_updates`, if any.
+    /// Hands an accepted update to the readers of `accepted_updates`, if any.
     fn pass_on(&self, accepted: &Accepted) {
-        if accepted.changed.is_empty() || self.accepted_updates.receiver_count() == 0 {
+        if self.accepted_updates.receiver_count() == 0 {
             return;
         }
         let update =

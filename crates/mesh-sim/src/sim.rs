@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use mesh_service::{MeshPriceService, ServiceConfig, ServiceError, ServiceEvent};
+use mesh_service::{MeshPriceService, ServiceConfig, ServiceError};
 use mesh_transport::{LinkConfig, LinkFaults, ManagerConfig, MemoryNetwork, Transport};
 use mesh_types::rust_decimal::Decimal;
 use mesh_types::{Asset, CachedPriceData, NetworkId, NodeIdentity, PriceData, PriceUpdate, Timestamp};
@@ -312,16 +312,22 @@ pub async fn run(config: &SimConfig) -> Result<Report, SimError> {
             node.set_provider(true);
         }
         let addr = node.network().local_addr().unwrap_or(listen);
-        let mut events = node.subscribe();
+        // Each update counts where it is accepted, whether or not it changed the price served
+        // (an update overtaken on the way by a newer one still arrived).
+        let mut accepted = node.accepted_updates();
         let arrivals = arrivals.clone();
         tokio::spawn(async move {
-            while let Ok(event) = events.recv().await {
-                if let ServiceEvent::Prices(prices) = event.event {
-                    let at = Instant::now();
-                    let mut arrivals = lock(&arrivals);
-                    for served in prices {
-                        arrivals.entry((served.asset(), served.price.timestamp)).or_default().push(at);
+            loop {
+                match accepted.recv().await {
+                    Ok(accepted) => {
+                        let at = Instant::now();
+                        let mut arrivals = lock(&arrivals);
+                        for asset in accepted.update.prices.keys() {
+                            arrivals.entry((*asset, accepted.update.timestamp)).or_default().push(at);
+                        }
                     }
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
                 }
             }
         });
