@@ -2,7 +2,10 @@
 //! instead of an interval later: the latest signed announcement of the nodes heard from most
 //! recently (the network size, the providers list), and the latest update of the providers
 //! heard from most recently (a quote of each, so a quorum is met without waiting for every
-//! provider's next fetch; anti-entropy alone brings only the newest price per asset).
+//! provider's next fetch; anti-entropy alone brings only the newest price per asset). A
+//! provider is greeted with its own latest update too: after a restart it has lost it, and
+//! without it the provider would count itself toward a quorum only at its next fetch, which
+//! fetch coordination may hold back for as long as another provider is fetching.
 //!
 //! [`Recent`] keeps one item per node, most recent last, bounded: [`MAX_ANNOUNCEMENTS`] and
 //! [`MAX_UPDATES`] stay below any peer's rate budget, so greeting a peer never costs the
@@ -45,12 +48,13 @@ impl<T: Clone> Recent<T> {
         }
     }
 
-    /// The items worth passing on to `peer` at `now`: not its own, not too old.
-    pub(crate) fn recent(&self, peer: NodeId, now: Timestamp) -> Vec<T> {
+    /// The items worth passing on at `now`: not too old, and not `except`'s own.
+    pub(crate) fn recent(&self, except: Option<NodeId>, now: Timestamp) -> Vec<T> {
         self.latest
             .iter()
             .filter(|(node, at, _)| {
-                *node != peer && now.signed_duration_since(*at).to_std().is_ok_and(|age| age <= PASS_ON_AGE)
+                Some(*node) != except
+                    && now.signed_duration_since(*at).to_std().is_ok_and(|age| age <= PASS_ON_AGE)
             })
             .map(|(_, _, item)| item.clone())
             .collect()
@@ -79,10 +83,14 @@ mod tests {
         recent.keep(last.node_id(), now, announce(last, now));
         assert_eq!(recent.latest.len(), MAX_ANNOUNCEMENTS);
         let stranger = NodeIdentity::generate().node_id();
-        assert_eq!(recent.recent(stranger, now).len(), MAX_ANNOUNCEMENTS);
+        assert_eq!(recent.recent(Some(stranger), now).len(), MAX_ANNOUNCEMENTS);
         let peer = nodes[MAX_ANNOUNCEMENTS].node_id();
-        assert!(recent.recent(peer, now).iter().all(|a| a.node_id != peer), "a peer is not told of itself");
+        assert!(
+            recent.recent(Some(peer), now).iter().all(|a| a.node_id != peer),
+            "a peer is not told of itself"
+        );
+        assert!(recent.recent(None, now).iter().any(|a| a.node_id == peer), "unless asked to be");
         let later = now + mesh_types::chrono::Duration::seconds(101);
-        assert!(recent.recent(stranger, later).is_empty(), "too old to pass on");
+        assert!(recent.recent(Some(stranger), later).is_empty(), "too old to pass on");
     }
 }

@@ -889,11 +889,12 @@ impl Inner {
             tracing::debug!(error = %err, "cannot mark an announcement seen");
         }
         let _ = self.manager.send(peer, MeshMessage::Announce(own));
-        let heard = lock(&self.announcements).recent(peer, now());
+        let heard = lock(&self.announcements).recent(Some(peer), now());
         for announce in heard {
             let _ = self.manager.send(peer, MeshMessage::Announce(announce));
         }
-        let quotes = lock(&self.provider_updates).recent(peer, now());
+        // The peer's own latest update included: a provider that restarted has lost it.
+        let quotes = lock(&self.provider_updates).recent(None, now());
         for update in quotes {
             let _ = self.manager.send(peer, MeshMessage::PriceUpdate(update));
         }

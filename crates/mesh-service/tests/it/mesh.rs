@@ -200,3 +200,44 @@ async fn a_late_joiner_meets_its_quorum_from_the_greeting_without_waiting_for_ne
     let served = c.served_price(&sol, false).unwrap();
     assert_eq!((served.providers, served.price.price), (2, Decimal::new(15_050, 2)));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_provider_gets_its_own_last_quote_back_from_the_greeting() {
+    let network = MemoryNetwork::new();
+    let a = node(&network, 1, &[]).await;
+    let b = node(&network, 2, &[1]).await;
+    assert!(eventually(Duration::from_secs(5), async || a.network().peer_count() == 1).await);
+    // A quotes, then B quotes newer: anti-entropy alone would bring a restarted A only B's.
+    a.publish(sol_update(&a, 15_000, 10)).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    b.publish(sol_update(&b, 15_100, 10)).await.unwrap();
+    assert!(eventually(Duration::from_secs(5), async || holds(&a, 15_100).await).await);
+
+    // A restarts with its key and nothing else, as after a crash with an in-memory store.
+    let identity = a.identity();
+    a.shutdown().await;
+    drop(a);
+    let mut config = ServiceConfig::new({
+        let mut manager = ManagerConfig::new(mesh_types::NetworkId::devnet());
+        manager.listen_addr = Some(addr(3));
+        manager.bootstrap = vec![addr(2).to_string()];
+        manager.backoff_initial = Duration::from_millis(100);
+        manager.min_peers = 1;
+        manager
+    });
+    config.status.quorum = 2;
+    let restarted = MeshPriceService::builder(identity, config)
+        .transport(Arc::new(network.transport(addr(3))))
+        .start()
+        .await
+        .expect("node starts");
+    let sol = Asset::new("SOL").unwrap();
+    assert!(
+        eventually(Duration::from_secs(3), async || restarted
+            .served_price(&sol, false)
+            .is_some_and(|p| !p.below_quorum))
+        .await,
+        "the restarted provider counts its own quote toward the quorum: {:?}",
+        restarted.served_price(&sol, true)
+    );
+}
