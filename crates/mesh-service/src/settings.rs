@@ -453,6 +453,9 @@ impl NodeSettings {
         manager.lan_discovery = self.lan_discovery.then(LanDiscovery::default);
         manager.prefer_close_peers = self.prefer_close_peers;
         manager.preference_interval = self.preference_interval;
+        // Links lost to a partition are retried as often as anti-entropy runs, so a healed
+        // mesh joins up and converges within two sync intervals.
+        manager.reconnect_interval = self.sync_interval;
         manager
     }
 
@@ -504,6 +507,7 @@ mod tests {
         assert_eq!(service.network.max_peers, 10);
         assert_eq!(service.tracker.capacity, 10_000);
         assert_eq!(service.sync_interval, Duration::from_secs(30));
+        assert_eq!(service.network.reconnect_interval, service.sync_interval, "lost links retried per sync");
     }
 
     #[test]

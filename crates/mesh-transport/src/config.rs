@@ -55,6 +55,11 @@ pub struct ManagerConfig {
     pub backoff_initial: Duration,
     /// The longest delay between redials (default 60 s).
     pub backoff_max: Duration,
+    /// How often a peer lost to silence (a heartbeat timeout) is dialled again while this node
+    /// has a free slot (default 30 s; the service sets its anti-entropy interval). A partition
+    /// that heals leaves each side at its minimum with no reason to dial; these dials join
+    /// the sides again. Lost peers are remembered for an hour, at most 64 of them.
+    pub reconnect_interval: Duration,
     /// How long a ban lasts (default 24 h).
     pub ban_duration: Duration,
     /// How often known peer addresses are shared with every peer (default 60 s; also on
@@ -143,6 +148,7 @@ impl ManagerConfig {
             maintenance_interval: Duration::from_secs(1),
             backoff_initial: Duration::from_secs(1),
             backoff_max: Duration::from_secs(60),
+            reconnect_interval: Duration::from_secs(30),
             ban_duration: Duration::from_secs(24 * 3600),
             peer_exchange_interval: Duration::from_secs(60),
             peer_exchange_limit: 32,

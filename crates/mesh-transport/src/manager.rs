@@ -129,13 +129,70 @@ struct State {
     hints: HopHints,
     /// Dials in progress that were chosen for their distance.
     preferred_dials: HashSet<SocketAddr>,
+    /// Peers lost to silence, by address: dialled again every `reconnect_interval` while
+    /// there is room. At most [`MAX_LOST`], each forgotten after [`LOST_MEMORY`] or once
+    /// connected again.
+    lost: HashMap<SocketAddr, Lost>,
 }
+
+/// A peer lost to silence, and when to dial it next.
+#[derive(Debug, Clone, Copy)]
+struct Lost {
+    since: Instant,
+    next_try: Instant,
+}
+
+/// Most peers lost to silence remembered at once (the longest-lost is forgotten first).
+const MAX_LOST: usize = 64;
+/// How long a peer lost to silence is dialled again before it is forgotten.
+const LOST_MEMORY: Duration = Duration::from_secs(3600);
 
 /// Most keys banned in memory at once; past that the ban ending soonest is dropped (its peer
 /// store record, when it has one, still holds).
 const MAX_KEY_BANS: usize = 4096;
 
 impl State {
+    /// Remembers `addr` as lost to silence at `now`, to dial again after `retry`.
+    fn remember_lost(&mut self, addr: SocketAddr, now: Instant, retry: Duration) {
+        if !self.lost.contains_key(&addr) && self.lost.len() >= MAX_LOST {
+            let oldest = self.lost.iter().min_by_key(|(_, lost)| lost.since).map(|(addr, _)| *addr);
+            if let Some(oldest) = oldest {
+                self.lost.remove(&oldest);
+            }
+        }
+        let next_try = now.checked_add(retry).unwrap_or_else(far_future);
+        self.lost.insert(addr, Lost { since: now, next_try });
+    }
+
+    /// The lost peers due for another dial at `now`, at most `room` of them, each given its
+    /// next time; forgets the ones connected again or lost too long ago. (A lost peer is
+    /// still registered for a moment after it is remembered, while its goodbye leaves: it
+    /// counts as connected again only once due.)
+    fn lost_due(&mut self, now: Instant, room: usize, retry: Duration) -> Vec<SocketAddr> {
+        let connected = self.connected_addrs();
+        self.lost.retain(|addr, lost| {
+            let back = lost.next_try <= now && connected.contains(addr);
+            !back && now.saturating_duration_since(lost.since) < LOST_MEMORY
+        });
+        let dialing = &self.dialing;
+        let due: Vec<SocketAddr> = self
+            .lost
+            .iter()
+            .filter(|(addr, lost)| {
+                lost.next_try <= now && !dialing.contains(*addr) && !connected.contains(*addr)
+            })
+            .map(|(addr, _)| *addr)
+            .take(room)
+            .collect();
+        let next_try = now.checked_add(retry).unwrap_or_else(far_future);
+        for addr in &due {
+            if let Some(lost) = self.lost.get_mut(addr) {
+                lost.next_try = next_try;
+            }
+        }
+        due
+    }
+
     /// An inbound handshake from `ip` ended (with a peer or a failure).
     fn release_pending_inbound(&mut self, ip: IpAddr) {
         self.pending_inbound = self.pending_inbound.saturating_sub(1);
@@ -294,6 +351,7 @@ impl ConnectionManager {
             key_bans: HashMap::new(),
             hints: HopHints::new(config.peer_exchange_interval.saturating_mul(3)),
             preferred_dials: HashSet::new(),
+            lost: HashMap::new(),
         };
         let inner = Arc::new(Inner {
             config,
@@ -574,6 +632,7 @@ impl Inner {
                 {
                     moved = Some(Instant::now());
                 }
+                self.redial_lost().await;
                 continue;
             }
             let candidates = self.candidates(wanted).await;
@@ -581,19 +640,45 @@ impl Inner {
                 self.ask_for_addresses(&mut asked_for_addresses);
             }
             for addr in candidates {
-                let reserved = {
-                    let mut state = self.lock();
-                    let total = state.peers.len().saturating_add(state.pending_outbound);
-                    let free = total < self.config.max_peers && state.dialing.insert(addr);
-                    if free {
-                        state.pending_outbound = state.pending_outbound.saturating_add(1);
-                    }
-                    free
-                };
-                if reserved {
-                    self.supervisor.spawn_worker("peer_dial", self.clone().dial(addr));
-                }
+                self.dial_if_room(addr);
             }
+        }
+    }
+
+    /// Reserves a slot for a dial to `addr` and starts it, unless the node is full or already
+    /// dialling there.
+    fn dial_if_room(self: &Arc<Self>, addr: SocketAddr) {
+        let reserved = {
+            let mut state = self.lock();
+            let total = state.peers.len().saturating_add(state.pending_outbound);
+            let free = total < self.config.max_peers && state.dialing.insert(addr);
+            if free {
+                state.pending_outbound = state.pending_outbound.saturating_add(1);
+            }
+            free
+        };
+        if reserved {
+            self.supervisor.spawn_worker("peer_dial", self.clone().dial(addr));
+        }
+    }
+
+    /// Dials again, while there is room, the peers lost to silence whose time has come: the
+    /// links a partition broke, which nothing else would restore once each side is back at
+    /// its minimum.
+    async fn redial_lost(self: &Arc<Self>) {
+        let due = {
+            let mut state = self.lock();
+            let have = state.peers.len().saturating_add(state.pending_outbound);
+            let room = self.config.max_peers.saturating_sub(have);
+            state.lost_due(Instant::now(), room, self.config.reconnect_interval)
+        };
+        if due.is_empty() {
+            return;
+        }
+        let banned = self.banned_addrs().await;
+        for addr in due.into_iter().filter(|addr| !banned.contains(addr)) {
+            tracing::debug!(%addr, "dialling a peer lost to silence again");
+            self.dial_if_room(addr);
         }
     }
 
@@ -1101,6 +1186,7 @@ impl Inner {
             for (node, addr) in silent {
                 tracing::info!(%node, "peer silent beyond the heartbeat timeout; disconnecting");
                 if let Some(addr) = addr {
+                    self.lock().remember_lost(addr, now, self.config.reconnect_interval);
                     self.mark_inaccessible(addr).await;
                 }
                 self.close_peer(

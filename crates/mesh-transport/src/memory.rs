@@ -9,6 +9,12 @@
 //! changeable at any time, is [`LinkFaults`] (latency and random loss) and partitions (loss
 //! between two groups of nodes, and refused dials across them). Order is preserved on every
 //! connection whatever the latency does, as on a TCP stream.
+//!
+//! Loss is drawn from the thread's random generator, unless [`MemoryNetwork::seed_losses`]
+//! gave the network a seed: then whether a message is lost depends only on the seed, the two
+//! addresses and which message it is (a price update by its id, hops and TTL; anything else
+//! by how many messages that direction has carried), so a seeded simulation loses the same
+//! copies when it is replayed.
 
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
@@ -45,12 +51,39 @@ impl LinkFaults {
     /// A perfect link: no latency, no loss.
     pub const NONE: Self = Self { latency: Duration::ZERO, drop_probability: 0.0 };
 
+    /// The chance of loss as it applies: clamped, `NaN` as 0.
+    fn probability(&self) -> f64 {
+        if self.drop_probability.is_nan() { 0.0 } else { self.drop_probability.clamp(0.0, 1.0) }
+    }
+
     /// Whether this message is lost.
     fn drops(&self) -> bool {
-        let probability =
-            if self.drop_probability.is_nan() { 0.0 } else { self.drop_probability.clamp(0.0, 1.0) };
+        let probability = self.probability();
         probability > 0.0 && rand::rng().random_bool(probability)
     }
+
+    /// Whether a message whose roll (uniform in `0.0..1.0`) is `roll` is lost.
+    fn drops_on(&self, roll: f64) -> bool {
+        roll < self.probability()
+    }
+}
+
+/// One step of a SplitMix64-style hash: `value` folded into `state`. Written out here, not
+/// taken from a library, so that seeded loss stays the same across dependency upgrades.
+const fn mix(state: u64, value: u64) -> u64 {
+    let mut z = (state ^ value).wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// An address as a number for [`mix`].
+fn address_bits(addr: SocketAddr) -> u64 {
+    let ip = match addr.ip() {
+        IpAddr::V4(ip) => u128::from(u32::from(ip)),
+        IpAddr::V6(ip) => u128::from(ip),
+    };
+    mix(mix(0, ip as u64), (ip >> 64) as u64) ^ u64::from(addr.port())
 }
 
 /// The in-process network shared by every [`MemoryTransport`] made from it, and the place to
@@ -78,6 +111,10 @@ struct State {
     links: HashMap<(SocketAddr, SocketAddr), LinkFaults>,
     default_faults: LinkFaults,
     partitions: Vec<(HashSet<SocketAddr>, HashSet<SocketAddr>)>,
+    /// Set by [`MemoryNetwork::seed_losses`]: loss decided by hashing, not drawn.
+    loss_seed: Option<u64>,
+    /// Messages other than price updates judged for loss so far, per direction (with a seed).
+    judged: HashMap<(SocketAddr, SocketAddr), u64>,
 }
 
 impl State {
@@ -89,6 +126,29 @@ impl State {
 
     fn faults(&self, a: SocketAddr, b: SocketAddr) -> LinkFaults {
         self.links.get(&link_key(a, b)).copied().unwrap_or(self.default_faults)
+    }
+
+    /// Whether `message` from `from` to `to` is lost on a link with `faults`.
+    fn loses(&mut self, from: SocketAddr, to: SocketAddr, faults: LinkFaults, message: &MeshMessage) -> bool {
+        let Some(seed) = self.loss_seed else { return faults.drops() };
+        // A price update is known by its id, hops and TTL, so the same copy is judged the
+        // same whatever else the link carried before it; other messages by their place in
+        // the direction's stream.
+        let which = match message {
+            MeshMessage::PriceUpdate(update) => {
+                let id = update.message_id.as_uuid().as_u128();
+                let position = (u64::from(update.hop_count) << 8) | u64::from(update.ttl);
+                mix(mix(mix(1, id as u64), (id >> 64) as u64), position)
+            }
+            _ => {
+                let count = self.judged.entry((from, to)).or_default();
+                *count = count.wrapping_add(1);
+                mix(2, *count)
+            }
+        };
+        let hash = mix(mix(mix(seed, address_bits(from)), address_bits(to)), which);
+        // The top 53 bits as a fraction in 0.0..1.0.
+        faults.drops_on((hash >> 11) as f64 / (1u64 << 53) as f64)
     }
 
     /// The listener at `addr`, forgetting it if it was dropped.
@@ -173,6 +233,15 @@ impl MemoryNetwork {
         self.state().partitions.clear();
     }
 
+    /// Decides loss from `seed` from now on instead of drawing it: a message is lost when a
+    /// hash of the seed, the sending and receiving addresses and the message (a price update
+    /// by its id, hop count and TTL; any other message by how many the direction has carried
+    /// before it) falls below the link's [`LinkFaults::drop_probability`]. The same seed and
+    /// the same messages lose the same copies on every run.
+    pub fn seed_losses(&self, seed: u64) {
+        self.state().loss_seed = Some(seed);
+    }
+
     /// Messages handed to a receiving connection so far.
     pub fn delivered(&self) -> u64 {
         self.delivered.load(Ordering::Relaxed)
@@ -218,19 +287,21 @@ impl MemoryNetwork {
         self.state().separated(a, b)
     }
 
-    /// The latency of one message from `from` to `to`, or `None` (counted) when it is lost.
-    fn route(&self, from: SocketAddr, to: SocketAddr) -> Option<Duration> {
-        let faults = {
-            let state = self.state();
-            if state.separated(from, to) { None } else { Some(state.faults(from, to)) }
-        };
-        match faults {
-            Some(faults) if !faults.drops() => Some(faults.latency),
-            _ => {
-                self.dropped.fetch_add(1, Ordering::Relaxed);
+    /// The latency of `message` from `from` to `to`, or `None` (counted) when it is lost.
+    fn route(&self, from: SocketAddr, to: SocketAddr, message: &MeshMessage) -> Option<Duration> {
+        let latency = {
+            let mut state = self.state();
+            if state.separated(from, to) {
                 None
+            } else {
+                let faults = state.faults(from, to);
+                (!state.loses(from, to, faults, message)).then_some(faults.latency)
             }
+        };
+        if latency.is_none() {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
         }
+        latency
     }
 }
 
@@ -377,7 +448,9 @@ async fn carry(
             message = outgoing.recv() => message,
         };
         let Some(message) = message else { return };
-        let Some(latency) = network.route(direction.from, direction.to) else { continue };
+        let Some(latency) = network.route(direction.from, direction.to, message.message()) else {
+            continue;
+        };
         // A latency past the clock's range is a message that never arrives.
         let Some(due) = Instant::now().checked_add(latency) else {
             network.dropped.fetch_add(1, Ordering::Relaxed);
@@ -651,6 +724,33 @@ mod tests {
         assert_eq!(received, network.delivered());
         assert_eq!(network.delivered() + network.dropped(), 2000);
         assert!((700..=1300).contains(&network.dropped()), "dropped {} of 2000", network.dropped());
+    }
+
+    /// The nonces of `count` pings that cross a half-lossy link whose losses come from `seed`.
+    async fn seeded_survivors(seed: u64, count: u64) -> Vec<u64> {
+        let network = MemoryNetwork::new();
+        network.seed_losses(seed);
+        network.set_link(addr(1), addr(2), LinkFaults { drop_probability: 0.5, ..LinkFaults::NONE });
+        let Linked { dialled, mut accepted, _listener } = link(&network, addr(1), addr(2)).await;
+        for nonce in 0..count {
+            dialled.sender.send(ping(nonce)).await.unwrap();
+        }
+        settle(&network, count).await;
+        dialled.close();
+        let mut survivors = Vec::new();
+        while let Some(message) = recv(&mut accepted).await {
+            let MeshMessage::Ping(Heartbeat { nonce, .. }) = message.unwrap() else { panic!("not a ping") };
+            survivors.push(nonce);
+        }
+        survivors
+    }
+
+    #[tokio::test]
+    async fn seeded_losses_repeat_with_their_seed() {
+        let first = seeded_survivors(7, 400).await;
+        assert!((120..=280).contains(&first.len()), "about half arrive: {}", first.len());
+        assert_eq!(seeded_survivors(7, 400).await, first, "the same seed loses the same messages");
+        assert_ne!(seeded_survivors(8, 400).await, first, "another seed loses others");
     }
 
     #[tokio::test]

@@ -359,6 +359,46 @@ async fn a_silent_peer_times_out_and_is_redialled_after_it_restarts() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_link_lost_to_a_partition_is_dialled_again_after_the_heal_by_a_node_at_its_minimum() {
+    // A dials B (reached only through a proxy that can go silent, as a partition does) and C,
+    // and D dials A: once B is lost A still has its minimum of two, one of them its own
+    // choice, so nothing but the lost link itself gives A a reason to dial.
+    let passive = || {
+        let mut config = config("devnet", vec![]);
+        config.min_peers = 0;
+        config
+    };
+    let b = start(passive(), Arc::new(NodeIdentity::generate())).await;
+    let proxy = TcpProxy::start(&b.addr().to_string()).await;
+    let c = start(passive(), Arc::new(NodeIdentity::generate())).await;
+    let mut a_config = config("devnet", vec![proxy.addr().to_string(), c.addr().to_string()]);
+    a_config.min_peers = 2;
+    a_config.reconnect_interval = Duration::from_millis(300);
+    let a = start(a_config, Arc::new(NodeIdentity::generate())).await;
+    let mut d_config = config("devnet", vec![a.addr().to_string()]);
+    d_config.min_peers = 1;
+    let _d = start(d_config, Arc::new(NodeIdentity::generate())).await;
+    assert!(eventually(Duration::from_secs(5), || a.manager.peer_count() == 3).await);
+
+    proxy.freeze();
+    let timed_out = eventually(Duration::from_secs(5), || {
+        a.disconnect_reasons().iter().any(|reason| reason == "heartbeat timeout")
+    })
+    .await;
+    assert!(timed_out, "A loses B to silence: {:?}", a.disconnect_reasons());
+    assert_eq!(a.manager.peer_count(), 2, "C and D keep A at its minimum");
+
+    // The partition heals: new connections through the proxy work again.
+    proxy.thaw();
+    let back = eventually(Duration::from_secs(5), || {
+        a.manager.connected_peers().iter().any(|peer| peer.info.node_id == b.manager.node_id())
+    })
+    .await;
+    assert!(back, "A dials B again although it is at its minimum");
+    proxy.cut();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_peer_limit_holds_under_fifty_simultaneous_inbound_dials() {
     let mut limited = config("devnet", vec![]);
     limited.min_peers = 0;
