@@ -91,6 +91,8 @@ pub struct Options {
     pub database_url: Option<String>,
     /// Where logs and data directories go.
     pub work_dir: PathBuf,
+    /// The nodes' log filter (`RUST_LOG`).
+    pub node_log: String,
 }
 
 impl Options {
@@ -112,6 +114,7 @@ impl Options {
             redis_url: None,
             database_url: None,
             work_dir,
+            node_log: "warn,mesh_node=info".to_owned(),
         }
     }
 

@@ -49,6 +49,9 @@ struct Args {
     /// PostgreSQL for the PostgreSQL outage (default: MESH_TEST_DATABASE_URL).
     #[arg(long, env = "MESH_TEST_DATABASE_URL")]
     database_url: Option<String>,
+    /// The nodes' log filter (RUST_LOG), e.g. `info` to see every connection.
+    #[arg(long, default_value = "warn,mesh_node=info")]
+    node_log: String,
     /// Where node logs and data directories go (default: a fresh temporary directory, kept
     /// when something fails).
     #[arg(long)]
@@ -85,6 +88,7 @@ fn main() -> ExitCode {
     };
     options.force_userspace = args.userspace;
     options.seed = args.seed;
+    options.node_log = args.node_log;
     options.redis_url = args.redis_url.filter(|url| !url.is_empty());
     options.database_url = args.database_url.filter(|url| !url.is_empty());
 

@@ -80,7 +80,7 @@ impl Mesh {
             [host.checked_sub(1), host.checked_sub(2)].into_iter().flatten().map(peer).collect();
         let sync = options.sync_interval.as_secs().max(1).to_string();
         let mut settings: Vec<(String, String)> = [
-            ("RUST_LOG", "warn,mesh_node=info"),
+            ("RUST_LOG", options.node_log.as_str()),
             ("MESH_NETWORK", "devnet"),
             ("MESH_API_ADDR", &API_ADDR.to_string()),
             ("MESH_LISTEN_ADDR", &peer(host)),

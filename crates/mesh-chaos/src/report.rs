@@ -94,8 +94,26 @@ impl Report {
                 times.len()
             );
         }
+        // Per kind of fault, over its rounds (`partition#1`, `partition#2`, … are one kind).
+        let mut kinds: Vec<(&str, Vec<Duration>)> = Vec::new();
         for (scenario, time) in &self.convergence {
-            let _ = writeln!(text, "  {scenario}: {} ms", time.as_millis());
+            let kind = scenario.split('#').next().unwrap_or(scenario);
+            match kinds.iter_mut().find(|(known, _)| *known == kind) {
+                Some((_, times)) => times.push(*time),
+                None => kinds.push((kind, vec![*time])),
+            }
+        }
+        for (kind, mut times) in kinds {
+            times.sort();
+            if let (Some(p50), Some(p99)) = (quantile(&times, 0.5), quantile(&times, 0.99)) {
+                let _ = writeln!(
+                    text,
+                    "  {kind}: p50 {} ms, p99 {} ms over {} run(s)",
+                    p50.as_millis(),
+                    p99.as_millis(),
+                    times.len()
+                );
+            }
         }
         let _ = writeln!(text, "peak RSS of any node: {} MiB", self.peak_rss_kib / 1024);
         text
