@@ -4,5 +4,6 @@
 //! without them they skip with a printed reason, unless `MESH_REQUIRE_BACKENDS=1` (set by CI),
 //! when a missing service fails the test.
 
+mod architecture;
 mod migrations;
 mod storage;
