@@ -57,8 +57,8 @@ async fn main() -> Result<(), Error> {
         coordination_window_secs: 1,
         ..ProviderConfig::default()
     };
-    let fetching = provider.start_provider(config, vec![Asset::new("SOL")?])?;
-    fetching.enable(Arc::new(SimulatedSource::new(3))).await?;
+    provider.start_provider(config, vec![Asset::new("SOL")?])?;
+    provider.enable_provider(Arc::new(SimulatedSource::new(3))).await?;
 
     let mut client = MeshClient::connect(ClientConfig::new([&first_api, &second_api])?);
     let mut updates = 0;

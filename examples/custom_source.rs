@@ -53,9 +53,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         coordination_window_secs: 1,
         ..ProviderConfig::default()
     };
-    let provider = node.start_provider(config, vec![Asset::new("SOL")?, Asset::new("JUP")?])?;
+    node.start_provider(config, vec![Asset::new("SOL")?, Asset::new("JUP")?])?;
     let table = Table(vec![("SOL", Decimal::new(15_012, 2)), ("JUP", Decimal::new(8_421, 4))]);
-    provider.enable(Arc::new(table)).await?;
+    node.enable_provider(Arc::new(table)).await?;
 
     let served = tokio::time::timeout(Duration::from_secs(20), async {
         loop {

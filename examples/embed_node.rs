@@ -38,8 +38,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         coordination_window_secs: 1,
         ..ProviderConfig::default()
     };
-    let fetching = provider.start_provider(config, vec![Asset::new("SOL")?, Asset::new("ETH")?])?;
-    fetching.enable(Arc::new(SimulatedSource::new(7))).await?;
+    provider.start_provider(config, vec![Asset::new("SOL")?, Asset::new("ETH")?])?;
+    provider.enable_provider(Arc::new(SimulatedSource::new(7))).await?;
 
     let mut shown = 0;
     let run = tokio::time::timeout(Duration::from_secs(20), async {

@@ -7,7 +7,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::Context;
 use mesh_api::{ApiConfig, ApiState, birdeye_factory};
-use mesh_provider::ProviderNode;
 use mesh_service::{MeshPriceService, NodeSettings};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
@@ -39,7 +38,6 @@ pub(crate) fn api_config(settings: &NodeSettings, on_loopback: bool) -> ApiConfi
 pub(crate) async fn serve(
     listener: tokio::net::TcpListener,
     service: MeshPriceService,
-    provider: Option<ProviderNode>,
     settings: &NodeSettings,
     metrics: PrometheusHandle,
     shutdown: impl Future<Output = ()> + Send + 'static,
@@ -48,7 +46,7 @@ pub(crate) async fn serve(
     let sources = birdeye_factory(crate::run::birdeye_config(settings));
     let ready = Arc::new(AtomicBool::new(false));
     let config = api_config(settings, listener.local_addr().map_or(true, |addr| addr.ip().is_loopback()));
-    let state = ApiState::new(service, provider, sources, Some(metrics), ready.clone(), config);
+    let state = ApiState::new(service, sources, Some(metrics), ready.clone(), config);
     ready.store(true, Ordering::Release);
     mesh_api::serve(listener, state, shutdown).await.context("the API server failed")
 }

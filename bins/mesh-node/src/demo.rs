@@ -48,7 +48,6 @@ pub(crate) async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     anyhow::ensure!(args.nodes >= 2, "a demo needs at least 2 nodes");
     let metrics = crate::api::install_metrics()?;
     let mut nodes: Vec<MeshPriceService> = Vec::with_capacity(args.nodes);
-    let mut provider = None;
     for index in 0..args.nodes {
         // Each node joins through the two before it: a chain with shortcuts.
         let bootstrap = nodes
@@ -63,9 +62,8 @@ pub(crate) async fn demo(args: DemoArgs) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("cannot start demo node {index}"))?;
         if index == 0 {
-            let node_provider = node.start_provider(settings.provider_config(), settings.assets.clone())?;
-            node_provider.enable(Arc::new(SimulatedSource::with_random_seed())).await?;
-            provider = Some(node_provider);
+            node.start_provider(settings.provider_config(), settings.assets.clone())?;
+            node.enable_provider(Arc::new(SimulatedSource::with_random_seed())).await?;
         }
         nodes.push(node);
     }
@@ -75,7 +73,7 @@ pub(crate) async fn demo(args: DemoArgs) -> anyhow::Result<()> {
         .with_context(|| format!("cannot bind the demo API to {} (use --api-addr)", args.api_addr))?;
     let addr = listener.local_addr()?;
     println!("pricemesh demo: {} nodes on loopback, a simulated provider at one end", args.nodes);
-    if let Some(provider) = &provider {
+    if let Some(provider) = nodes.first() {
         println!("  provider node      {}", provider.node_id());
     }
     println!("  watching node      {}", consumer.node_id());
@@ -96,7 +94,7 @@ pub(crate) async fn demo(args: DemoArgs) -> anyhow::Result<()> {
         }
     };
     let settings = NodeSettings { api_addr: addr, ..NodeSettings::default() };
-    let served = crate::api::serve(listener, consumer, None, &settings, metrics, stop).await;
+    let served = crate::api::serve(listener, consumer, &settings, metrics, stop).await;
     for node in &nodes {
         node.shutdown().await;
     }

@@ -56,17 +56,20 @@ pub(crate) async fn run(args: RunArgs) -> anyhow::Result<()> {
         Some(url) => Some(start_bridge(url, settings.nats_stream.clone(), &service).await?),
         None => None,
     };
-    let provider = service.start_provider(settings.provider_config(), settings.assets.clone())?;
+    service.start_provider(settings.provider_config(), settings.assets.clone())?;
     match settings.price_source {
         PriceSourceKind::None => {}
         PriceSourceKind::Simulated => {
-            provider.enable(Arc::new(SimulatedSource::with_random_seed())).await?;
+            service.enable_provider(Arc::new(SimulatedSource::with_random_seed())).await?;
         }
         PriceSourceKind::Birdeye => {
             let key = ApiKey::new(settings.birdeye_api_key.clone().unwrap_or_default())
                 .map_err(|err| anyhow::anyhow!("invalid setting BIRDEYE_API_KEY: {err}"))?;
             let source = BirdeyeSource::new(key, birdeye_config(&settings))?;
-            provider.enable(Arc::new(source)).await.context("cannot enable provider mode with Birdeye")?;
+            service
+                .enable_provider(Arc::new(source))
+                .await
+                .context("cannot enable provider mode with Birdeye")?;
         }
     }
     let listener = tokio::net::TcpListener::bind(settings.api_addr)
@@ -76,15 +79,8 @@ pub(crate) async fn run(args: RunArgs) -> anyhow::Result<()> {
     let api_addr = listener.local_addr().unwrap_or(settings.api_addr);
     let peers_addr = service.network().local_addr().unwrap_or(settings.listen_addr);
     tracing::info!(api = %api_addr, listen = %peers_addr, "node ready");
-    let served = crate::api::serve(
-        listener,
-        service.clone(),
-        Some(provider),
-        &settings,
-        metrics,
-        crate::shutdown_signal(),
-    )
-    .await;
+    let served =
+        crate::api::serve(listener, service.clone(), &settings, metrics, crate::shutdown_signal()).await;
     if let Some(bridge) = bridge {
         bridge.shutdown().await;
     }

@@ -8,6 +8,7 @@ use axum::http::StatusCode;
 use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use axum::response::{Html, IntoResponse, Response};
 use mesh_provider::{ApiKey, SourceError};
+use mesh_service::EnableError;
 use mesh_types::{
     ApiResponse, Asset, NetworkStatus, ProviderState, ProviderStatus, ServedPrice, ServedPriceMap,
 };
@@ -67,26 +68,19 @@ pub(crate) async fn enable_provider(
     _admin: AdminAuth,
     ApiJson(request): ApiJson<EnableRequest>,
 ) -> ApiResult<ProviderState> {
-    let Some(provider) = state.provider() else {
-        return Err(enable_failed("this node has no provider loop"));
-    };
     let Some(factory) = state.source_factory() else {
         return Err(enable_failed("no price source is configured on this node"));
     };
-    let result = match ApiKey::new(request.api_key) {
-        Ok(key) => match factory(key) {
-            Ok(source) => provider.enable(source).await,
-            Err(error) => Err(error),
-        },
-        Err(error) => Err(error),
+    let result = match ApiKey::new(request.api_key).and_then(|key| factory(key)) {
+        Ok(source) => state.service().enable_provider(source).await,
+        Err(error) => Err(EnableError::Source(error)),
     };
     match result {
-        Ok(()) => {
-            state.service().set_provider(true);
+        Ok(provider_state) => {
             tracing::info!(node_id = %state.service().node_id(), "provider mode enabled through the API");
-            ok(provider.state())
+            ok(provider_state)
         }
-        Err(SourceError::InvalidApiKey) => {
+        Err(EnableError::Source(SourceError::InvalidApiKey)) => {
             tracing::warn!("provider mode not enabled: the price API refused the key");
             Err(ApiError::new(StatusCode::UNAUTHORIZED, SourceError::InvalidApiKey.to_string()))
         }
@@ -117,13 +111,9 @@ pub(crate) async fn disable_provider(
     State(state): State<ApiState>,
     _admin: AdminAuth,
 ) -> ApiResult<ProviderState> {
-    let node_id = state.service().node_id();
-    if let Some(provider) = state.provider() {
-        provider.disable().await;
-    }
-    state.service().set_provider(false);
-    tracing::info!(%node_id, "provider mode disabled through the API");
-    ok(ProviderState { enabled: false, node_id })
+    let provider_state = state.service().disable_provider().await;
+    tracing::info!(node_id = %provider_state.node_id, "provider mode disabled through the API");
+    ok(provider_state)
 }
 
 /// `GET /api/mesh/provider/status`.
@@ -134,15 +124,7 @@ pub(crate) async fn disable_provider(
     responses((status = 200, description = "This node's provider mode", body = ProviderStatusResponse)),
 )]
 pub(crate) async fn provider_status(State(state): State<ApiState>) -> ApiResult<ProviderStatus> {
-    ok(state.provider().map_or_else(
-        || ProviderStatus {
-            enabled: false,
-            node_id: state.service().node_id(),
-            last_fetch_time: None,
-            fetch_count: 0,
-        },
-        mesh_provider::ProviderNode::status,
-    ))
+    ok(state.service().provider_status())
 }
 
 /// `GET /api/mesh/prices`: every asset at quorum, as the median of its providers' fresh quotes.

@@ -1,12 +1,12 @@
-//! [`ApiState`], what every handler shares: the node, its provider loop, how to build a price
-//! source from an API key, the metrics handle, the readiness flag and the [`ApiConfig`].
+//! [`ApiState`], what every handler shares: the node (which also holds its provider role),
+//! how to build a price source from an API key, the metrics handle, the readiness flag and the [`ApiConfig`].
 
 use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use mesh_provider::{ApiKey, BirdeyeConfig, BirdeyeSource, PriceSource, ProviderNode, SourceError};
+use mesh_provider::{ApiKey, BirdeyeConfig, BirdeyeSource, PriceSource, SourceError};
 use mesh_service::MeshPriceService;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::sync::watch;
@@ -131,7 +131,6 @@ pub struct ApiState {
 
 struct Inner {
     service: MeshPriceService,
-    provider: Option<ProviderNode>,
     source_factory: Option<SourceFactory>,
     metrics: Option<PrometheusHandle>,
     ready: Arc<AtomicBool>,
@@ -148,7 +147,6 @@ impl fmt::Debug for ApiState {
         let inner = &self.inner;
         f.debug_struct("ApiState")
             .field("node_id", &inner.service.node_id())
-            .field("provider", &inner.provider.is_some())
             .field("source_factory", &inner.source_factory.is_some())
             .field("metrics", &inner.metrics.is_some())
             .field("ready", &self.is_ready())
@@ -162,7 +160,6 @@ impl ApiState {
     pub fn builder(service: MeshPriceService) -> ApiStateBuilder {
         ApiStateBuilder {
             service,
-            provider: None,
             source_factory: None,
             metrics: None,
             ready: None,
@@ -173,7 +170,6 @@ impl ApiState {
     /// Everything at once; [`ApiState::builder`] names the parts instead.
     pub fn new(
         service: MeshPriceService,
-        provider: Option<ProviderNode>,
         source_factory: SourceFactory,
         metrics: Option<PrometheusHandle>,
         ready: Arc<AtomicBool>,
@@ -181,7 +177,6 @@ impl ApiState {
     ) -> Self {
         let mut builder =
             Self::builder(service).source_factory(source_factory).ready_flag(ready).config(config);
-        builder.provider = provider;
         builder.metrics = metrics;
         builder.build()
     }
@@ -189,11 +184,6 @@ impl ApiState {
     /// The node.
     pub fn service(&self) -> &MeshPriceService {
         &self.inner.service
-    }
-
-    /// The node's provider loop, if it has one.
-    pub fn provider(&self) -> Option<&ProviderNode> {
-        self.inner.provider.as_ref()
     }
 
     /// The settings.
@@ -291,7 +281,6 @@ impl Drop for FeedSlot {
 /// Builds an [`ApiState`].
 pub struct ApiStateBuilder {
     service: MeshPriceService,
-    provider: Option<ProviderNode>,
     source_factory: Option<SourceFactory>,
     metrics: Option<PrometheusHandle>,
     ready: Option<Arc<AtomicBool>>,
@@ -305,14 +294,6 @@ impl fmt::Debug for ApiStateBuilder {
 }
 
 impl ApiStateBuilder {
-    /// The node's provider loop (from [`MeshPriceService::start_provider`]); without one,
-    /// enabling provider mode answers 500 and the status reports it disabled.
-    #[must_use]
-    pub fn provider(mut self, provider: ProviderNode) -> Self {
-        self.provider = Some(provider);
-        self
-    }
-
     /// How to build a price source from an API key (see [`birdeye_factory`]).
     #[must_use]
     pub fn source_factory(mut self, factory: SourceFactory) -> Self {
@@ -348,7 +329,6 @@ impl ApiStateBuilder {
         ApiState {
             inner: Arc::new(Inner {
                 service: self.service,
-                provider: self.provider,
                 source_factory: self.source_factory,
                 metrics: self.metrics,
                 ready: self.ready.unwrap_or_default(),

@@ -35,7 +35,7 @@ mod status;
 pub use gauges::MAX_PRICE_SERIES;
 pub use journal::{ReplayGap, Sequenced};
 pub use service::{
-    ACCEPTED_UPDATES_BUFFER, AcceptedUpdate, MeshPriceService, SHUTDOWN_GRACE, SWEEP_INTERVAL,
+    ACCEPTED_UPDATES_BUFFER, AcceptedUpdate, EnableError, MeshPriceService, SHUTDOWN_GRACE, SWEEP_INTERVAL,
     ServiceBuilder, ServiceConfig, ServiceError, ServiceEvent,
 };
 pub use settings::{MAX_DURATION_SETTING, MAX_FEED_HISTORY, NodeSettings, PriceSourceKind, SettingsError};

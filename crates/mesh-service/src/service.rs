@@ -40,6 +40,10 @@ use mesh_types::{ProviderConfig, ProviderConfigError};
 use thiserror::Error;
 use tokio::sync::{broadcast, mpsc};
 
+mod role;
+
+pub use role::EnableError;
+
 use crate::gauges::PriceGauges;
 use crate::greeting::{MAX_ANNOUNCEMENTS, MAX_UPDATES, Recent};
 use crate::journal::{Journal, ReplayGap, Sequenced};
@@ -335,8 +339,8 @@ struct Inner {
     /// This node's latest announcement, re-sent to new peers while recent.
     own_announce: Mutex<Option<Announce>>,
     is_provider: AtomicBool,
-    /// The provider loop's task, stopped at shutdown.
-    provider: Mutex<Option<ProviderTask>>,
+    /// The provider loop and its task (stopped at shutdown); the role changes in `role.rs`.
+    provider: Mutex<Option<(ProviderNode, ProviderTask)>>,
     /// `mesh_message_propagation_latency_seconds`, registered once: recording is per update.
     propagation_latency: metrics::Histogram,
     /// Owns every task of the node; its shutdown stops them.
@@ -521,7 +525,10 @@ impl MeshPriceService {
         Ok((journal.last(), journal.since(since)?))
     }
 
-    /// Tells peers (in heartbeats and announcements) whether this node is a provider.
+    /// Tells peers (in heartbeats and announcements) whether this node is a provider: for a
+    /// node that publishes its own updates ([`MeshPriceService::publish`]) without a provider
+    /// loop. A node with a loop changes its role with [`MeshPriceService::enable_provider`]
+    /// and [`MeshPriceService::disable_provider`], which call this.
     pub fn set_provider(&self, is_provider: bool) {
         self.inner.is_provider.store(is_provider, Ordering::Relaxed);
         self.inner.manager.set_provider(is_provider);
@@ -556,8 +563,8 @@ impl MeshPriceService {
 
     /// Starts this node's provider loop: every fetch interval it asks the node's coordinator
     /// for the window, fetches `assets` from its price source, signs the prices with the node's
-    /// key and publishes them here. It starts disabled; enable it with a source
-    /// ([`ProviderNode::enable`]), which also marks the node a provider in its heartbeats.
+    /// key and publishes them here. It starts disabled; enable it with a source through
+    /// [`MeshPriceService::enable_provider`], which also tells peers this node is a provider.
     ///
     /// # Errors
     /// When `config` cannot work.
@@ -576,7 +583,8 @@ impl MeshPriceService {
             assets,
             updates,
         )?;
-        *lock(&self.inner.provider) = Some(provider.start_supervised(&self.inner.supervisor));
+        let task = provider.start_supervised(&self.inner.supervisor);
+        *lock(&self.inner.provider) = Some((provider.clone(), task));
         self.publish_from(published);
         Ok(provider)
     }
@@ -586,8 +594,8 @@ impl MeshPriceService {
     /// [`SHUTDOWN_GRACE`]).
     pub async fn shutdown(&self) {
         let provider = lock(&self.inner.provider).take();
-        if let Some(provider) = provider {
-            provider.shutdown().await;
+        if let Some((_, task)) = provider {
+            task.shutdown().await;
         }
         self.inner.manager.shutdown().await;
         // The layered stores write behind: what changed since their last flush interval is

@@ -125,12 +125,12 @@ async fn provider_control_requires_the_admin_token_when_one_is_set() {
     let request = post(ENABLE, JSON, format!("{{\"api_key\": \"{GOOD_KEY}\"}}"));
     let (status, _, _) = call(&state, request).await;
     assert_eq!(status, 401);
-    assert!(!state.provider().unwrap().is_enabled());
+    assert!(!state.service().provider_status().enabled);
     let mut request = post(ENABLE, JSON, format!("{{\"api_key\": \"{GOOD_KEY}\"}}"));
     request.headers_mut().insert(header::AUTHORIZATION, "bearer admin-s3cret".parse().unwrap());
     let (status, _, body) = call(&state, request).await;
     assert_eq!(status, 200, "{body}");
-    assert!(state.provider().unwrap().is_enabled());
+    assert!(state.service().provider_status().enabled);
 
     // Reading needs no token.
     let (status, _, _) = call(&state, get("/api/mesh/provider/status")).await;

@@ -82,12 +82,18 @@ async fn a_good_key_enables_provider_mode_and_disable_turns_it_off() {
     );
     assert_eq!(provider["enabled"], true);
     assert_eq!(provider["node_id"], Value::String(node_id.clone()));
+    // The role changed in one place: the node lists itself as a provider, as its
+    // announcements and heartbeats say.
+    let lists_itself =
+        || service.network_status().active_providers.iter().any(|p| p.node_id == service.node_id());
+    assert!(lists_itself(), "enabled over the API, the node is a provider to the mesh");
 
     let (status, body) = send(reqwest::Client::new().post(server.url("/api/mesh/provider/disable"))).await;
     assert_eq!(status, 200);
     assert_eq!(body, json!({"success": true, "data": {"enabled": false, "node_id": node_id}}));
     let (_, body) = get(&server.url("/api/mesh/provider/status")).await;
     assert_eq!(data(&body)["enabled"], false);
+    assert!(!lists_itself(), "disabled, it no longer is");
 }
 
 #[tokio::test]
@@ -127,7 +133,7 @@ async fn birdeye_answers_decide_through_a_real_client() {
     // A short window, so the first fetch after enabling comes within a second.
     let quick =
         ProviderConfig { fetch_interval_secs: 2, coordination_window_secs: 1, ..ProviderConfig::default() };
-    let provider = service.start_provider(quick, vec![Asset::new("SOL").unwrap()]).unwrap();
+    service.start_provider(quick, vec![Asset::new("SOL").unwrap()]).unwrap();
     let config = BirdeyeConfig {
         base_url: birdeye.uri(),
         timeout: Duration::from_secs(2),
@@ -136,7 +142,7 @@ async fn birdeye_answers_decide_through_a_real_client() {
     };
     let ready = Arc::new(AtomicBool::new(true));
     let factory = birdeye_factory(config);
-    let state = ApiState::new(service.clone(), Some(provider), factory, None, ready, ApiConfig::default());
+    let state = ApiState::new(service.clone(), factory, None, ready, ApiConfig::default());
     let server = Server::start(state).await;
 
     let (status, body, text) = enable(&server, BAD_KEY).await;
@@ -166,9 +172,8 @@ async fn birdeye_answers_decide_through_a_real_client() {
     // A base URL that cannot work is a server-side problem: 500 with the reason.
     let broken = BirdeyeConfig { base_url: "not a url".into(), ..BirdeyeConfig::default() };
     let service = node().await;
-    let provider =
-        service.start_provider(ProviderConfig::default(), vec![Asset::new("SOL").unwrap()]).unwrap();
-    let state = ApiState::builder(service).provider(provider).source_factory(birdeye_factory(broken)).build();
+    service.start_provider(ProviderConfig::default(), vec![Asset::new("SOL").unwrap()]).unwrap();
+    let state = ApiState::builder(service).source_factory(birdeye_factory(broken)).build();
     let server = Server::start(state).await;
     let (status, body, _) = enable(&server, GOOD_KEY).await;
     assert_eq!(status, 500);

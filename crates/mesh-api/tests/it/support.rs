@@ -100,10 +100,10 @@ pub(crate) fn stand_in_factory() -> SourceFactory {
 
 /// The state for `service` with a provider loop (fetching SOL) and the stand-in source.
 pub(crate) fn with_provider(service: &MeshPriceService) -> ApiStateBuilder {
-    let provider = service
+    service
         .start_provider(ProviderConfig::default(), vec![Asset::new("SOL").unwrap()])
         .expect("provider config is valid");
-    ApiState::builder(service.clone()).provider(provider).source_factory(stand_in_factory())
+    ApiState::builder(service.clone()).source_factory(stand_in_factory())
 }
 
 /// The process-wide Prometheus recorder: the global recorder can be set once per process, so
