@@ -382,6 +382,30 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+/// `first` and the updates already waiting behind it (up to [`MAX_UPDATE_BATCH`]), so their
+/// signatures are verified as one batch; the first other event is held back in `held`, so the
+/// order of events is kept.
+fn gather_updates(
+    first: (NodeId, Arc<PriceUpdate>),
+    events: &mut EventReceiver,
+    held: &mut Option<TransportEvent>,
+) -> Vec<(NodeId, Arc<PriceUpdate>)> {
+    let mut batch = vec![first];
+    while batch.len() < MAX_UPDATE_BATCH {
+        match events.try_recv() {
+            Ok(TransportEvent::Message { from, message: MeshMessage::PriceUpdate(update) }) => {
+                batch.push((from, update));
+            }
+            Ok(other) => {
+                *held = Some(other);
+                break;
+            }
+            Err(_) => break,
+        }
+    }
+    batch
+}
+
 /// The node's clock: what it stamps and judges with (the wall clock, unless a test set an
 /// offset, see [`mesh_types::clock`]).
 fn now() -> Timestamp {
@@ -689,39 +713,11 @@ impl Inner {
 
     async fn event_loop(self: Arc<Self>, mut events: EventReceiver) {
         // An event taken off the queue while gathering a batch of updates, handled next.
-        let mut next: Option<TransportEvent> = None;
-        loop {
-            let event = match next.take() {
-                Some(event) => event,
-                None => {
-                    let event = tokio::select! {
-                        () = self.supervisor.cancelled() => break,
-                        event = events.recv() => event,
-                    };
-                    let Some(event) = event else { break };
-                    event
-                }
-            };
+        let mut held: Option<TransportEvent> = None;
+        while let Some(event) = self.next_event(&mut events, &mut held).await {
             let result = match event {
                 TransportEvent::Message { from, message: MeshMessage::PriceUpdate(update) } => {
-                    // Updates already waiting join this one, so their signatures are verified
-                    // as a batch; anything else waits its turn, so order is kept.
-                    let mut batch = vec![(from, update)];
-                    while batch.len() < MAX_UPDATE_BATCH {
-                        match events.try_recv() {
-                            Ok(TransportEvent::Message {
-                                from,
-                                message: MeshMessage::PriceUpdate(update),
-                            }) => {
-                                batch.push((from, update));
-                            }
-                            Ok(other) => {
-                                next = Some(other);
-                                break;
-                            }
-                            Err(_) => break,
-                        }
-                    }
+                    let batch = gather_updates((from, update), &mut events, &mut held);
                     self.on_updates(batch).await
                 }
                 event => self.handle(event).await,
@@ -729,6 +725,22 @@ impl Inner {
             if let Err(err) = result {
                 tracing::warn!(error = %err, "cannot process a message");
             }
+        }
+    }
+
+    /// The event held back from the last batch, else the next one queued; `None` at shutdown
+    /// or once the network layer has stopped.
+    async fn next_event(
+        &self,
+        events: &mut EventReceiver,
+        held: &mut Option<TransportEvent>,
+    ) -> Option<TransportEvent> {
+        if let Some(event) = held.take() {
+            return Some(event);
+        }
+        tokio::select! {
+            () = self.supervisor.cancelled() => None,
+            event = events.recv() => event,
         }
     }
 
