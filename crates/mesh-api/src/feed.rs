@@ -31,7 +31,7 @@ use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgr
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
-use futures::stream::SplitSink;
+use futures::stream::{SplitSink, SplitStream};
 use futures::{SinkExt, StreamExt};
 use mesh_service::{Sequenced, ServiceEvent};
 use mesh_types::{
@@ -39,7 +39,8 @@ use mesh_types::{
 };
 use serde::Deserialize;
 use tokio::sync::broadcast::error::RecvError;
-use tokio::sync::{Notify, watch};
+use tokio::sync::{Notify, broadcast, watch};
+use tokio::task::JoinHandle;
 use tokio::time::{Instant, MissedTickBehavior};
 
 use crate::ApiState;
@@ -228,6 +229,11 @@ enum End {
     Shutdown,
 }
 
+/// The task writing a client's frames.
+type Writer = JoinHandle<Result<(), axum::Error>>;
+
+/// One client's feed, in three steps: its first frames (the snapshot or the replay), then
+/// following the node's events until something ends it, then closing as that end requires.
 async fn serve_client(
     socket: WebSocket,
     state: ApiState,
@@ -235,70 +241,100 @@ async fn serve_client(
     since: Option<u64>,
     _slot: FeedSlot,
 ) {
-    let config = state.config().clone();
     // Subscribe before taking the snapshot or the replay, so no change falls between the two;
     // a change already in them is then skipped by the queue as taken in.
     let mut events = state.service().subscribe();
-    let mut closing = state.closing();
-    let (mut sink, mut stream) = socket.split();
-
+    let (mut sink, stream) = socket.split();
     let (queue, first) = start_feed(&state, &filter, since);
+    if !send_first(&state, &mut sink, first).await {
+        return;
+    }
+    let shared =
+        Arc::new(Shared { queue: Mutex::new(queue), wake: Notify::new(), closing: AtomicBool::new(false) });
+    let ping_interval = state.config().ws_ping_interval.max(MIN_PING_INTERVAL);
+    let mut writer = tokio::spawn(write(sink, shared.clone(), ping_interval));
+    let end = follow(&state, &shared, &filter, &mut events, stream, &mut writer, ping_interval).await;
+    finish(&state, &shared, end, writer).await;
+}
+
+/// Sends the first frames, each within the lag limit; `false` when the client is gone or too
+/// slow for them (counted).
+async fn send_first(
+    state: &ApiState,
+    sink: &mut SplitSink<WebSocket, Message>,
+    first: Vec<FeedFrame>,
+) -> bool {
+    let max_lag = state.config().ws_max_lag;
     for frame in first {
-        let Some(frame) = encode(&frame) else { return };
-        match tokio::time::timeout(config.ws_max_lag, sink.send(frame)).await {
+        let Some(frame) = encode(&frame) else { return false };
+        match tokio::time::timeout(max_lag, sink.send(frame)).await {
             Ok(Ok(())) => {}
-            Ok(Err(_)) => return,
+            Ok(Err(_)) => return false,
             Err(_) => {
                 state.count_slow_disconnect("lag");
-                return;
+                return false;
             }
         }
     }
+    true
+}
 
-    let shared =
-        Arc::new(Shared { queue: Mutex::new(queue), wake: Notify::new(), closing: AtomicBool::new(false) });
-    let ping_interval = config.ws_ping_interval.max(MIN_PING_INTERVAL);
-    let mut writer = tokio::spawn(write(sink, shared.clone(), ping_interval));
-    let mut check = tokio::time::interval(check_period(config.ws_max_lag));
+/// Queues the node's events for the writer until the client leaves, falls behind, stops
+/// answering pings, or the server closes; says which.
+async fn follow(
+    state: &ApiState,
+    shared: &Arc<Shared>,
+    filter: &Filter,
+    events: &mut broadcast::Receiver<Sequenced>,
+    mut stream: SplitStream<WebSocket>,
+    writer: &mut Writer,
+    ping_interval: Duration,
+) -> End {
+    let max_lag = state.config().ws_max_lag;
+    let mut closing = state.closing();
+    let mut check = tokio::time::interval(check_period(max_lag));
     check.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let silence_limit = ping_interval.saturating_mul(2);
     let mut last_heard = Instant::now();
-
-    let end = loop {
+    loop {
         tokio::select! {
             event = events.recv() => match event {
                 Ok(event) => {
-                    if shared.push(event, &filter).is_err() {
-                        break End::Slow("overflow");
+                    if shared.push(event, filter).is_err() {
+                        return End::Slow("overflow");
                     }
                 }
                 Err(RecvError::Lagged(missed)) => {
                     state.count_resync();
                     tracing::debug!(missed, "a WebSocket client missed node events; sending it the current state");
-                    if resync(&state, &shared, &filter).is_err() {
-                        break End::Slow("overflow");
+                    if resync(state, shared, filter).is_err() {
+                        return End::Slow("overflow");
                     }
                 }
-                Err(RecvError::Closed) => break End::Shutdown,
+                Err(RecvError::Closed) => return End::Shutdown,
             },
             frame = stream.next() => match frame {
-                Some(Ok(Message::Close(_)) | Err(_)) | None => break End::Gone,
+                Some(Ok(Message::Close(_)) | Err(_)) | None => return End::Gone,
                 Some(Ok(_)) => last_heard = Instant::now(),
             },
             _ = check.tick() => {
                 let now = Instant::now();
-                if shared.queue().lag(now) > config.ws_max_lag {
-                    break End::Slow("lag");
+                if shared.queue().lag(now) > max_lag {
+                    return End::Slow("lag");
                 }
                 if now.saturating_duration_since(last_heard) > silence_limit {
-                    break End::Unresponsive;
+                    return End::Unresponsive;
                 }
             },
-            () = until_closing(&mut closing) => break End::Shutdown,
-            _ = &mut writer => break End::Gone,
+            () = until_closing(&mut closing) => return End::Shutdown,
+            _ = &mut *writer => return End::Gone,
         }
-    };
+    }
+}
 
+/// Closes the feed as its end requires: a shutdown lets the writer send what it has and the
+/// close frame; anything else stops the writer at once (a slow client is counted).
+async fn finish(state: &ApiState, shared: &Shared, end: End, mut writer: Writer) {
     match end {
         End::Shutdown => {
             shared.closing.store(true, Ordering::Release);
