@@ -2,13 +2,16 @@
 //! [`EventReceiver`], bounded by count and by the bytes of the messages waiting in it, and
 //! [`ConnectedPeer`] snapshots.
 
+use std::fmt;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use mesh_types::{MeshMessage, NodeId};
+use mesh_peer_store::BanReason;
+use mesh_types::{GoodbyeReason, MeshMessage, NodeId};
 use tokio::sync::{Semaphore, mpsc};
 
+use crate::TransportError;
 use crate::handshake::PeerInfo;
 
 /// Something that happened on the network layer.
@@ -20,8 +23,8 @@ pub enum TransportEvent {
     Disconnected {
         /// The peer.
         node_id: NodeId,
-        /// Why, in words.
-        reason: String,
+        /// Why.
+        reason: DisconnectReason,
     },
     /// A peer sent a message for the layers above (everything except the handshake,
     /// heartbeats, peer exchange and goodbyes, which the manager handles).
@@ -31,6 +34,51 @@ pub enum TransportEvent {
         /// The message.
         message: MeshMessage,
     },
+}
+
+/// Why a peer is gone. Its `Display` is the words the log and tests show.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum DisconnectReason {
+    /// This node is shutting down.
+    Shutdown,
+    /// The connection closed without a goodbye.
+    Closed,
+    /// The connection failed: a read error, an oversized frame, a message that did not decrypt.
+    Failed(Arc<TransportError>),
+    /// The peer said goodbye, for this reason (its words cut to a bound).
+    Goodbye(GoodbyeReason),
+    /// The peer sent a handshake message after the handshake.
+    HandshakeAfterHandshake,
+    /// Whoever consumes the node's events has stopped.
+    ConsumerGone,
+    /// The peer was silent past the heartbeat timeout.
+    HeartbeatTimeout,
+    /// This node banned it.
+    Banned(BanReason),
+    /// This node gave its slot to a peer closer to the providers.
+    ReplacedByCloserPeer,
+    /// This node's owner asked ([`crate::ConnectionManager::disconnect`]), in these words.
+    Requested(String),
+}
+
+impl fmt::Display for DisconnectReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Shutdown => f.write_str("shutdown"),
+            Self::Closed => f.write_str("connection closed"),
+            Self::Failed(error) => write!(f, "{error}"),
+            Self::Goodbye(reason) => write!(f, "peer said goodbye: {reason:?}"),
+            Self::HandshakeAfterHandshake => {
+                f.write_str("protocol violation: handshake message after the handshake")
+            }
+            Self::ConsumerGone => f.write_str("the node is shutting down"),
+            Self::HeartbeatTimeout => f.write_str("heartbeat timeout"),
+            Self::Banned(reason) => write!(f, "banned: {reason:?}"),
+            Self::ReplacedByCloserPeer => f.write_str("replaced by a peer closer to the providers"),
+            Self::Requested(words) => f.write_str(words),
+        }
+    }
 }
 
 /// The bytes of received messages waiting for the consumer, shared by the manager (which takes

@@ -41,7 +41,7 @@ pub use config::{ConfigError, ManagerConfig};
 pub use connection::{Connection, ConnectionIo, INCOMING_HANDOFF, MessageReceiver, MessageSender};
 pub use discovery::LanDiscovery;
 pub use error::TransportError;
-pub use events::{ConnectedPeer, Direction, EventReceiver, TransportEvent};
+pub use events::{ConnectedPeer, Direction, DisconnectReason, EventReceiver, TransportEvent};
 pub use manager::{ConnectionManager, StartError};
 pub use memory::{LinkFaults, MemoryNetwork, MemoryTransport};
 pub use outbound::Outbound;

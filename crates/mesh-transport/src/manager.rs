@@ -53,7 +53,7 @@ use tokio::time::Instant;
 
 use self::state::State;
 use crate::discovery;
-use crate::events::{ConnectedPeer, EventBudget, EventReceiver, TransportEvent};
+use crate::events::{ConnectedPeer, DisconnectReason, EventBudget, EventReceiver, TransportEvent};
 use crate::handshake::{HandshakeConfig, PeerInfo};
 use crate::{ConfigError, Listener, ManagerConfig, MessageSender, Outbound, Transport, TransportError};
 
@@ -290,7 +290,7 @@ impl ConnectionManager {
             .map(|peer| (address_of(&peer.info, peer.dialled), peer.info.public_key));
         if let Some((addr, key)) = peer {
             self.inner.record_ban(addr, Some(key), reason, duration).await;
-            self.inner.close_peer(node, format!("banned: {reason:?}"), GoodbyeReason::Banned);
+            self.inner.close_peer(node, DisconnectReason::Banned(reason), GoodbyeReason::Banned);
         }
     }
 
@@ -301,14 +301,18 @@ impl ConnectionManager {
 
     /// Disconnects `node` with a goodbye.
     pub fn disconnect(&self, node: NodeId, reason: &str) {
-        self.inner.close_peer(node, reason.to_owned(), GoodbyeReason::Other(reason.to_owned()));
+        self.inner.close_peer(
+            node,
+            DisconnectReason::Requested(reason.to_owned()),
+            GoodbyeReason::Other(reason.to_owned()),
+        );
     }
 
     /// Says goodbye to every peer and stops the manager's tasks.
     pub async fn shutdown(&self) {
         let nodes: Vec<NodeId> = self.inner.lock().peers.keys().copied().collect();
         for node in nodes {
-            self.inner.close_peer(node, "shutdown".to_owned(), GoodbyeReason::Shutdown);
+            self.inner.close_peer(node, DisconnectReason::Shutdown, GoodbyeReason::Shutdown);
         }
         // Let the writers flush the goodbyes.
         tokio::time::sleep(Duration::from_millis(50)).await;

@@ -15,7 +15,7 @@ use tokio::time::Instant;
 use super::Inner;
 use super::state::State;
 use crate::TransportError;
-use crate::events::Direction;
+use crate::events::{Direction, DisconnectReason};
 use crate::handshake::{HandshakeFailure, handshake};
 use crate::topology::{self, Move, Standing};
 
@@ -117,8 +117,8 @@ impl Inner {
             }
             Move::Replace { drop, dial } => {
                 tracing::info!(node = %drop, "giving up the farthest preferred peer to make room");
-                let reason = "replaced by a peer closer to the providers";
-                self.close_peer(drop, reason.to_owned(), GoodbyeReason::Other(reason.to_owned()));
+                let reason = DisconnectReason::ReplacedByCloserPeer;
+                self.close_peer(drop, reason.clone(), GoodbyeReason::Other(reason.to_string()));
                 self.supervisor.spawn_worker("peer_dial", self.clone().dial_once_gone(drop, dial));
             }
         }

@@ -12,6 +12,7 @@ use rand::RngExt;
 use tokio::time::Instant;
 
 use super::{Inner, address_of};
+use crate::events::DisconnectReason;
 
 impl Inner {
     pub(super) fn answer_ping(&self, node: NodeId, beat: Heartbeat) {
@@ -88,11 +89,8 @@ impl Inner {
                 self.lock().remember_lost(addr, now, self.config.reconnect_interval);
                 self.mark_inaccessible(addr).await;
             }
-            self.close_peer(
-                node,
-                "heartbeat timeout".to_owned(),
-                GoodbyeReason::Other("heartbeat timeout".to_owned()),
-            );
+            let reason = DisconnectReason::HeartbeatTimeout;
+            self.close_peer(node, reason.clone(), GoodbyeReason::Other(reason.to_string()));
         }
     }
 }

@@ -11,7 +11,7 @@ use tokio::time::Instant;
 
 use super::{Inner, address_of};
 use crate::MessageReceiver;
-use crate::events::TransportEvent;
+use crate::events::{DisconnectReason, TransportEvent};
 use crate::handshake::bounded;
 
 /// The most of a peer's goodbye reason kept.
@@ -26,12 +26,12 @@ impl Inner {
     ) {
         let reason = loop {
             let next = tokio::select! {
-                () = self.supervisor.cancelled() => break "shutdown".to_owned(),
+                () = self.supervisor.cancelled() => break DisconnectReason::Shutdown,
                 next = receiver.recv() => next,
             };
             let message = match next {
-                None => break "connection closed".to_owned(),
-                Some(Err(error)) => break error.to_string(),
+                None => break DisconnectReason::Closed,
+                Some(Err(error)) => break DisconnectReason::Failed(Arc::new(error)),
                 Some(Ok(message)) => message,
             };
             self.heard(node, &message);
@@ -41,17 +41,20 @@ impl Inner {
                 MeshMessage::PeerExchange(exchange) => self.hear_exchange(node, exchange).await,
                 MeshMessage::Goodbye(Goodbye { reason }) => {
                     // The reason is the peer's text: kept short, it ends up in events and logs.
-                    break format!("peer said goodbye: {}", bounded(format!("{reason:?}"), MAX_GOODBYE_LEN));
+                    break DisconnectReason::Goodbye(match reason {
+                        GoodbyeReason::Other(words) => GoodbyeReason::Other(bounded(words, MAX_GOODBYE_LEN)),
+                        reason => reason,
+                    });
                 }
                 MeshMessage::Hello(_) | MeshMessage::HelloAck(_) => {
-                    break "protocol violation: handshake message after the handshake".to_owned();
+                    break DisconnectReason::HandshakeAfterHandshake;
                 }
                 message => {
                     self.set_emitting(node, true);
                     let delivered = self.emit(TransportEvent::Message { from: node, message }).await;
                     self.set_emitting(node, false);
                     if !delivered {
-                        break "the node is shutting down".to_owned();
+                        break DisconnectReason::ConsumerGone;
                     }
                 }
             }
@@ -92,7 +95,7 @@ impl Inner {
     }
 
     /// Closes the connection to `node` after a goodbye; its reader reports the reason.
-    pub(super) fn close_peer(&self, node: NodeId, reason: String, goodbye: GoodbyeReason) {
+    pub(super) fn close_peer(&self, node: NodeId, reason: DisconnectReason, goodbye: GoodbyeReason) {
         let mut state = self.lock();
         if let Some(peer) = state.peers.get_mut(&node) {
             peer.closing = Some(reason);
@@ -106,7 +109,7 @@ impl Inner {
         }
     }
 
-    async fn unregister(&self, node: NodeId, connection_id: u64, reason: String) {
+    async fn unregister(&self, node: NodeId, connection_id: u64, reason: DisconnectReason) {
         let removed = {
             let mut state = self.lock();
             let current = state.peers.get(&node).is_some_and(|peer| peer.connection_id == connection_id);

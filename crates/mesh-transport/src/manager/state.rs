@@ -12,7 +12,7 @@ use tokio::time::Instant;
 use super::{address_of, far_future};
 use crate::backoff::Backoff;
 use crate::clock::ClockSamples;
-use crate::events::Direction;
+use crate::events::{Direction, DisconnectReason};
 use crate::handshake::PeerInfo;
 use crate::topology::{self, HopHints};
 use crate::{ManagerConfig, MessageSender};
@@ -220,7 +220,7 @@ pub(super) struct Connected {
     pub(super) reported: bool,
     /// Whether this node dialled it for its distance (a slot above the minimum).
     pub(super) preferred: bool,
-    pub(super) closing: Option<String>,
+    pub(super) closing: Option<DisconnectReason>,
     /// When its last peer exchange was heard.
     pub(super) last_exchange: Option<Instant>,
 }

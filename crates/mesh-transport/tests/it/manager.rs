@@ -66,7 +66,7 @@ impl Node {
             .unwrap()
             .iter()
             .filter_map(|event| match event {
-                TransportEvent::Disconnected { reason, .. } => Some(reason.clone()),
+                TransportEvent::Disconnected { reason, .. } => Some(reason.to_string()),
                 _ => None,
             })
             .collect()
