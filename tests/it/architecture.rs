@@ -12,35 +12,37 @@
 //! The rules are data ([`LAYERS`], [`NO_IO`]), and [`violations`] is a function of the
 //! manifests, so the unit tests below show each rule failing on a made-up manifest: adding
 //! `mesh-dedup = { workspace = true }` to `mesh-price-cache` would read
-//! "mesh-price-cache (layer 1) depends on mesh-dedup (layer 1)".
+//! "mesh-price-cache (layer 2) depends on mesh-dedup (layer 2)".
 
 use serde_json::Value;
 
 /// Each workspace crate's layer: a crate may depend only on crates of lower layers.
 const LAYERS: &[(&str, u8)] = &[
     ("mesh-types", 0),
+    // What the storage crates share: the write-behind engine, backend health, errors.
+    ("mesh-storage-core", 1),
     // Storage: one trait and its backends each.
-    ("mesh-dedup", 1),
-    ("mesh-price-cache", 1),
-    ("mesh-coordination", 1),
-    ("mesh-peer-store", 1),
+    ("mesh-dedup", 2),
+    ("mesh-price-cache", 2),
+    ("mesh-coordination", 2),
+    ("mesh-peer-store", 2),
     // Protocol.
-    ("mesh-transport", 2),
-    ("mesh-gossip", 2),
-    ("mesh-provider", 2),
-    ("mesh-service", 3),
+    ("mesh-transport", 3),
+    ("mesh-gossip", 3),
+    ("mesh-provider", 3),
+    ("mesh-service", 4),
     // Faces of a node, and programs built on nodes.
-    ("mesh-api", 4),
-    ("mesh-nats", 4),
-    ("mesh-client", 4),
-    ("mesh-sim", 4),
+    ("mesh-api", 5),
+    ("mesh-nats", 5),
+    ("mesh-client", 5),
+    ("mesh-sim", 5),
     // The facade and the binaries.
-    ("pricemesh", 5),
-    ("mesh-node", 5),
-    ("meshctl", 5),
+    ("pricemesh", 6),
+    ("mesh-node", 6),
+    ("meshctl", 6),
     // Test tooling, above everything: only dev-dependencies may point at it.
-    ("mesh-testkit", 6),
-    ("mesh-chaos", 7),
+    ("mesh-testkit", 7),
+    ("mesh-chaos", 8),
 ];
 
 /// Crates that must stay pure: no database client, no network library.
@@ -160,7 +162,7 @@ fn a_storage_crate_depending_on_another_is_refused() {
         ("mesh-price-cache", &[("mesh-dedup", None, &[]), ("mesh-types", None, &[])]),
         ("mesh-types", &[]),
     ]));
-    assert_eq!(broken, ["mesh-price-cache (layer 1) depends on mesh-dedup (layer 1)"]);
+    assert_eq!(broken, ["mesh-price-cache (layer 2) depends on mesh-dedup (layer 2)"]);
 }
 
 #[test]
@@ -170,7 +172,7 @@ fn an_arrow_pointing_up_is_refused_but_a_dev_dependency_is_not() {
         ("mesh-service", &[("mesh-testkit", Some("dev"), &[])]),
         ("mesh-testkit", &[]),
     ]));
-    assert_eq!(broken, ["mesh-types (layer 0) depends on mesh-service (layer 3)"]);
+    assert_eq!(broken, ["mesh-types (layer 0) depends on mesh-service (layer 4)"]);
 }
 
 #[test]
@@ -199,7 +201,7 @@ fn a_binary_linking_test_tooling_and_an_unplaced_crate_are_refused() {
     assert_eq!(
         broken,
         [
-            "mesh-node (layer 5) depends on mesh-testkit (layer 6)",
+            "mesh-node (layer 6) depends on mesh-testkit (layer 7)",
             "the binary mesh-node links the test tooling mesh-testkit",
             "mesh-newcomer has no layer: place it in LAYERS and in ARCHITECTURE.md's code map",
         ]

@@ -14,11 +14,8 @@ use mesh_dedup::{LayeredTracker, MemoryTracker, MessageTracker, PostgresTracker,
 use mesh_peer_store::{MemoryPeerStore, PeerStore, PostgresPeerStore};
 use mesh_price_cache::{LayeredPriceStore, PostgresPriceStore, PriceStore, RedisPriceStore};
 use mesh_service::{NodeSettings, ServiceBuilder};
-use sqlx::migrate::Migrator;
+use mesh_storage_core::MIGRATOR;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-
-/// The SQL migrations of `migrations/`, embedded in the binary.
-pub(crate) static MIGRATOR: Migrator = sqlx::migrate!("../../migrations");
 
 /// The stores a node runs with.
 pub(crate) struct Backends {

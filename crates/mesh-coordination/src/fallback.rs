@@ -21,7 +21,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use mesh_types::{BackendHealth, NodeId, Timestamp};
+use mesh_storage_core::{BackendError, BackendHealth};
+use mesh_types::{NodeId, Timestamp};
 
 use crate::{Error, FetchCoordinator, ObservedCoordinator, Result};
 
@@ -91,10 +92,7 @@ impl FallbackCoordinator {
         }
         let outcome = match tokio::time::timeout(self.timeout, operation).await {
             Ok(outcome) => outcome,
-            Err(_) => Err(Error::Unavailable {
-                backend: self.name,
-                detail: format!("no answer within {:?}", self.timeout),
-            }),
+            Err(_) => Err(Error::from(BackendError::no_answer(self.name, self.timeout))),
         };
         match outcome {
             Ok(value) => {
@@ -189,7 +187,7 @@ mod tests {
                 std::future::pending::<()>().await;
             }
             if self.down.load(Ordering::Relaxed) {
-                return Err(Error::Unavailable { backend: "test", detail: "connection refused".into() });
+                return Err(Error::Unavailable { backend: "test", source: "connection refused".into() });
             }
             Ok(())
         }
@@ -269,7 +267,7 @@ mod tests {
         primary
             .expect_try_acquire()
             .times(1)
-            .returning(|_, _| Err(Error::Unavailable { backend: "mock", detail: "refused".into() }));
+            .returning(|_, _| Err(Error::Unavailable { backend: "mock", source: "refused".into() }));
         let coordinator = FallbackCoordinator::new(Arc::new(primary), "mock")
             .with_retry_interval(Duration::from_secs(3600));
         for _ in 0..5 {

@@ -20,6 +20,7 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
+use mesh_storage_core::{BackendError, BoxError};
 use mesh_types::{NodeId, Timestamp};
 use thiserror::Error;
 
@@ -43,12 +44,13 @@ pub use redis::RedisCoordinator;
 #[non_exhaustive]
 pub enum Error {
     /// The backing server could not be reached; the operation may succeed when retried.
-    #[error("{backend} unavailable: {detail}")]
+    #[error("{backend} unavailable: {source}")]
     Unavailable {
         /// Which backend, e.g. `"redis"`.
         backend: &'static str,
         /// What went wrong.
-        detail: String,
+        #[source]
+        source: BoxError,
     },
     /// The backend holds a record it cannot read.
     #[error("{backend} holds an invalid fetch record: {detail}")]
@@ -73,6 +75,17 @@ impl Error {
     /// Whether retrying the same operation later may succeed.
     pub const fn is_retryable(&self) -> bool {
         matches!(self, Self::Unavailable { .. })
+    }
+}
+
+/// A backend's classified failure: retryable ones are [`Error::Unavailable`], the rest
+/// [`Error::Backend`]; the source error is kept.
+impl From<BackendError> for Error {
+    fn from(err: BackendError) -> Self {
+        match err.into_parts() {
+            (backend, true, source) => Self::Unavailable { backend, source },
+            (backend, false, source) => Self::Backend { backend, source },
+        }
     }
 }
 

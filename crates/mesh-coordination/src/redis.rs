@@ -9,6 +9,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use deadpool_redis::redis::{self, Script};
 use deadpool_redis::{Connection, Pool};
+use mesh_storage_core::BackendError;
 use mesh_types::{NodeId, Timestamp};
 
 use crate::{Error, FetchCoordinator, Result};
@@ -69,21 +70,12 @@ impl RedisCoordinator {
     }
 
     async fn connection(&self) -> Result<Connection> {
-        self.pool.get().await.map_err(|err| Error::Unavailable { backend: BACKEND, detail: err.to_string() })
+        self.pool.get().await.map_err(|err| BackendError::redis_pool(err).into())
     }
 }
 
 fn millis(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
-}
-
-/// Connection-level failures are worth retrying; anything else is a backend error.
-fn redis_error(err: redis::RedisError) -> Error {
-    if err.is_io_error() || err.is_connection_refusal() || err.is_connection_dropped() || err.is_timeout() {
-        Error::Unavailable { backend: BACKEND, detail: err.to_string() }
-    } else {
-        Error::Backend { backend: BACKEND, source: Box::new(err) }
-    }
 }
 
 #[async_trait]
@@ -97,7 +89,7 @@ impl FetchCoordinator for RedisCoordinator {
             .arg(millis(window))
             .invoke_async(&mut connection)
             .await
-            .map_err(redis_error)?;
+            .map_err(BackendError::redis)?;
         Ok(granted == 1)
     }
 
@@ -108,7 +100,7 @@ impl FetchCoordinator for RedisCoordinator {
             .arg("ms")
             .query_async(&mut connection)
             .await
-            .map_err(redis_error)?;
+            .map_err(BackendError::redis)?;
         ms.map(|ms| {
             Timestamp::from_timestamp_millis(ms).ok_or_else(|| Error::Corrupt {
                 backend: BACKEND,
@@ -126,7 +118,7 @@ impl FetchCoordinator for RedisCoordinator {
             .arg(millis(max_age))
             .invoke_async(&mut connection)
             .await
-            .map_err(redis_error)?;
+            .map_err(BackendError::redis)?;
         Ok(usize::try_from(removed).unwrap_or(0))
     }
 }

@@ -37,7 +37,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use async_trait::async_trait;
-use mesh_types::{BackendHealth, Flusher, MessageId, StoreMetrics};
+use mesh_storage_core::{BackendError, BackendHealth, Flusher, StoreMetrics};
+use mesh_types::MessageId;
 use tokio::time::{Duration, Instant, MissedTickBehavior};
 
 use crate::{Error, MemoryTracker, MessageTracker, Result, TrackerConfig};
@@ -400,9 +401,8 @@ impl Shared {
                 self.durable.mark_seen_many(&batch.ids[batch.done..end]),
             )
             .await
-            .map_err(|_| Error::Unavailable {
-                backend: "durable tracker",
-                detail: format!("no answer within {:?}", self.config.write_timeout),
+            .map_err(|_| {
+                Error::from(BackendError::no_answer("durable tracker", self.config.write_timeout))
             })??;
             let count = end.saturating_sub(batch.done);
             batch.done = end;
@@ -525,7 +525,7 @@ mod tests {
             if self.up.load(Ordering::Acquire) {
                 Ok(())
             } else {
-                Err(Error::Unavailable { backend: "test", detail: "switched off".into() })
+                Err(Error::Unavailable { backend: "test", source: "switched off".into() })
             }
         }
     }

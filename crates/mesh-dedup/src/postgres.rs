@@ -8,6 +8,7 @@
 //! ids already present as `mark_seen` does.
 
 use async_trait::async_trait;
+use mesh_storage_core::BackendError;
 use mesh_types::MessageId;
 use sqlx::PgPool;
 use tokio::task::JoinSet;
@@ -54,24 +55,8 @@ async fn upsert_seen(pool: PgPool, ids: Vec<uuid::Uuid>, expiration_secs: f64) -
     .bind(expiration_secs)
     .execute(&pool)
     .await
-    .map_err(sql_error)?;
+    .map_err(BackendError::postgres)?;
     Ok(())
-}
-
-/// Connection-level failures are worth retrying; anything else is a backend error.
-fn sql_error(err: sqlx::Error) -> Error {
-    match err {
-        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Tls(_) => {
-            Error::Unavailable { backend: BACKEND, detail: err.to_string() }
-        }
-        // Connection exceptions (class 08) and a server shutting down (57P01-57P03).
-        sqlx::Error::Database(ref db)
-            if db.code().is_some_and(|code| code.starts_with("08") || code.starts_with("57P")) =>
-        {
-            Error::Unavailable { backend: BACKEND, detail: err.to_string() }
-        }
-        other => Error::Backend { backend: BACKEND, source: Box::new(other) },
-    }
 }
 
 fn len_from(count: i64) -> usize {
@@ -93,7 +78,7 @@ impl MessageTracker for PostgresTracker {
         .bind(self.expiration_secs)
         .fetch_optional(&self.pool)
         .await
-        .map_err(sql_error)?;
+        .map_err(BackendError::postgres)?;
         Ok(inserted.is_some())
     }
 
@@ -104,7 +89,7 @@ impl MessageTracker for PostgresTracker {
         .bind(id.as_uuid())
         .fetch_one(&self.pool)
         .await
-        .map_err(sql_error)
+        .map_err(|err| BackendError::postgres(err).into())
     }
 
     async fn mark_seen(&self, id: MessageId) -> Result<()> {
@@ -118,7 +103,7 @@ impl MessageTracker for PostgresTracker {
         .bind(self.expiration_secs)
         .execute(&self.pool)
         .await
-        .map_err(sql_error)?;
+        .map_err(BackendError::postgres)?;
         Ok(())
     }
 
@@ -147,7 +132,7 @@ impl MessageTracker for PostgresTracker {
         let done = sqlx::query("DELETE FROM mesh_seen_messages WHERE expires_at <= now()")
             .execute(&self.pool)
             .await
-            .map_err(sql_error)?;
+            .map_err(BackendError::postgres)?;
         Ok(usize::try_from(done.rows_affected()).unwrap_or(usize::MAX))
     }
 
@@ -156,7 +141,7 @@ impl MessageTracker for PostgresTracker {
             sqlx::query_scalar("SELECT count(*) FROM mesh_seen_messages WHERE expires_at > now()")
                 .fetch_one(&self.pool)
                 .await
-                .map_err(sql_error)?;
+                .map_err(BackendError::postgres)?;
         Ok(len_from(count))
     }
 
@@ -168,7 +153,7 @@ impl MessageTracker for PostgresTracker {
         .bind(i64::try_from(limit).unwrap_or(i64::MAX))
         .fetch_all(&self.pool)
         .await
-        .map_err(sql_error)?;
+        .map_err(BackendError::postgres)?;
         Ok(ids.into_iter().map(MessageId::from_uuid).collect())
     }
 }

@@ -7,6 +7,7 @@
 use async_trait::async_trait;
 use deadpool_redis::redis::{self, AsyncCommands};
 use deadpool_redis::{Connection, Pool};
+use mesh_storage_core::BackendError;
 use mesh_types::MessageId;
 use tokio::time::Duration;
 
@@ -46,18 +47,18 @@ impl RedisTracker {
     }
 
     async fn connection(&self) -> Result<Connection> {
-        self.pool.get().await.map_err(|err| Error::Unavailable { backend: BACKEND, detail: err.to_string() })
+        self.pool.get().await.map_err(|err| BackendError::redis_pool(err).into())
     }
 
     /// Up to `limit` ids of this tracker, by `SCAN` (never `KEYS`, which blocks the server).
     async fn scan_ids(&self, limit: usize) -> Result<Vec<MessageId>> {
         let mut connection = self.connection().await?;
         let pattern = format!("{}seen:*", self.prefix);
-        let mut keys = connection.scan_match::<_, String>(&pattern).await.map_err(redis_error)?;
+        let mut keys = connection.scan_match::<_, String>(&pattern).await.map_err(BackendError::redis)?;
         let mut ids = Vec::new();
         while ids.len() < limit {
             let Some(key) = keys.next_item().await else { break };
-            let key = key.map_err(redis_error)?;
+            let key = key.map_err(BackendError::redis)?;
             let text = key.rsplit(':').next().unwrap_or_default();
             let id = text.parse::<MessageId>().map_err(|err| Error::Corrupt {
                 backend: BACKEND,
@@ -67,15 +68,6 @@ impl RedisTracker {
             ids.push(id);
         }
         Ok(ids)
-    }
-}
-
-/// Connection-level failures are worth retrying; anything else is a backend error.
-fn redis_error(err: redis::RedisError) -> Error {
-    if err.is_io_error() || err.is_connection_refusal() || err.is_connection_dropped() || err.is_timeout() {
-        Error::Unavailable { backend: BACKEND, detail: err.to_string() }
-    } else {
-        Error::Backend { backend: BACKEND, source: Box::new(err) }
     }
 }
 
@@ -91,18 +83,21 @@ impl MessageTracker for RedisTracker {
             .arg(self.expiration_ms)
             .query_async(&mut connection)
             .await
-            .map_err(redis_error)?;
+            .map_err(BackendError::redis)?;
         Ok(reply.is_some())
     }
 
     async fn has_seen(&self, id: MessageId) -> Result<bool> {
         let mut connection = self.connection().await?;
-        connection.exists(self.key(id)).await.map_err(redis_error)
+        connection.exists(self.key(id)).await.map_err(|err| BackendError::redis(err).into())
     }
 
     async fn mark_seen(&self, id: MessageId) -> Result<()> {
         let mut connection = self.connection().await?;
-        connection.pset_ex(self.key(id), 1, self.expiration_ms).await.map_err(redis_error)
+        connection
+            .pset_ex(self.key(id), 1, self.expiration_ms)
+            .await
+            .map_err(|err| BackendError::redis(err).into())
     }
 
     async fn mark_seen_many(&self, ids: &[MessageId]) -> Result<()> {
@@ -116,7 +111,7 @@ impl MessageTracker for RedisTracker {
             for id in chunk {
                 pipe.pset_ex(self.key(*id), 1, self.expiration_ms).ignore();
             }
-            let () = pipe.query_async(&mut connection).await.map_err(redis_error)?;
+            let () = pipe.query_async(&mut connection).await.map_err(BackendError::redis)?;
         }
         Ok(())
     }

@@ -21,6 +21,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
 use async_trait::async_trait;
+use mesh_storage_core::{BackendError, BoxError};
 use mesh_types::Timestamp;
 use thiserror::Error;
 
@@ -83,12 +84,13 @@ pub enum Error {
         detail: &'static str,
     },
     /// The backing server could not be reached; the operation may succeed when retried.
-    #[error("{backend} unavailable: {detail}")]
+    #[error("{backend} unavailable: {source}")]
     Unavailable {
         /// Which backend, e.g. `"postgres"`.
         backend: &'static str,
         /// What went wrong.
-        detail: String,
+        #[source]
+        source: BoxError,
     },
     /// The backend holds a value that is not a peer.
     #[error("{backend} holds an invalid peer {entry}: {detail}")]
@@ -144,6 +146,17 @@ impl Error {
     /// Whether retrying the same operation later may succeed.
     pub const fn is_retryable(&self) -> bool {
         matches!(self, Self::Unavailable { .. })
+    }
+}
+
+/// A backend's classified failure: retryable ones are [`Error::Unavailable`], the rest
+/// [`Error::Backend`]; the source error is kept.
+impl From<BackendError> for Error {
+    fn from(err: BackendError) -> Self {
+        match err.into_parts() {
+            (backend, true, source) => Self::Unavailable { backend, source },
+            (backend, false, source) => Self::Backend { backend, source },
+        }
     }
 }
 
@@ -239,7 +252,7 @@ mod tests {
              moved it aside to /data/peers.json.corrupt-1700000000"
         );
         assert!(!corrupt.is_retryable());
-        assert!(Error::Unavailable { backend: "postgres", detail: String::new() }.is_retryable());
+        assert!(Error::Unavailable { backend: "postgres", source: "".into() }.is_retryable());
     }
 
     #[tokio::test]

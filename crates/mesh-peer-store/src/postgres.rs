@@ -13,6 +13,7 @@
 use std::net::IpAddr;
 
 use async_trait::async_trait;
+use mesh_storage_core::BackendError;
 use mesh_types::chrono::{SubsecRound, Utc};
 use mesh_types::{PUBLIC_KEY_LEN, PublicKey, Timestamp};
 use sqlx::postgres::{PgPool, PgRow};
@@ -56,23 +57,7 @@ impl PostgresPeerStore {
     }
 }
 
-/// Connection-level failures are worth retrying; anything else is a backend error.
-fn sql_error(err: sqlx::Error) -> Error {
-    match err {
-        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Tls(_) => {
-            Error::Unavailable { backend: BACKEND, detail: err.to_string() }
-        }
-        // Connection exceptions (class 08) and a server shutting down (57P01-57P03).
-        sqlx::Error::Database(ref db)
-            if db.code().is_some_and(|code| code.starts_with("08") || code.starts_with("57P")) =>
-        {
-            Error::Unavailable { backend: BACKEND, detail: err.to_string() }
-        }
-        other => Error::Backend { backend: BACKEND, source: Box::new(other) },
-    }
-}
-
-/// As [`sql_error`], but a unique violation means `peer` collides with a stored peer.
+/// As [`BackendError::postgres`], but a unique violation means `peer` collides with a stored peer.
 fn write_error(err: sqlx::Error, peer: &Peer) -> Error {
     if let sqlx::Error::Database(db) = &err
         && db.code().as_deref() == Some("23505")
@@ -81,7 +66,7 @@ fn write_error(err: sqlx::Error, peer: &Peer) -> Error {
             if db.constraint() == Some("mesh_peers_pkey") { DuplicateKey::Id } else { DuplicateKey::Address };
         return Error::DuplicatePeer { key, id: peer.id, address: peer.socket_addr() };
     }
-    sql_error(err)
+    BackendError::postgres(err).into()
 }
 
 fn check(peer: &Peer) -> Result<()> {
@@ -193,7 +178,7 @@ impl PeerStore for PostgresPeerStore {
             .bind(id)
             .fetch_optional(&self.pool)
             .await
-            .map_err(sql_error)?
+            .map_err(BackendError::postgres)?
             .ok_or(Error::NotFound(id))?;
         peer_from_row(&row, at)
     }
@@ -219,7 +204,7 @@ impl PeerStore for PostgresPeerStore {
             .bind(id)
             .execute(&self.pool)
             .await
-            .map_err(sql_error)?;
+            .map_err(BackendError::postgres)?;
         if done.rows_affected() == 0 {
             return Err(Error::NotFound(id));
         }
@@ -228,8 +213,10 @@ impl PeerStore for PostgresPeerStore {
 
     async fn list_all(&self) -> Result<Vec<Peer>> {
         let at = Utc::now();
-        let rows =
-            sqlx::query(select_peers!("ORDER BY id")).fetch_all(&self.pool).await.map_err(sql_error)?;
+        let rows = sqlx::query(select_peers!("ORDER BY id"))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(BackendError::postgres)?;
         peers_from_rows(&rows, at)
     }
 
@@ -240,7 +227,7 @@ impl PeerStore for PostgresPeerStore {
             .bind(status.as_str())
             .fetch_all(&self.pool)
             .await
-            .map_err(sql_error)?;
+            .map_err(BackendError::postgres)?;
         peers_from_rows(&rows, at)
     }
 
@@ -251,7 +238,7 @@ impl PeerStore for PostgresPeerStore {
             .bind(i32::from(port))
             .fetch_optional(&self.pool)
             .await
-            .map_err(sql_error)?;
+            .map_err(BackendError::postgres)?;
         row.map(|row| peer_from_row(&row, at)).transpose()
     }
 
@@ -265,7 +252,7 @@ impl PeerStore for PostgresPeerStore {
         .bind(status.as_str())
         .fetch_one(&self.pool)
         .await
-        .map_err(sql_error)?;
+        .map_err(BackendError::postgres)?;
         Ok(count_from(count))
     }
 
@@ -280,7 +267,7 @@ impl PeerStore for PostgresPeerStore {
         .bind(until.trunc_subsecs(6))
         .execute(&self.pool)
         .await
-        .map_err(sql_error)?;
+        .map_err(BackendError::postgres)?;
         if done.rows_affected() == 0 {
             return Err(Error::NotFound(id));
         }
@@ -299,7 +286,7 @@ impl PeerStore for PostgresPeerStore {
         .bind(now())
         .execute(&self.pool)
         .await
-        .map_err(sql_error)?;
+        .map_err(BackendError::postgres)?;
         Ok(usize::try_from(done.rows_affected()).unwrap_or(usize::MAX))
     }
 }

@@ -33,7 +33,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use async_trait::async_trait;
-use mesh_types::{Asset, BackendHealth, CachedPriceData, Flusher, PriceMap, StoreMetrics, Timestamp};
+use mesh_storage_core::{BackendError, BackendHealth, Flusher, StoreMetrics};
+use mesh_types::{Asset, CachedPriceData, PriceMap, Timestamp};
 use tokio::time::{Duration, Instant, MissedTickBehavior};
 
 use crate::{Error, MemoryPriceStore, PriceReader, PriceStore, Result, StoreOutcome};
@@ -424,9 +425,8 @@ impl Shared {
             let count = prices.len();
             let outcomes = tokio::time::timeout(self.config.write_timeout, self.durable.store_many(prices))
                 .await
-                .map_err(|_| Error::Unavailable {
-                    backend: "durable price store",
-                    detail: format!("no answer within {:?}", self.config.write_timeout),
+                .map_err(|_| {
+                    Error::from(BackendError::no_answer("durable price store", self.config.write_timeout))
                 })??;
             batch.done = end;
             written.prices = written.prices.saturating_add(count);
@@ -513,7 +513,7 @@ mod tests {
     impl Switchable {
         fn check(&self) -> Result<()> {
             if self.down.load(Ordering::Acquire) {
-                Err(Error::Unavailable { backend: "test", detail: "switched off".into() })
+                Err(Error::Unavailable { backend: "test", source: "switched off".into() })
             } else {
                 Ok(())
             }

@@ -21,6 +21,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use mesh_storage_core::{BackendError, BoxError};
 use mesh_types::{Asset, CachedPriceData, DataFreshness, PriceMap, Timestamp};
 use thiserror::Error;
 
@@ -64,12 +65,13 @@ impl StoreOutcome {
 #[non_exhaustive]
 pub enum Error {
     /// The backing server could not be reached; the operation may succeed when retried.
-    #[error("{backend} unavailable: {detail}")]
+    #[error("{backend} unavailable: {source}")]
     Unavailable {
         /// Which backend, e.g. `"postgres"`.
         backend: &'static str,
         /// What went wrong.
-        detail: String,
+        #[source]
+        source: BoxError,
     },
     /// A stored row or value could not be read back as a price.
     #[error("{backend} holds an invalid price under {key:?}: {detail}")]
@@ -96,6 +98,17 @@ impl Error {
     /// Whether retrying the same operation later may succeed.
     pub const fn is_retryable(&self) -> bool {
         matches!(self, Self::Unavailable { .. })
+    }
+}
+
+/// A backend's classified failure: retryable ones are [`Error::Unavailable`], the rest
+/// [`Error::Backend`]; the source error is kept.
+impl From<BackendError> for Error {
+    fn from(err: BackendError) -> Self {
+        match err.into_parts() {
+            (backend, true, source) => Self::Unavailable { backend, source },
+            (backend, false, source) => Self::Backend { backend, source },
+        }
     }
 }
 

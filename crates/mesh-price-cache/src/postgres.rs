@@ -14,6 +14,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use mesh_storage_core::BackendError;
 use mesh_types::chrono::{DateTime, Utc};
 use mesh_types::rust_decimal::Decimal;
 use mesh_types::{Asset, CachedPriceData, NodeId, PriceMap, Timestamp};
@@ -143,7 +144,7 @@ async fn upsert(
         .bind(changes)
         .fetch_all(&pool)
         .await
-        .map_err(sql_error)?;
+        .map_err(BackendError::postgres)?;
     changed
         .into_iter()
         .map(|(asset, inserted)| {
@@ -186,23 +187,7 @@ impl PostgresPriceStore {
         )
         .fetch_all(&self.pool)
         .await
-        .map_err(sql_error)
-    }
-}
-
-/// Connection-level failures are worth retrying; anything else is a backend error.
-fn sql_error(err: sqlx::Error) -> Error {
-    match err {
-        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Tls(_) => {
-            Error::Unavailable { backend: BACKEND, detail: err.to_string() }
-        }
-        // Connection exceptions (class 08) and a server shutting down (57P01-57P03).
-        sqlx::Error::Database(ref db)
-            if db.code().is_some_and(|code| code.starts_with("08") || code.starts_with("57P")) =>
-        {
-            Error::Unavailable { backend: BACKEND, detail: err.to_string() }
-        }
-        other => Error::Backend { backend: BACKEND, source: Box::new(other) },
+        .map_err(|err| BackendError::postgres(err).into())
     }
 }
 
@@ -234,7 +219,7 @@ impl PriceStore for PostgresPriceStore {
         .bind(price.tie_breaker())
         .fetch_optional(&self.pool)
         .await
-        .map_err(sql_error)?;
+        .map_err(BackendError::postgres)?;
         // No row back: the held price was as new or newer. `xmax = 0` tells an insert from an
         // update.
         Ok(match inserted {
@@ -298,7 +283,7 @@ impl PriceStore for PostgresPriceStore {
         .bind(asset.as_str())
         .fetch_optional(&self.pool)
         .await
-        .map_err(sql_error)?;
+        .map_err(BackendError::postgres)?;
         row.map(Row::into_price).transpose()
     }
 
@@ -324,7 +309,7 @@ impl PriceStore for PostgresPriceStore {
         let count: i64 = sqlx::query_scalar("SELECT count(*) FROM mesh_price_cache")
             .fetch_one(&self.pool)
             .await
-            .map_err(sql_error)?;
+            .map_err(BackendError::postgres)?;
         Ok(usize::try_from(count).unwrap_or(0))
     }
 }

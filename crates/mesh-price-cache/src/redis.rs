@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 use deadpool_redis::redis::{self, AsyncCommands, Script};
 use deadpool_redis::{Connection, Pool};
+use mesh_storage_core::BackendError;
 use mesh_types::{Asset, CachedPriceData, PriceMap, Timestamp};
 use tokio::time::Duration;
 
@@ -94,16 +95,16 @@ impl RedisPriceStore {
     }
 
     async fn connection(&self) -> Result<Connection> {
-        self.pool.get().await.map_err(|err| Error::Unavailable { backend: BACKEND, detail: err.to_string() })
+        self.pool.get().await.map_err(|err| BackendError::redis_pool(err).into())
     }
 
     /// Every price key of this store, by `SCAN`.
     async fn keys(&self, connection: &mut Connection) -> Result<Vec<String>> {
         let pattern = format!("{}price:*", self.prefix);
-        let mut iter = connection.scan_match::<_, String>(&pattern).await.map_err(redis_error)?;
+        let mut iter = connection.scan_match::<_, String>(&pattern).await.map_err(BackendError::redis)?;
         let mut keys = Vec::new();
         while let Some(key) = iter.next_item().await {
-            keys.push(key.map_err(redis_error)?);
+            keys.push(key.map_err(BackendError::redis)?);
         }
         Ok(keys)
     }
@@ -124,12 +125,12 @@ impl RedisPriceStore {
             // The server lost its script cache (a restart, `SCRIPT FLUSH`): nothing ran, because
             // every call names the script by its hash. Load it and send the batch again.
             Err(err) if err.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
-                self.script.load_async(&mut connection).await.map_err(redis_error)?;
+                self.script.load_async(&mut connection).await.map_err(BackendError::redis)?;
                 pipe.query_async(&mut connection).await
             }
             answer => answer,
         };
-        let codes: Vec<i64> = answer.map_err(redis_error)?.into_iter().flatten().collect();
+        let codes: Vec<i64> = answer.map_err(BackendError::redis)?.into_iter().flatten().collect();
         if codes.len() != prices.len() {
             return Err(Error::Corrupt {
                 backend: BACKEND,
@@ -182,15 +183,6 @@ impl RedisPriceStore {
     }
 }
 
-/// Connection-level failures are worth retrying; anything else is a backend error.
-fn redis_error(err: redis::RedisError) -> Error {
-    if err.is_io_error() || err.is_connection_refusal() || err.is_connection_dropped() || err.is_timeout() {
-        Error::Unavailable { backend: BACKEND, detail: err.to_string() }
-    } else {
-        Error::Backend { backend: BACKEND, source: Box::new(err) }
-    }
-}
-
 #[async_trait]
 impl PriceStore for RedisPriceStore {
     async fn store(&self, price: CachedPriceData) -> Result<StoreOutcome> {
@@ -205,7 +197,7 @@ impl PriceStore for RedisPriceStore {
     async fn get(&self, asset: Asset) -> Result<Option<CachedPriceData>> {
         let key = self.key(asset);
         let mut connection = self.connection().await?;
-        let data: Option<String> = connection.hget(&key, "data").await.map_err(redis_error)?;
+        let data: Option<String> = connection.hget(&key, "data").await.map_err(BackendError::redis)?;
         data.map(|data| Self::parse(&key, &data)).transpose()
     }
 
@@ -220,7 +212,8 @@ impl PriceStore for RedisPriceStore {
         for key in &keys {
             pipe.hget(key, "data");
         }
-        let values: Vec<Option<String>> = pipe.query_async(&mut connection).await.map_err(redis_error)?;
+        let values: Vec<Option<String>> =
+            pipe.query_async(&mut connection).await.map_err(BackendError::redis)?;
         let mut prices = PriceMap::new();
         // A key that expired between the scan and the read answers nil and is skipped. A
         // corrupt value is skipped too, loudly: one bad entry must not hide every other price.

@@ -47,7 +47,7 @@ pub fn backend_url(var: &str, test: &str) -> Option<String> {
 }
 
 /// The migrations every PostgreSQL backend relies on (the workspace's `migrations/`).
-pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations");
+pub use mesh_storage_core::MIGRATOR;
 
 /// A fresh PostgreSQL schema with the migrations applied, dropped by [`PgSchema::cleanup`].
 #[derive(Debug)]

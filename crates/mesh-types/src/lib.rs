@@ -12,8 +12,7 @@
 //! - **Wire protocol**: [`MeshMessage`] and its [`Codec`] (a version byte + postcard).
 //! - **Trust**: [`SignedMessage`] and [`PriceUpdate::validate`], with errors mapped to the API's
 //!   codes ([`ErrorCode`]).
-//! - **Tasks**: the [`Supervisor`] that owns every long-running task of a node, and the
-//!   write-behind [`Flusher`].
+//! - **Tasks**: the [`Supervisor`] that owns every long-running task of a node.
 //!
 //! This crate depends on no other pricemesh crate and does no I/O except reading and writing
 //! the key file.
@@ -47,7 +46,6 @@ pub mod clock;
 pub mod codec;
 mod freshness;
 mod gossiped;
-mod health;
 mod identity;
 mod ids;
 mod keys;
@@ -65,7 +63,6 @@ mod supervisor;
 mod update;
 mod validation;
 mod warning;
-mod write_behind;
 
 pub use api::{ApiResponse, FeedFrame, FeedMessage, ProviderState, ProviderStatus};
 pub use asset::{Asset, AssetError, MAX_ASSET_LEN};
@@ -73,7 +70,6 @@ pub use author_key::{AuthorKey, verify_batch};
 pub use codec::{Codec, CodecError};
 pub use freshness::DataFreshness;
 pub use gossiped::Gossiped;
-pub use health::{BackendHealth, StoreMetrics};
 pub use identity::{IdentityError, KEY_FILE_NAME, NodeIdentity};
 pub use ids::{MessageId, NodeId};
 pub use keys::{PUBLIC_KEY_LEN, PublicKey, SIGNATURE_LEN, Signature};
@@ -92,7 +88,6 @@ pub use supervisor::{Supervisor, TaskFailure, describe_supervisor_metrics};
 pub use update::PriceUpdate;
 pub use validation::{ErrorCode, ValidationError, ValidationPolicy};
 pub use warning::{MeshWarning, Severity, WarningCode, WarningKind};
-pub use write_behind::Flusher;
 
 /// A point in time, in UTC. JSON renders it as RFC 3339 (`2024-01-01T12:00:00Z`).
 pub type Timestamp = chrono::DateTime<chrono::Utc>;

@@ -1,5 +1,5 @@
-//! [`Flusher`]: the background task of a write-behind store, shared by the layered stores of
-//! the storage crates (as [`crate::BackendHealth`] is): it runs a round every interval or when
+//! [`Flusher`]: the background task of a write-behind store (the task of
+//! [`crate::WriteBehind`]): it runs a round every interval or when
 //! woken, holds the store only weakly between rounds, ends when the store is gone, and is
 //! aborted when its owner drops. Given a [`Supervisor`] ([`Flusher::supervise`]), it runs as
 //! one of the supervisor's tasks: a panic shows in the node's health, and it stops at the
@@ -13,7 +13,7 @@ use tokio::sync::Notify;
 use tokio::task::AbortHandle;
 use tokio::time::MissedTickBehavior;
 
-use crate::Supervisor;
+use mesh_types::Supervisor;
 
 /// The flusher task of one write-behind store.
 #[derive(Debug, Default)]

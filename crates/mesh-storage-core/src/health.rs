@@ -115,6 +115,10 @@ impl StoreMetrics {
             "Age of the oldest change a layered store has not yet written to its durable store, by store"
         );
         metrics::describe_counter!(
+            "mesh_storage_dropped_total",
+            "Entries a layered store dropped unwritten because its write-behind queue was full, by store"
+        );
+        metrics::describe_counter!(
             "mesh_storage_written_total",
             "Entries a layered store wrote behind to its durable store and the store acknowledged, by store"
         );
