@@ -115,7 +115,7 @@ impl Node {
             anyhow!("the connection to the node at {} broke during its answer: {}", self.base, reason(&err))
         })?;
         match serde_json::from_slice::<ApiResponse<serde_json::Value>>(&body) {
-            Ok(envelope) => envelope.into_result().map_err(|message| anyhow!(message)),
+            Ok(envelope) => envelope.into_result().map_err(|failure| anyhow!(failure)),
             Err(_) => Err(self.not_pricemesh(status, &body)),
         }
     }

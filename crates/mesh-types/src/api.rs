@@ -32,17 +32,29 @@ impl<T> ApiResponse<T> {
         Self { success: false, data: None, error: Some(error.into()) }
     }
 
-    /// The payload on success, the error message otherwise.
+    /// The payload on success, what went wrong otherwise.
     ///
     /// # Errors
-    /// The response's error message, or a note that a successful response carried no data.
-    pub fn into_result(self) -> Result<T, String> {
+    /// The node's error message, or a successful response that carried no data.
+    pub fn into_result(self) -> Result<T, ApiFailure> {
         match (self.success, self.data) {
             (true, Some(data)) => Ok(data),
-            (true, None) => Err("response reported success but carried no data".to_owned()),
-            (false, _) => Err(self.error.unwrap_or_else(|| "request failed without a message".to_owned())),
+            (true, None) => Err(ApiFailure::NoData),
+            (false, _) => Err(ApiFailure::Refused(self.error.unwrap_or_default())),
         }
     }
+}
+
+/// Why an API answer carries no payload.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ApiFailure {
+    /// The node answered `success: false` with this message (empty if it gave none).
+    #[error("{}", if .0.is_empty() { "request failed without a message" } else { .0.as_str() })]
+    Refused(String),
+    /// The node answered `success: true` but sent no `data`.
+    #[error("response reported success but carried no data")]
+    NoData,
 }
 
 /// Body of `POST /api/mesh/provider/enable` and `…/disable` responses.

@@ -64,7 +64,7 @@ mod update;
 mod validation;
 mod warning;
 
-pub use api::{ApiResponse, FeedFrame, FeedMessage, ProviderState, ProviderStatus};
+pub use api::{ApiFailure, ApiResponse, FeedFrame, FeedMessage, ProviderState, ProviderStatus};
 pub use asset::{Asset, AssetError, MAX_ASSET_LEN};
 pub use author_key::{AuthorKey, verify_batch};
 pub use codec::{Codec, CodecError};
