@@ -32,195 +32,125 @@
 //! durable tracker directly (it implements [`MessageTracker`] too), paying one round trip per
 //! message.
 
-use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::Arc;
 
 use async_trait::async_trait;
-use mesh_storage_core::{BackendError, BackendHealth, Flusher, StoreMetrics};
-use mesh_types::MessageId;
-use tokio::time::{Duration, Instant, MissedTickBehavior};
+use mesh_storage_core::{Queue, Sink, WriteBehind, WriteStats, Written};
+use mesh_types::{MessageId, Supervisor};
+use tokio::time::Duration;
 
 use crate::{Error, MemoryTracker, MessageTracker, Result, TrackerConfig};
 
 /// Memory in front of a durable tracker, written behind and degrading to memory alone when the
 /// durable one fails.
 pub struct LayeredTracker {
-    shared: Arc<Shared>,
-    /// Writes behind; started by the first queued id, aborted on drop.
-    flusher: Flusher,
-}
-
-/// What the tracker and its flusher share. The flusher holds it weakly.
-struct Shared {
     memory: MemoryTracker,
-    durable: Arc<dyn MessageTracker>,
+    /// The most ids memory holds: what a warm start loads.
     capacity: usize,
-    health: BackendHealth,
-    metrics: StoreMetrics,
-    config: Config,
-    // A std Mutex: held to push or take ids, never across an await.
-    queue: Mutex<Queue>,
-    /// Held by whoever writes to the durable tracker (the flusher, `flush`), so a `flush` that
-    /// returns has seen every earlier id written, including a batch the flusher had in flight.
-    writing: tokio::sync::Mutex<()>,
-    written: AtomicU64,
-    batches: AtomicU64,
+    /// Queues the ids memory took as new and writes them to the durable tracker.
+    engine: WriteBehind<Durable>,
 }
 
-#[derive(Debug, Clone, Copy)]
-struct Config {
-    flush_interval: Duration,
-    batch_size: usize,
-    write_timeout: Duration,
-}
+/// The durable tracker, as the write-behind engine writes to it.
+struct Durable(Arc<dyn MessageTracker>);
 
-/// Ids memory took as new that the durable tracker may not have yet.
-#[derive(Default)]
-struct Queue {
-    ids: VecDeque<MessageId>,
-    /// When the oldest id in `ids` was queued; `None` while it is empty.
-    since: Option<Instant>,
-    /// When the oldest id of the batch being written was queued; `None` when none is.
-    in_flight_since: Option<Instant>,
-}
+#[async_trait]
+impl Sink for Durable {
+    type Pending = Queue<MessageId>;
+    type Error = Error;
 
-fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
-    match (a, b) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
+    const STORE: &'static str = "dedup";
+    const TASK: &'static str = "tracker";
+    const DURABLE: &'static str = "durable tracker";
+
+    async fn write(&self, ids: &[MessageId]) -> Result<Written> {
+        self.0.mark_seen_many(ids).await?;
+        Ok(Written { entries: ids.len(), changed: ids.len() })
     }
-}
 
-/// What the write-behind has done so far: see [`LayeredTracker::write_stats`].
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct WriteStats {
-    /// Ids the durable tracker acknowledged.
-    pub written: u64,
-    /// `mark_seen_many` calls that succeeded.
-    pub batches: u64,
-    /// Ids queued and not yet handed to the durable tracker.
-    pub pending: usize,
+    async fn probe(&self) -> Result<()> {
+        self.0.has_seen(MessageId::new()).await.map(drop)
+    }
 }
 
 impl std::fmt::Debug for LayeredTracker {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LayeredTracker")
-            .field("memory", &self.shared.memory)
-            .field("degraded", &self.shared.health.is_degraded())
-            .field("pending", &self.shared.lock_queue().ids.len())
-            .finish_non_exhaustive()
+        f.debug_struct("LayeredTracker").field("memory", &self.memory).field("engine", &self.engine).finish()
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    // Every update leaves the data consistent, even if a holder panicked.
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl LayeredTracker {
     /// Default time between probes of a failed durable tracker.
-    pub const DEFAULT_RETRY_INTERVAL: Duration = BackendHealth::DEFAULT_RETRY_INTERVAL;
+    pub const DEFAULT_RETRY_INTERVAL: Duration = WriteBehind::<Durable>::DEFAULT_RETRY_INTERVAL;
     /// Default time between two writes of the queued ids.
-    pub const DEFAULT_FLUSH_INTERVAL: Duration = Duration::from_millis(100);
+    pub const DEFAULT_FLUSH_INTERVAL: Duration = WriteBehind::<Durable>::DEFAULT_FLUSH_INTERVAL;
     /// Default most ids per `mark_seen_many`; this many queued ids also wake the flusher
     /// before its interval.
-    pub const DEFAULT_BATCH_SIZE: usize = 4096;
+    pub const DEFAULT_BATCH_SIZE: usize = WriteBehind::<Durable>::DEFAULT_BATCH_SIZE;
     /// Default time a write may take before the durable tracker counts as failed.
-    pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+    pub const DEFAULT_WRITE_TIMEOUT: Duration = WriteBehind::<Durable>::DEFAULT_WRITE_TIMEOUT;
 
-    /// Memory sized by `config` in front of `durable`. Needs no runtime: the flusher starts
-    /// with the first queued id.
+    /// Memory sized by `config` in front of `durable`; the queue holds at most the capacity.
+    /// Needs no runtime: the flusher starts with the first queued id.
     pub fn new(config: TrackerConfig, durable: Arc<dyn MessageTracker>) -> Self {
-        let store_metrics = StoreMetrics::register("dedup");
-        metrics::describe_counter!(
-            "mesh_storage_dropped_total",
-            "Entries a layered store dropped unwritten because its write-behind queue was full, by store"
-        );
         Self {
-            shared: Arc::new(Shared {
-                memory: MemoryTracker::new(config),
-                durable,
-                capacity: config.capacity.max(1),
-                health: BackendHealth::default(),
-                metrics: store_metrics,
-                config: Config {
-                    flush_interval: Self::DEFAULT_FLUSH_INTERVAL,
-                    batch_size: Self::DEFAULT_BATCH_SIZE,
-                    write_timeout: Self::DEFAULT_WRITE_TIMEOUT,
-                },
-                queue: Mutex::new(Queue::default()),
-                writing: tokio::sync::Mutex::new(()),
-                written: AtomicU64::new(0),
-                batches: AtomicU64::new(0),
-            }),
-            flusher: Flusher::new(),
+            memory: MemoryTracker::new(config),
+            capacity: config.capacity.max(1),
+            engine: WriteBehind::new(Durable(durable), Queue::new(config.capacity)),
         }
     }
 
-    /// Changes the tracker's settings. They are fixed once the flusher runs, so configure a
-    /// tracker before using it; a later call changes nothing and logs a warning.
-    fn configure(mut self, change: impl FnOnce(&mut Shared)) -> Self {
-        match Arc::get_mut(&mut self.shared) {
-            Some(shared) => change(shared),
-            None => tracing::warn!("a layered tracker was configured after its first write; ignored"),
-        }
-        self
+    fn configure(self, change: impl FnOnce(WriteBehind<Durable>) -> WriteBehind<Durable>) -> Self {
+        Self { engine: change(self.engine), ..self }
     }
 
     /// Sets how often a failed durable tracker is probed. Call before the first use.
     #[must_use]
     pub fn with_retry_interval(self, interval: Duration) -> Self {
-        self.configure(|shared| shared.health = BackendHealth::new(interval))
+        self.configure(|engine| engine.with_retry_interval(interval))
     }
 
     /// Sets how often queued ids are written (default 100 ms). Call before the first use.
     #[must_use]
     pub fn with_flush_interval(self, interval: Duration) -> Self {
-        let interval = interval.max(Duration::from_millis(1));
-        self.configure(|shared| shared.config.flush_interval = interval)
+        self.configure(|engine| engine.with_flush_interval(interval))
     }
 
     /// Sets the most ids one `mark_seen_many` carries (default 4,096); this many queued ids
     /// wake the flusher early. Call before the first use.
     #[must_use]
     pub fn with_batch_size(self, batch_size: usize) -> Self {
-        self.configure(|shared| shared.config.batch_size = batch_size.max(1))
+        self.configure(|engine| engine.with_batch_size(batch_size))
     }
 
     /// Sets how long one write may take before the durable tracker counts as failed (default
     /// 5 s). Call before the first use.
     #[must_use]
     pub fn with_write_timeout(self, timeout: Duration) -> Self {
-        self.configure(|shared| shared.config.write_timeout = timeout)
+        self.configure(|engine| engine.with_write_timeout(timeout))
     }
 
-    /// Runs the write-behind flusher under `supervisor`: a panic in it shows in the node's
-    /// health, and it stops at the supervisor's shutdown. Call before the first change.
-    pub fn supervise(&self, supervisor: &mesh_types::Supervisor) {
-        self.flusher.supervise(supervisor);
-        // From now on, not from the first id: an idle tracker checks its backend too.
-        self.start_flusher();
+    /// Runs the write-behind flusher under `supervisor`, from now on (an idle tracker checks
+    /// its backend too): a panic in it shows in the node's health, and it stops at the
+    /// supervisor's shutdown. Call before the first change.
+    pub fn supervise(&self, supervisor: &Supervisor) {
+        self.engine.supervise(supervisor);
     }
 
     /// Whether the durable tracker is failing and memory alone is remembering.
     pub fn is_degraded(&self) -> bool {
-        self.shared.health.is_degraded()
+        self.engine.is_degraded()
     }
 
     /// How far the durable tracker is behind memory: the age of the oldest id it has not
     /// acknowledged yet, zero when it holds everything.
     pub fn write_lag(&self) -> Duration {
-        self.shared.write_lag()
+        self.engine.write_lag()
     }
 
     /// Ids written so far and ids waiting.
     pub fn write_stats(&self) -> WriteStats {
-        WriteStats {
-            written: self.shared.written.load(Ordering::Relaxed),
-            batches: self.shared.batches.load(Ordering::Relaxed),
-            pending: self.shared.lock_queue().ids.len(),
-        }
+        self.engine.stats()
     }
 
     /// Fills memory with the durable tracker's most recent ids (up to the capacity), so a
@@ -229,9 +159,9 @@ impl LayeredTracker {
     /// # Errors
     /// When the durable tracker cannot be read.
     pub async fn load_from_cache(&self) -> Result<usize> {
-        let ids = self.shared.durable.recent(self.shared.capacity).await?;
+        let ids = self.engine.sink().0.recent(self.capacity).await?;
         for id in &ids {
-            self.shared.memory.mark_seen_now(*id);
+            self.memory.mark_seen_now(*id);
         }
         Ok(ids.len())
     }
@@ -243,7 +173,7 @@ impl LayeredTracker {
     /// # Errors
     /// When the durable tracker fails; the ids not written stay queued.
     pub async fn flush(&self) -> Result<usize> {
-        self.shared.write_and_record().await
+        Ok(self.engine.flush().await?.entries)
     }
 
     /// The same as [`LayeredTracker::flush`], under the name the write-through tracker had.
@@ -253,255 +183,66 @@ impl LayeredTracker {
     pub async fn persist_to_cache(&self) -> Result<usize> {
         self.flush().await
     }
-
-    /// Queues `ids` for the durable tracker, starting the flusher if it is not running and
-    /// waking it when a batch's worth is waiting.
-    fn enqueue(&self, ids: impl IntoIterator<Item = MessageId>) {
-        let (was_empty, full, dropped) = {
-            let mut queue = self.shared.lock_queue();
-            let was_empty = queue.ids.is_empty();
-            let before = queue.ids.len();
-            queue.ids.extend(ids);
-            if queue.ids.len() == before {
-                return;
-            }
-            if queue.since.is_none() {
-                queue.since = Some(Instant::now());
-            }
-            let dropped = queue.ids.len().saturating_sub(self.shared.capacity);
-            // Older ids than the memory tracker holds would be expired or evicted anyway.
-            queue.ids.drain(..dropped);
-            let batch = self.shared.config.batch_size;
-            (was_empty, before < batch && queue.ids.len() >= batch, dropped)
-        };
-        if dropped > 0 {
-            metrics::counter!("mesh_storage_dropped_total", "store" => "dedup").increment(dropped as u64);
-        }
-        if was_empty {
-            self.start_flusher();
-        }
-        if full {
-            self.flusher.wake();
-        }
-    }
-
-    /// Starts the flusher unless it runs already.
-    fn start_flusher(&self) {
-        let interval = self.shared.config.flush_interval;
-        self.flusher.ensure_running(&self.shared, interval, "tracker", |shared| async move {
-            shared.background_round().await;
-        });
-    }
-}
-
-/// Now, on tokio's clock so tests can pause time.
-fn now() -> std::time::Instant {
-    Instant::now().into_std()
-}
-
-impl Shared {
-    fn lock_queue(&self) -> MutexGuard<'_, Queue> {
-        lock(&self.queue)
-    }
-
-    fn write_lag(&self) -> Duration {
-        let queue = self.lock_queue();
-        earliest(queue.since, queue.in_flight_since)
-            .map_or(Duration::ZERO, |oldest| Instant::now().saturating_duration_since(oldest))
-    }
-
-    fn publish_lag(&self) {
-        self.metrics.publish(self.write_lag(), self.health.is_degraded());
-    }
-
-    /// One round of the flusher: write what is queued unless the durable tracker is degraded
-    /// and not due for a probe. The lag gauge keeps moving while a write hangs.
-    async fn background_round(&self) {
-        self.publish_lag();
-        if self.lock_queue().ids.is_empty() {
-            if self.health.idle_probe_due(now(), BackendHealth::IDLE_PROBE_INTERVAL) {
-                self.probe().await;
-            }
-            return;
-        }
-        if !self.health.should_try(now()) {
-            return;
-        }
-        let write = self.write_and_record();
-        tokio::pin!(write);
-        let mut gauge = tokio::time::interval(self.config.flush_interval);
-        gauge.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                // A failure is logged and counted by `write_and_record`; the ids stay queued.
-                _ = &mut write => break,
-                _ = gauge.tick() => self.publish_lag(),
-            }
-        }
-    }
-
-    /// Writes the queued ids, then logs and counts the outcome: a failure degrades the
-    /// tracker, the first success after one resyncs it.
-    async fn write_and_record(&self) -> Result<usize> {
-        let result = self.write_queued().await;
-        match &result {
-            Ok(count) => {
-                if self.health.succeeded() {
-                    tracing::info!(
-                        count,
-                        "dedup store is reachable again; wrote the ids accepted during the outage"
-                    );
-                }
-            }
-            Err(err) => self.note_failure(err),
-        }
-        self.publish_lag();
-        result
-    }
-
-    /// A failure of the durable tracker: the first one after it was healthy is logged and
-    /// counted.
-    fn note_failure(&self, err: &dyn std::fmt::Display) {
-        if self.health.failed(now()) {
-            tracing::warn!(error = %err, "dedup store unavailable; deduplicating in memory and keeping ids until it returns");
-            self.metrics.degraded();
-        }
-    }
-
-    /// With nothing to write, one cheap read of the durable tracker, so an idle node notices
-    /// a dead server (and its return) as a busy one does.
-    async fn probe(&self) {
-        let probe = MessageId::new();
-        match tokio::time::timeout(self.config.write_timeout, self.durable.has_seen(probe)).await {
-            Ok(Ok(_)) => {
-                if self.health.succeeded() {
-                    tracing::info!("dedup store is reachable again");
-                }
-            }
-            Ok(Err(err)) => self.note_failure(&err),
-            Err(_) => self.note_failure(&format!("no answer within {:?}", self.config.write_timeout)),
-        }
-        self.publish_lag();
-    }
-
-    /// Takes every queued id and writes them, `batch_size` per `mark_seen_many`. On a failure,
-    /// or if the caller stops waiting, the ids not written are queued again, in front.
-    async fn write_queued(&self) -> Result<usize> {
-        let _writing = self.writing.lock().await;
-        let ids: Vec<MessageId> = {
-            let mut queue = self.lock_queue();
-            queue.in_flight_since = queue.since.take();
-            queue.ids.drain(..).collect()
-        };
-        let mut batch = InFlight { shared: self, ids, done: 0 };
-        while batch.done < batch.ids.len() {
-            let end = batch.done.saturating_add(self.config.batch_size).min(batch.ids.len());
-            tokio::time::timeout(
-                self.config.write_timeout,
-                self.durable.mark_seen_many(&batch.ids[batch.done..end]),
-            )
-            .await
-            .map_err(|_| {
-                Error::from(BackendError::no_answer("durable tracker", self.config.write_timeout))
-            })??;
-            let count = end.saturating_sub(batch.done);
-            batch.done = end;
-            self.written.fetch_add(count as u64, Ordering::Relaxed);
-            self.batches.fetch_add(1, Ordering::Relaxed);
-            self.metrics.written(count as u64);
-        }
-        Ok(batch.done)
-    }
-}
-
-/// Ids taken from the queue for one write. Dropping it (done, failed, or abandoned by its
-/// caller) puts the ones not written back in front of the queue, keeping their age.
-struct InFlight<'a> {
-    shared: &'a Shared,
-    ids: Vec<MessageId>,
-    /// How many of `ids`, from the front, the durable tracker acknowledged.
-    done: usize,
-}
-
-impl Drop for InFlight<'_> {
-    fn drop(&mut self) {
-        let mut queue = self.shared.lock_queue();
-        let in_flight_since = queue.in_flight_since.take();
-        let rest = self.ids.get(self.done..).unwrap_or_default();
-        if !rest.is_empty() {
-            for id in rest.iter().rev() {
-                queue.ids.push_front(*id);
-            }
-            queue.since = earliest(queue.since, in_flight_since);
-            let dropped = queue.ids.len().saturating_sub(self.shared.capacity);
-            queue.ids.drain(..dropped);
-            if dropped > 0 {
-                metrics::counter!("mesh_storage_dropped_total", "store" => "dedup").increment(dropped as u64);
-            }
-        }
-    }
 }
 
 #[async_trait]
 impl MessageTracker for LayeredTracker {
     async fn check_and_mark(&self, id: MessageId) -> Result<bool> {
-        let first = self.shared.memory.check_and_mark_now(id);
+        let first = self.memory.check_and_mark_now(id);
         if first {
-            self.enqueue([id]);
+            self.engine.add([id]);
         }
         Ok(first)
     }
 
     async fn has_seen(&self, id: MessageId) -> Result<bool> {
-        Ok(self.shared.memory.has_seen_now(id))
+        Ok(self.memory.has_seen_now(id))
     }
 
     async fn mark_seen(&self, id: MessageId) -> Result<()> {
-        self.shared.memory.mark_seen_now(id);
-        self.enqueue([id]);
+        self.memory.mark_seen_now(id);
+        self.engine.add([id]);
         Ok(())
     }
 
     async fn mark_seen_many(&self, ids: &[MessageId]) -> Result<()> {
         for id in ids {
-            self.shared.memory.mark_seen_now(*id);
+            self.memory.mark_seen_now(*id);
         }
-        self.enqueue(ids.iter().copied());
+        self.engine.add(ids.iter().copied());
         Ok(())
     }
 
     async fn cleanup_expired(&self) -> Result<usize> {
-        let local = self.shared.memory.cleanup_expired().await?;
+        let local = self.memory.cleanup_expired().await?;
         // The durable tracker's own sweep: periodic, off the hot path, and left to the
         // flusher's probes while degraded.
-        if self.shared.health.is_degraded() {
+        if self.engine.is_degraded() {
             return Ok(local);
         }
-        match self.shared.durable.cleanup_expired().await {
+        match self.engine.sink().0.cleanup_expired().await {
             Ok(durable) => Ok(local.saturating_add(durable)),
             Err(err) => {
-                if self.shared.health.failed(now()) {
-                    tracing::warn!(error = %err, "dedup store unavailable; deduplicating in memory and keeping ids until it returns");
-                    self.shared.metrics.degraded();
-                }
+                self.engine.note_failure(&err);
                 Ok(local)
             }
         }
     }
 
     async fn len(&self) -> Result<usize> {
-        self.shared.memory.len().await
+        self.memory.len().await
     }
 
     async fn recent(&self, limit: usize) -> Result<Vec<MessageId>> {
-        self.shared.memory.recent(limit).await
+        self.memory.recent(limit).await
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::{AtomicBool, AtomicUsize};
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
+    use mesh_storage_core::BackendHealth;
     use proptest::prelude::*;
 
     use super::*;

@@ -34,7 +34,9 @@ mod redis;
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
 
-pub use layered::{LayeredTracker, WriteStats};
+pub use layered::LayeredTracker;
+/// What a layered store's write-behind has done so far ([`LayeredTracker::write_stats`]).
+pub use mesh_storage_core::WriteStats;
 pub use memory::MemoryTracker;
 #[cfg(feature = "postgres")]
 pub use postgres::PostgresTracker;

@@ -28,172 +28,108 @@
 //! Several processes may share the durable store: each write is still newest-wins on the
 //! server, so they converge on the newest price whatever order their flushes land in.
 
-use std::collections::{BTreeMap, HashSet};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use async_trait::async_trait;
-use mesh_storage_core::{BackendError, BackendHealth, Flusher, StoreMetrics};
-use mesh_types::{Asset, CachedPriceData, PriceMap, Timestamp};
-use tokio::time::{Duration, Instant, MissedTickBehavior};
+use mesh_storage_core::{DirtySet, Sink, WriteBehind, WriteStats, Written};
+use mesh_types::{Asset, CachedPriceData, PriceMap, Supervisor, Timestamp};
+use tokio::time::Duration;
 
 use crate::{Error, MemoryPriceStore, PriceReader, PriceStore, Result, StoreOutcome};
 
 /// Memory in front of a durable price store, written behind and degrading to memory when the
 /// durable one fails.
 pub struct LayeredPriceStore {
-    shared: Arc<Shared>,
-    /// Writes behind; started by the first change, aborted on drop.
-    flusher: Flusher,
+    /// Marks the assets memory changed and writes their current prices.
+    engine: WriteBehind<Durable>,
 }
 
-/// What the store and its flusher share. The flusher holds it weakly.
-struct Shared {
+/// The durable store, as the write-behind engine writes to it: the current memory price of
+/// each dirty asset.
+struct Durable {
     memory: MemoryPriceStore,
-    durable: Arc<dyn PriceStore>,
-    health: BackendHealth,
-    metrics: StoreMetrics,
-    config: Config,
-    // A std Mutex: held to insert or take assets, never across an await.
-    dirty: Mutex<Dirty>,
-    /// Held by whoever writes to the durable store (the flusher, `flush`), so a `flush` that
-    /// returns has seen every earlier change written, including a batch the flusher had in
-    /// flight.
-    writing: tokio::sync::Mutex<()>,
-    written: AtomicU64,
-    batches: AtomicU64,
+    store: Arc<dyn PriceStore>,
 }
 
-#[derive(Debug, Clone, Copy)]
-struct Config {
-    flush_interval: Duration,
-    batch_size: usize,
-    write_timeout: Duration,
-}
+/// The asset an idle store reads to check its durable store (whether it is held or not).
+const PROBE_ASSET: &str = "PRICEMESH-PROBE";
 
-/// Assets whose memory price the durable store may not have yet.
-#[derive(Default)]
-struct Dirty {
-    assets: HashSet<Asset, foldhash::fast::RandomState>,
-    /// When the oldest change in `assets` was made; `None` while it is empty.
-    since: Option<Instant>,
-    /// When the oldest change of the batch being written was made; `None` when none is.
-    in_flight_since: Option<Instant>,
-}
+#[async_trait]
+impl Sink for Durable {
+    type Pending = DirtySet<Asset>;
+    type Error = Error;
 
-impl Dirty {
-    fn oldest(&self) -> Option<Instant> {
-        earliest(self.since, self.in_flight_since)
+    const STORE: &'static str = "prices";
+    const TASK: &'static str = "price store";
+    const DURABLE: &'static str = "durable price store";
+
+    async fn write(&self, assets: &[Asset]) -> Result<Written> {
+        // The price held now: every change up to this read is in it. A change after the read
+        // marks its asset dirty again.
+        let prices: Vec<CachedPriceData> =
+            assets.iter().filter_map(|asset| self.memory.get_now(*asset)).collect();
+        let entries = prices.len();
+        let outcomes = self.store.store_many(prices).await?;
+        Ok(Written { entries, changed: outcomes.iter().filter(|outcome| outcome.changed()).count() })
     }
-}
 
-fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
-    match (a, b) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
+    async fn probe(&self) -> Result<()> {
+        let Ok(asset) = Asset::new(PROBE_ASSET) else { return Ok(()) };
+        self.store.get(asset).await.map(drop)
     }
-}
-
-/// What the write-behind has done so far: see [`LayeredPriceStore::write_stats`].
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct WriteStats {
-    /// Prices the durable store acknowledged.
-    pub written: u64,
-    /// `store_many` calls that succeeded.
-    pub batches: u64,
-    /// Assets changed in memory and not yet handed to the durable store.
-    pub pending: usize,
-}
-
-/// What one write of the dirty assets did.
-#[derive(Debug, Clone, Copy, Default)]
-struct Written {
-    /// Prices the durable store acknowledged.
-    prices: usize,
-    /// Of those, the ones it took as new (inserted or replaced).
-    changed: usize,
 }
 
 impl std::fmt::Debug for LayeredPriceStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LayeredPriceStore")
-            .field("memory", &self.shared.memory)
-            .field("degraded", &self.shared.health.is_degraded())
-            .field("pending", &self.shared.lock_dirty().assets.len())
-            .finish_non_exhaustive()
+            .field("memory", self.memory())
+            .field("engine", &self.engine)
+            .finish()
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    // Every update leaves the data consistent, even if a holder panicked.
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl LayeredPriceStore {
     /// Default time between probes of a failed durable store.
-    pub const DEFAULT_RETRY_INTERVAL: Duration = BackendHealth::DEFAULT_RETRY_INTERVAL;
+    pub const DEFAULT_RETRY_INTERVAL: Duration = WriteBehind::<Durable>::DEFAULT_RETRY_INTERVAL;
     /// Default time between two writes of the dirty prices.
-    pub const DEFAULT_FLUSH_INTERVAL: Duration = Duration::from_millis(100);
+    pub const DEFAULT_FLUSH_INTERVAL: Duration = WriteBehind::<Durable>::DEFAULT_FLUSH_INTERVAL;
     /// Default most prices per `store_many`; this many dirty assets also wake the flusher
     /// before its interval.
-    pub const DEFAULT_BATCH_SIZE: usize = 4096;
+    pub const DEFAULT_BATCH_SIZE: usize = WriteBehind::<Durable>::DEFAULT_BATCH_SIZE;
     /// Default time a write may take before the durable store counts as failed.
-    pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+    pub const DEFAULT_WRITE_TIMEOUT: Duration = WriteBehind::<Durable>::DEFAULT_WRITE_TIMEOUT;
 
     /// An empty memory store in front of `durable`; call
     /// [`LayeredPriceStore::load_from_storage`] to restore what `durable` holds. Needs no
     /// runtime: the flusher starts with the first change.
     pub fn new(durable: Arc<dyn PriceStore>) -> Self {
-        let store_metrics = StoreMetrics::register("prices");
-        Self {
-            shared: Arc::new(Shared {
-                memory: MemoryPriceStore::new(),
-                durable,
-                health: BackendHealth::default(),
-                metrics: store_metrics,
-                config: Config {
-                    flush_interval: Self::DEFAULT_FLUSH_INTERVAL,
-                    batch_size: Self::DEFAULT_BATCH_SIZE,
-                    write_timeout: Self::DEFAULT_WRITE_TIMEOUT,
-                },
-                dirty: Mutex::new(Dirty::default()),
-                writing: tokio::sync::Mutex::new(()),
-                written: AtomicU64::new(0),
-                batches: AtomicU64::new(0),
-            }),
-            flusher: Flusher::new(),
-        }
+        let sink = Durable { memory: MemoryPriceStore::new(), store: durable };
+        Self { engine: WriteBehind::new(sink, DirtySet::default()) }
     }
 
-    /// Changes the store's settings. They are fixed once the flusher runs, so configure a
-    /// store before storing into it; a later call changes nothing and logs a warning.
-    fn configure(mut self, change: impl FnOnce(&mut Shared)) -> Self {
-        match Arc::get_mut(&mut self.shared) {
-            Some(shared) => change(shared),
-            None => tracing::warn!("a layered price store was configured after its first write; ignored"),
-        }
-        self
+    fn memory(&self) -> &MemoryPriceStore {
+        &self.engine.sink().memory
     }
 
     /// Sets how often a failed durable store is probed. Call before the first store.
     #[must_use]
     pub fn with_retry_interval(self, interval: Duration) -> Self {
-        self.configure(|shared| shared.health = BackendHealth::new(interval))
+        Self { engine: self.engine.with_retry_interval(interval) }
     }
 
     /// Sets how often dirty prices are written (default 100 ms): the lag a healthy durable
     /// store runs behind memory. Call before the first store.
     #[must_use]
     pub fn with_flush_interval(self, interval: Duration) -> Self {
-        let interval = interval.max(Duration::from_millis(1));
-        self.configure(|shared| shared.config.flush_interval = interval)
+        Self { engine: self.engine.with_flush_interval(interval) }
     }
 
     /// Sets the most prices one `store_many` carries (default 4,096); this many dirty assets
     /// wake the flusher early. Call before the first store.
     #[must_use]
     pub fn with_batch_size(self, batch_size: usize) -> Self {
-        self.configure(|shared| shared.config.batch_size = batch_size.max(1))
+        Self { engine: self.engine.with_batch_size(batch_size) }
     }
 
     /// Sets how long one write may take before the durable store counts as failed (default
@@ -201,35 +137,30 @@ impl LayeredPriceStore {
     /// that refuses them. Call before the first store.
     #[must_use]
     pub fn with_write_timeout(self, timeout: Duration) -> Self {
-        self.configure(|shared| shared.config.write_timeout = timeout)
+        Self { engine: self.engine.with_write_timeout(timeout) }
     }
 
-    /// Runs the write-behind flusher under `supervisor`: a panic in it shows in the node's
-    /// health, and it stops at the supervisor's shutdown. Call before the first change.
-    pub fn supervise(&self, supervisor: &mesh_types::Supervisor) {
-        self.flusher.supervise(supervisor);
-        // From now on, not from the first change: an idle store checks its backend too.
-        self.start_flusher();
+    /// Runs the write-behind flusher under `supervisor`, from now on (an idle store checks its
+    /// backend too): a panic in it shows in the node's health, and it stops at the
+    /// supervisor's shutdown. Call before the first change.
+    pub fn supervise(&self, supervisor: &Supervisor) {
+        self.engine.supervise(supervisor);
     }
 
     /// Whether the durable store is failing and memory alone is serving.
     pub fn is_degraded(&self) -> bool {
-        self.shared.health.is_degraded()
+        self.engine.is_degraded()
     }
 
     /// How far the durable store is behind memory: the age of the oldest change it has not
     /// acknowledged yet, zero when it holds everything.
     pub fn write_lag(&self) -> Duration {
-        self.shared.write_lag()
+        self.engine.write_lag()
     }
 
     /// Prices written so far and assets waiting.
     pub fn write_stats(&self) -> WriteStats {
-        WriteStats {
-            written: self.shared.written.load(Ordering::Relaxed),
-            batches: self.shared.batches.load(Ordering::Relaxed),
-            pending: self.shared.lock_dirty().assets.len(),
-        }
+        self.engine.stats()
     }
 
     /// Restores memory from the durable store (after a restart). Returns how many prices
@@ -238,10 +169,10 @@ impl LayeredPriceStore {
     /// # Errors
     /// When the durable store cannot be read.
     pub async fn load_from_storage(&self) -> Result<usize> {
-        let prices = self.shared.durable.get_all().await?;
+        let prices = self.engine.sink().store.get_all().await?;
         let count = prices.len();
         for price in prices.into_values() {
-            self.shared.memory.store_now(price);
+            self.memory().store_now(price);
         }
         Ok(count)
     }
@@ -254,8 +185,7 @@ impl LayeredPriceStore {
     /// # Errors
     /// When the durable store fails; the prices not written stay dirty.
     pub async fn flush(&self) -> Result<usize> {
-        let written = self.shared.write_and_record().await?;
-        Ok(written.prices)
+        Ok(self.engine.flush().await?.entries)
     }
 
     /// Writes every price in memory to the durable store (e.g. after the durable store lost
@@ -264,200 +194,18 @@ impl LayeredPriceStore {
     /// # Errors
     /// When the durable store fails; the prices not written stay dirty.
     pub async fn persist_to_storage(&self) -> Result<usize> {
-        let assets: Vec<Asset> = self.shared.memory.get_all_now().into_keys().collect();
-        for asset in assets {
-            self.mark_dirty(asset);
-        }
-        let written = self.shared.write_and_record().await?;
-        Ok(written.changed)
+        self.engine.add(self.memory().get_all_now().into_keys());
+        Ok(self.engine.flush().await?.changed)
     }
 
     /// Decides `price` in memory and marks its asset dirty when it changed.
     fn store_now(&self, price: CachedPriceData) -> StoreOutcome {
         let asset = price.asset;
-        let outcome = self.shared.memory.store_now(price);
+        let outcome = self.memory().store_now(price);
         if outcome.changed() {
-            self.mark_dirty(asset);
+            self.engine.add([asset]);
         }
         outcome
-    }
-
-    /// Remembers that `asset` changed in memory, starting the flusher if it is not running
-    /// and waking it when a batch's worth is waiting.
-    /// Starts the flusher unless it runs already.
-    fn start_flusher(&self) {
-        let interval = self.shared.config.flush_interval;
-        self.flusher.ensure_running(&self.shared, interval, "price store", |shared| async move {
-            shared.background_round().await;
-        });
-    }
-
-    fn mark_dirty(&self, asset: Asset) {
-        let (was_clean, full) = {
-            let mut dirty = self.shared.lock_dirty();
-            let was_clean = dirty.assets.is_empty();
-            if dirty.assets.insert(asset) && dirty.since.is_none() {
-                dirty.since = Some(Instant::now());
-            }
-            (was_clean, dirty.assets.len() == self.shared.config.batch_size)
-        };
-        if was_clean {
-            self.start_flusher();
-        }
-        if full {
-            self.flusher.wake();
-        }
-    }
-}
-
-/// The asset an idle store reads to check its durable store (whether it is held or not).
-const PROBE_ASSET: &str = "PRICEMESH-PROBE";
-
-/// Now, on tokio's clock so tests can pause time.
-fn now() -> std::time::Instant {
-    Instant::now().into_std()
-}
-
-impl Shared {
-    fn lock_dirty(&self) -> MutexGuard<'_, Dirty> {
-        lock(&self.dirty)
-    }
-
-    fn write_lag(&self) -> Duration {
-        self.lock_dirty()
-            .oldest()
-            .map_or(Duration::ZERO, |oldest| Instant::now().saturating_duration_since(oldest))
-    }
-
-    fn publish_lag(&self) {
-        self.metrics.publish(self.write_lag(), self.health.is_degraded());
-    }
-
-    /// One round of the flusher: write what is dirty unless the durable store is degraded and
-    /// not due for a probe. The lag gauge keeps moving while a write hangs.
-    async fn background_round(&self) {
-        self.publish_lag();
-        if self.lock_dirty().assets.is_empty() {
-            if self.health.idle_probe_due(now(), BackendHealth::IDLE_PROBE_INTERVAL) {
-                self.probe().await;
-            }
-            return;
-        }
-        if !self.health.should_try(now()) {
-            return;
-        }
-        let write = self.write_and_record();
-        tokio::pin!(write);
-        let mut gauge = tokio::time::interval(self.config.flush_interval);
-        gauge.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                // A failure is logged and counted by `write_and_record`; the assets stay dirty.
-                _ = &mut write => break,
-                _ = gauge.tick() => self.publish_lag(),
-            }
-        }
-    }
-
-    /// Writes the dirty prices, then logs and counts the outcome: a failure degrades the
-    /// store, the first success after one resyncs it.
-    async fn write_and_record(&self) -> Result<Written> {
-        let result = self.write_dirty().await;
-        match &result {
-            Ok(written) => {
-                if self.health.succeeded() {
-                    tracing::info!(
-                        count = written.prices,
-                        "price store is reachable again; wrote the prices accepted during the outage"
-                    );
-                }
-            }
-            Err(err) => self.note_failure(err),
-        }
-        self.publish_lag();
-        result
-    }
-
-    /// A failure of the durable store: the first one after it was healthy is logged and counted.
-    fn note_failure(&self, err: &dyn std::fmt::Display) {
-        if self.health.failed(now()) {
-            tracing::warn!(error = %err, "price store unavailable; serving prices from memory and keeping changes until it returns");
-            self.metrics.degraded();
-        }
-    }
-
-    /// With nothing to write, one cheap read of the durable store, so an idle node notices a
-    /// dead server (and its return) as a busy one does.
-    async fn probe(&self) {
-        let Ok(asset) = Asset::new(PROBE_ASSET) else { return };
-        match tokio::time::timeout(self.config.write_timeout, self.durable.get(asset)).await {
-            Ok(Ok(_)) => {
-                if self.health.succeeded() {
-                    tracing::info!("price store is reachable again");
-                }
-            }
-            Ok(Err(err)) => self.note_failure(&err),
-            Err(_) => self.note_failure(&format!("no answer within {:?}", self.config.write_timeout)),
-        }
-        self.publish_lag();
-    }
-
-    /// Takes every dirty asset and writes its current memory price, `batch_size` per
-    /// `store_many`. On a failure, or if the caller stops waiting, the assets not written are
-    /// dirty again.
-    async fn write_dirty(&self) -> Result<Written> {
-        let _writing = self.writing.lock().await;
-        let assets: Vec<Asset> = {
-            let mut dirty = self.lock_dirty();
-            dirty.in_flight_since = dirty.since.take();
-            dirty.assets.drain().collect()
-        };
-        let mut batch = InFlight { shared: self, assets, done: 0 };
-        let mut written = Written::default();
-        while batch.done < batch.assets.len() {
-            let end = batch.done.saturating_add(self.config.batch_size).min(batch.assets.len());
-            // The price held now: every change up to this read is in it. A change after the
-            // read marks its asset dirty again.
-            let prices: Vec<CachedPriceData> = batch.assets[batch.done..end]
-                .iter()
-                .filter_map(|asset| self.memory.get_now(*asset))
-                .collect();
-            let count = prices.len();
-            let outcomes = tokio::time::timeout(self.config.write_timeout, self.durable.store_many(prices))
-                .await
-                .map_err(|_| {
-                    Error::from(BackendError::no_answer("durable price store", self.config.write_timeout))
-                })??;
-            batch.done = end;
-            written.prices = written.prices.saturating_add(count);
-            written.changed =
-                written.changed.saturating_add(outcomes.iter().filter(|outcome| outcome.changed()).count());
-            self.written.fetch_add(count as u64, Ordering::Relaxed);
-            self.batches.fetch_add(1, Ordering::Relaxed);
-            self.metrics.written(count as u64);
-        }
-        Ok(written)
-    }
-}
-
-/// Assets taken from the dirty set for one write. Dropping it (done, failed, or abandoned by
-/// its caller) returns the ones not written to the dirty set, keeping their age for the lag.
-struct InFlight<'a> {
-    shared: &'a Shared,
-    assets: Vec<Asset>,
-    /// How many of `assets`, from the front, the durable store acknowledged.
-    done: usize,
-}
-
-impl Drop for InFlight<'_> {
-    fn drop(&mut self) {
-        let mut dirty = self.shared.lock_dirty();
-        let in_flight_since = dirty.in_flight_since.take();
-        let rest = self.assets.get(self.done..).unwrap_or_default();
-        if !rest.is_empty() {
-            dirty.assets.extend(rest.iter().copied());
-            dirty.since = earliest(dirty.since, in_flight_since);
-        }
     }
 }
 
@@ -472,32 +220,34 @@ impl PriceStore for LayeredPriceStore {
     }
 
     async fn get(&self, asset: Asset) -> Result<Option<CachedPriceData>> {
-        Ok(self.shared.memory.get_now(asset))
+        Ok(self.memory().get_now(asset))
     }
 
     async fn get_all(&self) -> Result<PriceMap> {
-        Ok(self.shared.memory.get_all_now())
+        Ok(self.memory().get_all_now())
     }
 
     async fn digest(&self) -> Result<BTreeMap<Asset, Timestamp>> {
-        self.shared.memory.digest().await
+        self.memory().digest().await
     }
 
     async fn len(&self) -> Result<usize> {
-        self.shared.memory.len().await
+        self.memory().len().await
     }
 
     fn reader(&self) -> Option<PriceReader> {
-        Some(self.shared.memory.reader())
+        Some(self.memory().reader())
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::{AtomicBool, AtomicUsize};
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
+    use mesh_storage_core::BackendHealth;
     use mesh_types::rust_decimal::Decimal;
     use proptest::prelude::*;
+    use tokio::time::Instant;
 
     use super::*;
     use crate::conformance::{self, Assets, price};
@@ -646,7 +396,7 @@ mod tests {
         let durable = Arc::new(Switchable::default());
         let layered = LayeredPriceStore::new(durable.clone());
         layered.store(price(Assets::fresh().nth(0), 1, 0, 1, Decimal::ONE)).await.unwrap();
-        let flusher = layered.flusher.task().expect("started by the first change");
+        let flusher = layered.engine.task().expect("started by the first change");
         drop(layered);
         tokio::time::sleep(Duration::from_millis(10)).await;
         assert!(flusher.is_finished());

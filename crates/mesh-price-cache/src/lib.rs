@@ -35,7 +35,9 @@ mod redis;
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
 
-pub use layered::{LayeredPriceStore, WriteStats};
+pub use layered::LayeredPriceStore;
+/// What a layered store's write-behind has done so far ([`LayeredPriceStore::write_stats`]).
+pub use mesh_storage_core::WriteStats;
 pub use memory::{MemoryPriceStore, PriceReader};
 #[cfg(feature = "postgres")]
 pub use postgres::PostgresPriceStore;
