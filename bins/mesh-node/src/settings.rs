@@ -223,62 +223,20 @@ impl SettingArgs {
     pub fn resolve(mut self, mut file: Self) -> Result<NodeSettings, SettingsError> {
         let defaults = NodeSettings::default();
         let secs = |value: Option<u64>, default: Duration| value.map_or(default, Duration::from_secs);
-        let network = match prefer!(self.network, file.network) {
-            Some(name) => {
-                NetworkId::new(&name).map_err(|err| SettingsError::new("MESH_NETWORK", err.to_string()))?
-            }
-            None => defaults.network,
-        };
-        let price_source = match prefer!(self.price_source, file.price_source) {
-            Some(text) => {
-                text.parse::<PriceSourceKind>().map_err(|err| SettingsError::new("MESH_PRICE_SOURCE", err))?
-            }
-            None => defaults.price_source,
-        };
-        let assets = match prefer!(self.assets, file.assets) {
-            Some(symbols) => symbols
-                .iter()
-                .filter(|symbol| !symbol.trim().is_empty())
-                .map(|symbol| Asset::new(symbol.trim()))
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|err| SettingsError::new("MESH_ASSETS", err.to_string()))?,
-            None => defaults.assets,
-        };
-        let admin_token = match (
+        let network = parse_network(prefer!(self.network, file.network), defaults.network)?;
+        let price_source =
+            parse_price_source(prefer!(self.price_source, file.price_source), defaults.price_source)?;
+        let assets = parse_assets(prefer!(self.assets, file.assets), defaults.assets)?;
+        let admin_token = admin_token(
             prefer!(self.admin_token, file.admin_token),
             prefer!(self.admin_token_file, file.admin_token_file),
-        ) {
-            (Some(token), _) => Some(token),
-            (None, Some(path)) => Some(
-                read_bounded(&path, MAX_TOKEN_FILE_BYTES)
-                    .map_err(|err| {
-                        SettingsError::new(
-                            "MESH_ADMIN_TOKEN_FILE",
-                            format!("cannot read {}: {err}", path.display()),
-                        )
-                    })?
-                    .lines()
-                    .next()
-                    .unwrap_or_default()
-                    .trim()
-                    .to_owned(),
-            ),
-            (None, None) => None,
-        };
+        )?;
         let settings = NodeSettings {
             network,
             listen_addr: prefer!(self.listen_addr, file.listen_addr).unwrap_or(defaults.listen_addr),
             advertised_addr: prefer!(self.advertised_addr, file.advertised_addr),
             api_addr: prefer!(self.api_addr, file.api_addr).unwrap_or(defaults.api_addr),
-            bootstrap_peers: prefer!(self.bootstrap_peers, file.bootstrap_peers)
-                .map(|peers| {
-                    peers
-                        .into_iter()
-                        .map(|peer| peer.trim().to_owned())
-                        .filter(|peer| !peer.is_empty())
-                        .collect()
-                })
-                .unwrap_or_default(),
+            bootstrap_peers: trimmed(prefer!(self.bootstrap_peers, file.bootstrap_peers)),
             data_dir: prefer!(self.data_dir, file.data_dir).unwrap_or(defaults.data_dir),
             price_source,
             assets,
@@ -441,6 +399,58 @@ impl SettingArgs {
             nats_stream: settings.nats_stream.clone(),
         }
     }
+}
+
+/// `MESH_NETWORK`, or `default`.
+fn parse_network(name: Option<String>, default: NetworkId) -> Result<NetworkId, SettingsError> {
+    name.map_or(Ok(default), |name| {
+        NetworkId::new(&name).map_err(|err| SettingsError::new("MESH_NETWORK", err.to_string()))
+    })
+}
+
+/// `MESH_PRICE_SOURCE`, or `default`.
+fn parse_price_source(
+    text: Option<String>,
+    default: PriceSourceKind,
+) -> Result<PriceSourceKind, SettingsError> {
+    text.map_or(Ok(default), |text| {
+        text.parse::<PriceSourceKind>().map_err(|err| SettingsError::new("MESH_PRICE_SOURCE", err))
+    })
+}
+
+/// `MESH_ASSETS` (blank entries skipped), or `default`.
+fn parse_assets(symbols: Option<Vec<String>>, default: Vec<Asset>) -> Result<Vec<Asset>, SettingsError> {
+    let Some(symbols) = symbols else { return Ok(default) };
+    symbols
+        .iter()
+        .filter(|symbol| !symbol.trim().is_empty())
+        .map(|symbol| Asset::new(symbol.trim()))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|err| SettingsError::new("MESH_ASSETS", err.to_string()))
+}
+
+/// `MESH_ADMIN_TOKEN`, else the first line of `MESH_ADMIN_TOKEN_FILE` (read bounded).
+fn admin_token(token: Option<String>, file: Option<PathBuf>) -> Result<Option<String>, SettingsError> {
+    match (token, file) {
+        (Some(token), _) => Ok(Some(token)),
+        (None, Some(path)) => {
+            let text = read_bounded(&path, MAX_TOKEN_FILE_BYTES).map_err(|err| {
+                SettingsError::new("MESH_ADMIN_TOKEN_FILE", format!("cannot read {}: {err}", path.display()))
+            })?;
+            Ok(Some(text.lines().next().unwrap_or_default().trim().to_owned()))
+        }
+        (None, None) => Ok(None),
+    }
+}
+
+/// A list setting's entries, trimmed, blank ones dropped.
+fn trimmed(entries: Option<Vec<String>>) -> Vec<String> {
+    entries
+        .unwrap_or_default()
+        .into_iter()
+        .map(|entry| entry.trim().to_owned())
+        .filter(|entry| !entry.is_empty())
+        .collect()
 }
 
 #[cfg(test)]
