@@ -155,6 +155,12 @@ pub enum SimError {
     /// A provider could not publish.
     #[error("a provider could not publish: {0}")]
     Publish(#[from] mesh_gossip::Error),
+    /// A seeded simulation's configuration cannot work.
+    #[error("invalid seeded simulation: {0}")]
+    InvalidConfig(String),
+    /// The seeded simulation's runtime could not be built.
+    #[error("cannot build the simulation's runtime: {0}")]
+    Runtime(#[source] std::io::Error),
 }
 
 /// How one update spread.
