@@ -2,26 +2,27 @@
 //! set. `REDIS_URL` → Redis-backed dedup, price cache and fetch coordination; `DATABASE_URL` →
 //! PostgreSQL persistence (prices, seen messages, peers; migrations run first); neither → the
 //! embedded in-memory defaults, with the peer list kept in `DATA_DIR/peers.json`.
-//! Durable stores sit behind memory (the layered stores), written behind every
-//! `MESH_STORAGE_FLUSH_INTERVAL_MS`, so the node never waits on a server, keeps serving when
-//! one goes away, and resyncs when it returns.
+//! The service puts memory in front of the durable stores (`with_durable_prices`,
+//! `with_durable_tracker`), written behind every `MESH_STORAGE_FLUSH_INTERVAL_MS`, so the node
+//! never waits on a server, keeps serving when one goes away, and resyncs when it returns.
 
 use std::sync::Arc;
 
 use anyhow::Context;
 use mesh_coordination::{FallbackCoordinator, FetchCoordinator, ObservedCoordinator, RedisCoordinator};
-use mesh_dedup::{LayeredTracker, MemoryTracker, MessageTracker, PostgresTracker, RedisTracker};
+use mesh_dedup::{MessageTracker, PostgresTracker, RedisTracker};
 use mesh_peer_store::{MemoryPeerStore, PeerStore, PostgresPeerStore};
-use mesh_price_cache::{LayeredPriceStore, PostgresPriceStore, PriceStore, RedisPriceStore};
+use mesh_price_cache::{PostgresPriceStore, PriceStore, RedisPriceStore};
 use mesh_service::{NodeSettings, ServiceBuilder};
 use mesh_storage_core::MIGRATOR;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
 /// The stores a node runs with.
 pub(crate) struct Backends {
-    tracker: Option<Arc<LayeredTracker>>,
-    memory_tracker: Option<Arc<dyn MessageTracker>>,
-    prices: Option<Arc<LayeredPriceStore>>,
+    /// The durable stores, if a server is configured (the service puts memory in front).
+    tracker: Option<Arc<dyn MessageTracker>>,
+    prices: Option<Arc<dyn PriceStore>>,
+    flush_interval: std::time::Duration,
     coordinator: Arc<dyn FetchCoordinator>,
     peer_store: Arc<dyn PeerStore>,
     /// What was chosen, for the start-up log line.
@@ -83,7 +84,7 @@ impl Backends {
         let tracker_config = settings.tracker_config();
         let prefix = settings.redis_prefix.as_str();
 
-        let durable_tracker: Option<Arc<dyn MessageTracker>> = match (&redis, &postgres) {
+        let tracker: Option<Arc<dyn MessageTracker>> = match (&redis, &postgres) {
             (Some(pool), _) => {
                 Some(Arc::new(RedisTracker::new(pool.clone(), prefix, tracker_config.expiration)))
             }
@@ -92,7 +93,7 @@ impl Backends {
             }
             (None, None) => None,
         };
-        let durable_prices: Option<Arc<dyn PriceStore>> = match (&redis, &postgres) {
+        let prices: Option<Arc<dyn PriceStore>> = match (&redis, &postgres) {
             (_, Some(pool)) => Some(Arc::new(PostgresPriceStore::new(pool.clone()))),
             (Some(pool), None) => {
                 Some(Arc::new(RedisPriceStore::new(pool.clone(), prefix, settings.redis_price_ttl)))
@@ -113,27 +114,6 @@ impl Backends {
             None => Arc::new(peer_file(settings).await),
         };
 
-        // The layered stores write behind: the gossip hot path decides in memory, and a flusher
-        // per store writes the changes every flush interval (the service flushes at shutdown).
-        let flush_interval = settings.storage_flush_interval;
-        let tracker = durable_tracker.map(|durable| {
-            Arc::new(LayeredTracker::new(tracker_config, durable).with_flush_interval(flush_interval))
-        });
-        if let Some(tracker) = &tracker
-            && let Err(err) = tracker.load_from_cache().await
-        {
-            tracing::warn!(error = %err, "cannot load seen messages from the durable store; starting empty");
-        }
-        let prices = durable_prices
-            .map(|durable| Arc::new(LayeredPriceStore::new(durable).with_flush_interval(flush_interval)));
-        if let Some(prices) = &prices {
-            match prices.load_from_storage().await {
-                Ok(count) => tracing::info!(count, "restored prices from durable storage"),
-                Err(err) => {
-                    tracing::warn!(error = %err, "cannot load prices from durable storage; starting empty")
-                }
-            }
-        }
         let backend = |redis_first: bool| match (redis.is_some(), postgres.is_some()) {
             (true, true) => {
                 if redis_first {
@@ -154,11 +134,9 @@ impl Backends {
             if postgres.is_some() { "postgres" } else { "file" },
         );
         Ok(Self {
-            memory_tracker: tracker
-                .is_none()
-                .then(|| Arc::new(MemoryTracker::new(tracker_config)) as Arc<dyn MessageTracker>),
             tracker,
             prices,
+            flush_interval: settings.storage_flush_interval,
             coordinator,
             peer_store,
             summary,
@@ -167,14 +145,15 @@ impl Backends {
 
     /// Hands the stores to a service builder.
     pub(crate) fn apply(self, mut builder: ServiceBuilder) -> ServiceBuilder {
-        builder = builder.coordinator(self.coordinator).peer_store(self.peer_store);
+        builder = builder
+            .coordinator(self.coordinator)
+            .peer_store(self.peer_store)
+            .storage_flush_interval(self.flush_interval);
         if let Some(tracker) = self.tracker {
-            builder = builder.layered_tracker(tracker);
-        } else if let Some(tracker) = self.memory_tracker {
-            builder = builder.tracker(tracker);
+            builder = builder.with_durable_tracker(tracker);
         }
         if let Some(prices) = self.prices {
-            builder = builder.layered_prices(prices);
+            builder = builder.with_durable_prices(prices);
         }
         builder
     }

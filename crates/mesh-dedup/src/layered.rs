@@ -137,11 +137,6 @@ impl LayeredTracker {
         self.engine.supervise(supervisor);
     }
 
-    /// Whether the durable tracker is failing and memory alone is remembering.
-    pub fn is_degraded(&self) -> bool {
-        self.engine.is_degraded()
-    }
-
     /// How far the durable tracker is behind memory: the age of the oldest id it has not
     /// acknowledged yet, zero when it holds everything.
     pub fn write_lag(&self) -> Duration {
@@ -166,22 +161,32 @@ impl LayeredTracker {
         Ok(ids.len())
     }
 
-    /// Writes every queued id to the durable tracker now, whatever the flush interval or the
-    /// tracker's health, and returns how many it wrote. When it returns `Ok`, every id queued
-    /// before the call is durable. Await it before dropping the tracker (on shutdown).
-    ///
-    /// # Errors
-    /// When the durable tracker fails; the ids not written stay queued.
-    pub async fn flush(&self) -> Result<usize> {
-        Ok(self.engine.flush().await?.entries)
-    }
-
-    /// The same as [`LayeredTracker::flush`], under the name the write-through tracker had.
+    /// The same as [`MessageTracker::flush`], under the name the write-through tracker had.
     ///
     /// # Errors
     /// When the durable tracker fails; the ids not written stay queued.
     pub async fn persist_to_cache(&self) -> Result<usize> {
         self.flush().await
+    }
+
+    /// Memory sized by `config` in front of `durable`, written behind every `flush_interval`
+    /// by a flusher under `supervisor`, and warmed with `durable`'s recent ids: what a node
+    /// starts with (a durable tracker that cannot be read is logged, and memory starts empty).
+    pub async fn start(
+        config: TrackerConfig,
+        durable: Arc<dyn MessageTracker>,
+        flush_interval: Duration,
+        supervisor: &Supervisor,
+    ) -> Self {
+        let tracker = Self::new(config, durable).with_flush_interval(flush_interval);
+        match tracker.load_from_cache().await {
+            Ok(count) => tracing::info!(count, "restored seen messages from the durable store"),
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot load seen messages from the durable store; starting empty")
+            }
+        }
+        tracker.supervise(supervisor);
+        tracker
     }
 }
 
@@ -235,6 +240,17 @@ impl MessageTracker for LayeredTracker {
 
     async fn recent(&self, limit: usize) -> Result<Vec<MessageId>> {
         self.memory.recent(limit).await
+    }
+
+    /// Writes every queued id to the durable tracker now, whatever the flush interval or the
+    /// tracker's health, and returns how many it wrote. When it returns `Ok`, every id queued
+    /// before the call is durable.
+    async fn flush(&self) -> Result<usize> {
+        Ok(self.engine.flush().await?.entries)
+    }
+
+    fn is_degraded(&self) -> bool {
+        self.engine.is_degraded()
     }
 }
 

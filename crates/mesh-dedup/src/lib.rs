@@ -35,9 +35,9 @@ mod redis;
 pub mod conformance;
 
 pub use layered::LayeredTracker;
+pub use memory::MemoryTracker;
 /// What a layered store's write-behind has done so far ([`LayeredTracker::write_stats`]).
 pub use mesh_storage_core::WriteStats;
-pub use memory::MemoryTracker;
 #[cfg(feature = "postgres")]
 pub use postgres::PostgresTracker;
 #[cfg(feature = "redis")]
@@ -143,6 +143,23 @@ pub trait MessageTracker: Send + Sync {
     /// Up to `limit` unexpired ids, most recent first where the backend knows the order; used
     /// to warm a memory tracker from a durable one on start.
     async fn recent(&self, limit: usize) -> Result<Vec<MessageId>>;
+
+    /// Writes what this tracker holds only in memory to its durable tracker now, and returns
+    /// how many ids it wrote: a layered tracker's write-behind (the service awaits it at
+    /// shutdown). Trackers that write at once have nothing to flush: the default writes
+    /// nothing.
+    ///
+    /// # Errors
+    /// When the durable tracker fails; what was not written stays pending.
+    async fn flush(&self) -> Result<usize> {
+        Ok(0)
+    }
+
+    /// Whether a durable tracker behind this one is failing and memory alone remembers;
+    /// `false` for trackers without one.
+    fn is_degraded(&self) -> bool {
+        false
+    }
 }
 
 /// Size and lifetime of the remembered ids.

@@ -147,11 +147,6 @@ impl LayeredPriceStore {
         self.engine.supervise(supervisor);
     }
 
-    /// Whether the durable store is failing and memory alone is serving.
-    pub fn is_degraded(&self) -> bool {
-        self.engine.is_degraded()
-    }
-
     /// How far the durable store is behind memory: the age of the oldest change it has not
     /// acknowledged yet, zero when it holds everything.
     pub fn write_lag(&self) -> Duration {
@@ -177,15 +172,23 @@ impl LayeredPriceStore {
         Ok(count)
     }
 
-    /// Writes every dirty price to the durable store now, whatever the flush interval or the
-    /// store's health, and returns how many prices it wrote. When it returns `Ok`, every
-    /// change made before the call is durable. Await it before dropping the store (on
-    /// shutdown).
-    ///
-    /// # Errors
-    /// When the durable store fails; the prices not written stay dirty.
-    pub async fn flush(&self) -> Result<usize> {
-        Ok(self.engine.flush().await?.entries)
+    /// An empty memory store in front of `durable`, written behind every `flush_interval` by
+    /// a flusher under `supervisor`, with the prices `durable` holds restored: what a node
+    /// starts with (a durable store that cannot be read is logged, and memory starts empty).
+    pub async fn start(
+        durable: Arc<dyn PriceStore>,
+        flush_interval: Duration,
+        supervisor: &Supervisor,
+    ) -> Self {
+        let store = Self::new(durable).with_flush_interval(flush_interval);
+        match store.load_from_storage().await {
+            Ok(count) => tracing::info!(count, "restored prices from durable storage"),
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot load prices from durable storage; starting empty")
+            }
+        }
+        store.supervise(supervisor);
+        store
     }
 
     /// Writes every price in memory to the durable store (e.g. after the durable store lost
@@ -237,6 +240,17 @@ impl PriceStore for LayeredPriceStore {
 
     fn reader(&self) -> Option<PriceReader> {
         Some(self.memory().reader())
+    }
+
+    /// Writes every dirty price to the durable store now, whatever the flush interval or the
+    /// store's health, and returns how many prices it wrote. When it returns `Ok`, every
+    /// change made before the call is durable.
+    async fn flush(&self) -> Result<usize> {
+        Ok(self.engine.flush().await?.entries)
+    }
+
+    fn is_degraded(&self) -> bool {
+        self.engine.is_degraded()
     }
 }
 

@@ -36,9 +36,9 @@ mod redis;
 pub mod conformance;
 
 pub use layered::LayeredPriceStore;
+pub use memory::{MemoryPriceStore, PriceReader};
 /// What a layered store's write-behind has done so far ([`LayeredPriceStore::write_stats`]).
 pub use mesh_storage_core::WriteStats;
-pub use memory::{MemoryPriceStore, PriceReader};
 #[cfg(feature = "postgres")]
 pub use postgres::PostgresPriceStore;
 #[cfg(feature = "redis")]
@@ -162,6 +162,22 @@ pub trait PriceStore: Send + Sync {
     /// [`PriceStore::store`].
     fn reader(&self) -> Option<PriceReader> {
         None
+    }
+
+    /// Writes what this store holds only in memory to its durable store now, and returns how
+    /// many prices it wrote: a layered store's write-behind (the service awaits it at
+    /// shutdown). Stores that write at once have nothing to flush: the default writes nothing.
+    ///
+    /// # Errors
+    /// When the durable store fails; what was not written stays pending.
+    async fn flush(&self) -> Result<usize> {
+        Ok(0)
+    }
+
+    /// Whether a durable store behind this one is failing and memory alone serves; `false`
+    /// for stores without one.
+    fn is_degraded(&self) -> bool {
+        false
     }
 
     /// Whether nothing is held.

@@ -160,8 +160,10 @@ pub struct ServiceBuilder {
     tracker: Option<Arc<dyn MessageTracker>>,
     prices: Option<Arc<dyn PriceStore>>,
     coordinator: Option<Arc<dyn FetchCoordinator>>,
-    layered_prices: Option<Arc<LayeredPriceStore>>,
-    layered_tracker: Option<Arc<LayeredTracker>>,
+    /// Durable stores to put behind memory at start (see [`ServiceBuilder::with_durable_prices`]).
+    durable_prices: Option<Arc<dyn PriceStore>>,
+    durable_tracker: Option<Arc<dyn MessageTracker>>,
+    storage_flush_interval: Duration,
     supervisor: Option<Supervisor>,
 }
 
@@ -193,11 +195,13 @@ impl ServiceBuilder {
         self
     }
 
-    /// A layered tracker, whose write-behind queue is flushed on shutdown.
+    /// A durable tracker (Redis, PostgreSQL) for the seen messages: at start the node puts
+    /// memory in front of it ([`LayeredTracker`], sized by the configuration, written behind
+    /// every [`ServiceBuilder::storage_flush_interval`]), warms memory from it, and flushes
+    /// it at shutdown. Replaces [`ServiceBuilder::tracker`].
     #[must_use]
-    pub fn layered_tracker(mut self, tracker: Arc<LayeredTracker>) -> Self {
-        self.tracker = Some(tracker.clone());
-        self.layered_tracker = Some(tracker);
+    pub fn with_durable_tracker(mut self, tracker: Arc<dyn MessageTracker>) -> Self {
+        self.durable_tracker = Some(tracker);
         self
     }
 
@@ -208,11 +212,21 @@ impl ServiceBuilder {
         self
     }
 
-    /// A layered price store, whose dirty prices are flushed on shutdown.
+    /// A durable price store (Redis, PostgreSQL): at start the node puts memory in front of
+    /// it ([`LayeredPriceStore`], written behind every
+    /// [`ServiceBuilder::storage_flush_interval`]), restores the prices it holds, and flushes
+    /// it at shutdown. Replaces [`ServiceBuilder::prices`].
     #[must_use]
-    pub fn layered_prices(mut self, prices: Arc<LayeredPriceStore>) -> Self {
-        self.prices = Some(prices.clone());
-        self.layered_prices = Some(prices);
+    pub fn with_durable_prices(mut self, prices: Arc<dyn PriceStore>) -> Self {
+        self.durable_prices = Some(prices);
+        self
+    }
+
+    /// How often the durable stores are written behind (`MESH_STORAGE_FLUSH_INTERVAL_MS`,
+    /// default 100 ms).
+    #[must_use]
+    pub const fn storage_flush_interval(mut self, interval: Duration) -> Self {
+        self.storage_flush_interval = interval;
         self
     }
 
@@ -245,17 +259,20 @@ impl ServiceBuilder {
             Arc::new(TcpTransport::new(LinkConfig::default(), &self.identity, &config.network.network))
         });
         let peer_store = self.peer_store.unwrap_or_else(|| Arc::new(MemoryPeerStore::new()));
-        let tracker = self.tracker.unwrap_or_else(|| Arc::new(MemoryTracker::new(config.tracker)));
-        let prices = self.prices.unwrap_or_else(|| Arc::new(MemoryPriceStore::new()));
+        let supervisor = self.supervisor.unwrap_or_default();
+        let flush_interval = self.storage_flush_interval;
+        let tracker: Arc<dyn MessageTracker> = match self.durable_tracker {
+            Some(durable) => {
+                Arc::new(LayeredTracker::start(config.tracker, durable, flush_interval, &supervisor).await)
+            }
+            None => self.tracker.unwrap_or_else(|| Arc::new(MemoryTracker::new(config.tracker))),
+        };
+        let prices: Arc<dyn PriceStore> = match self.durable_prices {
+            Some(durable) => Arc::new(LayeredPriceStore::start(durable, flush_interval, &supervisor).await),
+            None => self.prices.unwrap_or_else(|| Arc::new(MemoryPriceStore::new())),
+        };
         let coordinator = self.coordinator.unwrap_or_else(|| Arc::new(ObservedCoordinator::new()));
         describe_metrics();
-        let supervisor = self.supervisor.unwrap_or_default();
-        if let Some(prices) = &self.layered_prices {
-            prices.supervise(&supervisor);
-        }
-        if let Some(tracker) = &self.layered_tracker {
-            tracker.supervise(&supervisor);
-        }
         let (manager, transport_events) = ConnectionManager::start_supervised(
             config.network.clone(),
             self.identity.clone(),
@@ -287,8 +304,6 @@ impl ServiceBuilder {
             prices,
             coordinator,
             peer_store,
-            layered_prices: self.layered_prices,
-            layered_tracker: self.layered_tracker,
             is_provider: AtomicBool::new(false),
             provider: Mutex::new(None),
             propagation_latency: metrics::histogram!("mesh_message_propagation_latency_seconds"),
@@ -323,8 +338,6 @@ struct Inner {
     prices: Arc<dyn PriceStore>,
     coordinator: Arc<dyn FetchCoordinator>,
     peer_store: Arc<dyn PeerStore>,
-    layered_prices: Option<Arc<LayeredPriceStore>>,
-    layered_tracker: Option<Arc<LayeredTracker>>,
     // std Mutexes: held for map updates only, never across an await. When both are held,
     // `status` is taken first: a price change is numbered while the status that serves it is
     // locked, so a snapshot and its sequence number always agree.
@@ -423,8 +436,9 @@ impl MeshPriceService {
             tracker: None,
             prices: None,
             coordinator: None,
-            layered_prices: None,
-            layered_tracker: None,
+            durable_prices: None,
+            durable_tracker: None,
+            storage_flush_interval: LayeredPriceStore::DEFAULT_FLUSH_INTERVAL,
             supervisor: None,
         }
     }
@@ -490,8 +504,8 @@ impl MeshPriceService {
     pub fn degraded_backends(&self) -> Vec<&'static str> {
         let inner = &self.inner;
         [
-            ("prices", inner.layered_prices.as_ref().is_some_and(|store| store.is_degraded())),
-            ("dedup", inner.layered_tracker.as_ref().is_some_and(|store| store.is_degraded())),
+            ("prices", inner.prices.is_degraded()),
+            ("dedup", inner.tracker.is_degraded()),
             ("coordination", inner.coordinator.is_degraded()),
         ]
         .into_iter()
@@ -624,20 +638,14 @@ impl MeshPriceService {
         self.inner.manager.shutdown().await;
         // The layered stores write behind: what changed since their last flush interval is
         // only in memory until these return.
-        if let Some(prices) = &self.inner.layered_prices {
-            match prices.flush().await {
-                Ok(count) => tracing::debug!(count, "flushed prices to durable storage"),
-                Err(err) => {
-                    tracing::warn!(error = %err, "cannot flush prices to durable storage at shutdown")
-                }
-            }
+        match self.inner.prices.flush().await {
+            Ok(count) => tracing::debug!(count, "flushed prices to durable storage"),
+            Err(err) => tracing::warn!(error = %err, "cannot flush prices to durable storage at shutdown"),
         }
-        if let Some(tracker) = &self.inner.layered_tracker {
-            match tracker.flush().await {
-                Ok(count) => tracing::debug!(count, "flushed seen messages to durable storage"),
-                Err(err) => {
-                    tracing::warn!(error = %err, "cannot flush seen messages to durable storage at shutdown")
-                }
+        match self.inner.tracker.flush().await {
+            Ok(count) => tracing::debug!(count, "flushed seen messages to durable storage"),
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot flush seen messages to durable storage at shutdown")
             }
         }
         self.inner.supervisor.shutdown(SHUTDOWN_GRACE).await;

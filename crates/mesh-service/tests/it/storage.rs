@@ -28,8 +28,8 @@ async fn shutdown_flushes_the_layered_stores() {
     manager.listen_addr = Some(addr);
     let node = MeshPriceService::builder(Arc::new(NodeIdentity::generate()), ServiceConfig::new(manager))
         .transport(Arc::new(network.transport(addr)))
-        .layered_prices(prices.clone())
-        .layered_tracker(tracker.clone())
+        .prices(prices.clone())
+        .tracker(tracker.clone())
         .start()
         .await
         .expect("node starts");
@@ -61,6 +61,56 @@ async fn shutdown_flushes_the_layered_stores() {
     assert!(durable_seen.has_seen(id).await.unwrap(), "the message id was flushed too");
     assert_eq!(prices.write_lag(), Duration::ZERO);
     assert_eq!(tracker.write_lag(), Duration::ZERO);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_builder_puts_memory_in_front_of_durable_stores_warms_and_flushes_them() {
+    let durable_prices = Arc::new(MemoryPriceStore::new());
+    let durable_seen = Arc::new(MemoryTracker::new(TrackerConfig::default()));
+    let identity = Arc::new(NodeIdentity::generate());
+    let eth = Asset::new("ETH").unwrap();
+    let held = mesh_types::CachedPriceData {
+        asset: eth,
+        price: Decimal::new(3000, 0),
+        timestamp: mesh_types::chrono::Utc::now(),
+        source_node_id: identity.node_id(),
+        blockchain: "Ethereum".into(),
+        change_24h: None,
+    };
+    durable_prices.store(held.clone()).await.unwrap();
+    let network = MemoryNetwork::new();
+    let addr = SocketAddr::from(([10, 0, 0, 3], 9470));
+    let mut manager = ManagerConfig::new(mesh_types::NetworkId::devnet());
+    manager.listen_addr = Some(addr);
+    let node = MeshPriceService::builder(identity, ServiceConfig::new(manager))
+        .transport(Arc::new(network.transport(addr)))
+        .with_durable_prices(durable_prices.clone())
+        .with_durable_tracker(durable_seen.clone())
+        .storage_flush_interval(Duration::from_secs(3600))
+        .start()
+        .await
+        .expect("node starts");
+    assert_eq!(node.prices().get(eth).await.unwrap(), Some(held), "memory was warmed from the durable store");
+    assert!(node.prices().reader().is_some(), "memory in front");
+
+    let sol = Asset::new("SOL").unwrap();
+    let price = PriceData { asset: sol, price: Decimal::ONE, blockchain: "Solana".into(), change_24h: None };
+    let update = PriceUpdate::new_signed(
+        &node.identity(),
+        node.network_id(),
+        [price],
+        10,
+        mesh_types::chrono::Utc::now(),
+    );
+    let id = mesh_types::Gossiped::seen_key(&update);
+    node.set_provider(true);
+    node.publish(update).await.unwrap();
+    assert!(durable_prices.get(sol).await.unwrap().is_none(), "written behind, not yet");
+    assert!(node.degraded_backends().is_empty());
+
+    node.shutdown().await;
+    assert!(durable_prices.get(sol).await.unwrap().is_some(), "flushed at shutdown");
+    assert!(durable_seen.has_seen(id).await.unwrap(), "the message id too");
 }
 
 /// A memory peer store that counts the sweeps it was asked for.
