@@ -7,7 +7,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::Context;
 use mesh_api::{ApiConfig, ApiState, birdeye_factory};
-use mesh_service::{MeshPriceService, NodeSettings};
+use mesh_node::NodeSettings;
+use mesh_service::MeshPriceService;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
 /// Installs the process-wide Prometheus recorder that `/metrics` renders.

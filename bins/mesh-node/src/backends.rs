@@ -13,7 +13,8 @@ use mesh_coordination::{FallbackCoordinator, FetchCoordinator, ObservedCoordinat
 use mesh_dedup::{MessageTracker, PostgresTracker, RedisTracker};
 use mesh_peer_store::{MemoryPeerStore, PeerStore, PostgresPeerStore};
 use mesh_price_cache::{PostgresPriceStore, PriceStore, RedisPriceStore};
-use mesh_service::{NodeSettings, ServiceBuilder};
+use mesh_node::NodeSettings;
+use mesh_service::ServiceBuilder;
 use mesh_storage_core::MIGRATOR;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 

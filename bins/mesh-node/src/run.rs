@@ -7,7 +7,8 @@ use anyhow::Context;
 use clap::Args;
 use mesh_nats::{NatsBridge, NatsConfig};
 use mesh_provider::{ApiKey, BirdeyeConfig, BirdeyeSource, SimulatedSource};
-use mesh_service::{MeshPriceService, NodeSettings, PriceSourceKind};
+use mesh_node::{NodeSettings, PriceSourceKind};
+use mesh_service::MeshPriceService;
 use mesh_types::{KEY_FILE_NAME, NodeIdentity};
 
 use crate::backends::Backends;

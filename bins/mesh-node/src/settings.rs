@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
-use mesh_service::{NodeSettings, PriceSourceKind, SettingsError};
+use crate::node_settings::{NodeSettings, PriceSourceKind, SettingsError};
 use mesh_types::{Asset, NetworkId};
 use serde::{Deserialize, Serialize};
 

@@ -29,7 +29,6 @@ mod greeting;
 mod journal;
 pub mod quorum;
 mod service;
-mod settings;
 mod status;
 
 pub use gauges::MAX_PRICE_SERIES;
@@ -38,5 +37,4 @@ pub use service::{
     ACCEPTED_UPDATES_BUFFER, AcceptedUpdate, EnableError, MeshPriceService, SHUTDOWN_GRACE, SWEEP_INTERVAL,
     ServiceBuilder, ServiceConfig, ServiceError, ServiceEvent,
 };
-pub use settings::{MAX_DURATION_SETTING, MAX_FEED_HISTORY, NodeSettings, PriceSourceKind, SettingsError};
 pub use status::{MAX_TRACKED_NODES, NetworkStatusTracker, Recorded, StatusConfig};

@@ -14,7 +14,7 @@ use mesh_transport::{LanDiscovery, ManagerConfig};
 use mesh_types::{Asset, NetworkId, ProviderConfig, ValidationPolicy};
 use thiserror::Error;
 
-use crate::{ServiceConfig, StatusConfig};
+use mesh_service::{ServiceConfig, StatusConfig};
 
 /// The longest any duration setting may be: a year.
 pub const MAX_DURATION_SETTING: Duration = Duration::from_secs(365 * 24 * 3600);
