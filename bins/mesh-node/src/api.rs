@@ -44,7 +44,7 @@ pub(crate) async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     // Provider enable over the API builds a Birdeye source with the key it was given.
-    let sources = birdeye_factory(crate::run::birdeye_config(settings));
+    let sources = birdeye_factory(settings.birdeye_config());
     let ready = Arc::new(AtomicBool::new(false));
     let config = api_config(settings, listener.local_addr().map_or(true, |addr| addr.ip().is_loopback()));
     let state = ApiState::new(service, sources, Some(metrics), ready.clone(), config);

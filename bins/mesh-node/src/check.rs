@@ -7,8 +7,8 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::parser::ValueSource;
 use clap::{ArgMatches, Args};
-use mesh_node::SettingArgs;
 use mesh_node::NodeSettings;
+use mesh_node::SettingArgs;
 use mesh_types::{KEY_FILE_NAME, NodeIdentity};
 
 /// Settings of `check-config`: those of `run`, and `--print`.

@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
-use mesh_provider::SimulatedSource;
 use mesh_node::{NodeSettings, PriceSourceKind};
+use mesh_provider::SimulatedSource;
 use mesh_service::MeshPriceService;
 use mesh_types::{NetworkId, NodeIdentity};
 

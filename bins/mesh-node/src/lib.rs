@@ -7,5 +7,7 @@
 pub mod node_settings;
 pub mod settings;
 
-pub use node_settings::{MAX_DURATION_SETTING, MAX_FEED_HISTORY, NodeSettings, PriceSourceKind, SettingsError};
+pub use node_settings::{
+    MAX_DURATION_SETTING, MAX_FEED_HISTORY, NodeSettings, PriceSourceKind, SettingsError,
+};
 pub use settings::SettingArgs;

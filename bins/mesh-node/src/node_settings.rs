@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use mesh_dedup::TrackerConfig;
 use mesh_gossip::{GossipConfig, ScoringConfig, TrustPolicy};
+use mesh_provider::BirdeyeConfig;
 use mesh_transport::{LanDiscovery, ManagerConfig};
 use mesh_types::{Asset, NetworkId, ProviderConfig, ValidationPolicy};
 use thiserror::Error;
@@ -420,6 +421,11 @@ impl NodeSettings {
     pub fn trust_policy(&self) -> Result<TrustPolicy, SettingsError> {
         TrustPolicy::parse(self.trusted_providers.iter().map(String::as_str))
             .map_err(|err| SettingsError::new("MESH_TRUSTED_PROVIDERS", err.to_string()))
+    }
+
+    /// The Birdeye client's configuration (`MESH_BIRDEYE_BASE_URL`; the key comes apart).
+    pub fn birdeye_config(&self) -> BirdeyeConfig {
+        BirdeyeConfig { base_url: self.birdeye_base_url.clone(), ..BirdeyeConfig::default() }
     }
 
     /// The provider loop's configuration.

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::Args;
 use mesh_nats::{NatsBridge, NatsConfig};
-use mesh_provider::{ApiKey, BirdeyeConfig, BirdeyeSource, SimulatedSource};
-use mesh_node::{NodeSettings, PriceSourceKind};
+use mesh_node::PriceSourceKind;
+use mesh_provider::{ApiKey, BirdeyeSource, SimulatedSource};
 use mesh_service::MeshPriceService;
 use mesh_types::{KEY_FILE_NAME, NodeIdentity};
 
@@ -66,7 +66,7 @@ pub(crate) async fn run(args: RunArgs) -> anyhow::Result<()> {
         PriceSourceKind::Birdeye => {
             let key = ApiKey::new(settings.birdeye_api_key.clone().unwrap_or_default())
                 .map_err(|err| anyhow::anyhow!("invalid setting BIRDEYE_API_KEY: {err}"))?;
-            let source = BirdeyeSource::new(key, birdeye_config(&settings))?;
+            let source = BirdeyeSource::new(key, settings.birdeye_config())?;
             service
                 .enable_provider(Arc::new(source))
                 .await
@@ -103,9 +103,4 @@ async fn start_bridge(
     let subjects = mesh_nats::network_subjects(service.network_id());
     tracing::info!(%subjects, ?stream, "publishing accepted prices to NATS");
     Ok(bridge)
-}
-
-/// Birdeye settings from the node's settings.
-pub(crate) fn birdeye_config(settings: &NodeSettings) -> BirdeyeConfig {
-    BirdeyeConfig { base_url: settings.birdeye_base_url.clone(), ..BirdeyeConfig::default() }
 }

@@ -7,9 +7,9 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::node_settings::{NodeSettings, PriceSourceKind, SettingsError};
 use anyhow::Context;
 use clap::Args;
-use crate::node_settings::{NodeSettings, PriceSourceKind, SettingsError};
 use mesh_types::{Asset, NetworkId};
 use serde::{Deserialize, Serialize};
 
