@@ -20,7 +20,7 @@ use crate::seeded::config::{ASSETS, SeededConfig};
 use crate::seeded::mesh::{Faults, Node, network_id};
 use crate::seeded::record::Recorder;
 use crate::seeded::rng::{Purpose, derive, mix, stream};
-use crate::seeded::scenario::{FaultKind, Scenario};
+use crate::seeded::scenario::{FaultKind, Restart, Scenario};
 
 /// The outcome of one seeded simulation.
 #[derive(Debug, Clone)]
@@ -217,7 +217,7 @@ async fn simulate(config: &SeededConfig, scenario: &Scenario) -> Result<Run, Sim
                     let node = *node;
                     failures.extend(nodes[node].stopped().await.into_iter().map(|failure| (node, failure)));
                     faults.uncut(&network, id);
-                    if *restart == crate::seeded::scenario::Restart::Wiped {
+                    if *restart == Restart::Wiped {
                         nodes[node].wipe(config, &recorder);
                     }
                     // A restarted node dials all its neighbours, as an operator lists them.
