@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use async_trait::async_trait;
 use mesh_price_cache::{PriceStore, Result, StoreOutcome};
-use mesh_types::{Asset, CachedPriceData, PriceMap, Timestamp};
+use mesh_types::{Asset, CachedPriceData, PriceMap};
 
 /// Prices in an ordered map behind a lock: the simplest correct store.
 #[derive(Default)]
@@ -46,9 +46,6 @@ impl PriceStore for BTreeStore {
         Ok(self.prices().clone())
     }
 
-    async fn digest(&self) -> Result<BTreeMap<Asset, Timestamp>> {
-        Ok(self.prices().iter().map(|(asset, price)| (*asset, price.timestamp)).collect())
-    }
 
     async fn len(&self) -> Result<usize> {
         Ok(self.prices().len())

@@ -161,14 +161,6 @@ impl LayeredTracker {
         Ok(ids.len())
     }
 
-    /// The same as [`MessageTracker::flush`], under the name the write-through tracker had.
-    ///
-    /// # Errors
-    /// When the durable tracker fails; the ids not written stay queued.
-    pub async fn persist_to_cache(&self) -> Result<usize> {
-        self.flush().await
-    }
-
     /// Memory sized by `config` in front of `durable`, written behind every `flush_interval`
     /// by a flusher under `supervisor`, and warmed with `durable`'s recent ids: what a node
     /// starts with (a durable tracker that cannot be read is logged, and memory starts empty).

@@ -100,6 +100,8 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Remembers which messages were seen, for a bounded time.
 #[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+// `len` is a count for metrics and warm starts; nothing asks whether a store is empty.
+#[allow(clippy::len_without_is_empty)]
 #[async_trait]
 pub trait MessageTracker: Send + Sync {
     /// Marks `id` as seen and returns `true` if this call was the first to do so — atomically,
@@ -134,11 +136,6 @@ pub trait MessageTracker: Send + Sync {
 
     /// How many unexpired ids are remembered right now.
     async fn len(&self) -> Result<usize>;
-
-    /// Whether no unexpired id is remembered.
-    async fn is_empty(&self) -> Result<bool> {
-        Ok(self.len().await? == 0)
-    }
 
     /// Up to `limit` unexpired ids, most recent first where the backend knows the order; used
     /// to warm a memory tracker from a durable one on start.

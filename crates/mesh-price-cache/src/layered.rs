@@ -28,12 +28,11 @@
 //! Several processes may share the durable store: each write is still newest-wins on the
 //! server, so they converge on the newest price whatever order their flushes land in.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use mesh_storage_core::{DirtySet, Sink, WriteBehind, WriteStats, Written};
-use mesh_types::{Asset, CachedPriceData, PriceMap, Supervisor, Timestamp};
+use mesh_types::{Asset, CachedPriceData, PriceMap, Supervisor};
 use tokio::time::Duration;
 
 use crate::{Error, MemoryPriceStore, PriceReader, PriceStore, Result, StoreOutcome};
@@ -230,10 +229,6 @@ impl PriceStore for LayeredPriceStore {
         Ok(self.memory().get_all_now())
     }
 
-    async fn digest(&self) -> Result<BTreeMap<Asset, Timestamp>> {
-        self.memory().digest().await
-    }
-
     async fn len(&self) -> Result<usize> {
         self.memory().len().await
     }
@@ -303,10 +298,6 @@ mod tests {
         async fn get_all(&self) -> Result<PriceMap> {
             self.check()?;
             self.inner.get_all().await
-        }
-        async fn digest(&self) -> Result<BTreeMap<Asset, Timestamp>> {
-            self.check()?;
-            self.inner.digest().await
         }
         async fn len(&self) -> Result<usize> {
             self.check()?;

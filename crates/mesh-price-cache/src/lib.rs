@@ -17,12 +17,9 @@
 //! Every backend passes the same suite, [`conformance`] (public with the `conformance`
 //! feature).
 
-use std::collections::BTreeMap;
-use std::time::Duration;
-
 use async_trait::async_trait;
 use mesh_storage_core::{BackendError, BoxError};
-use mesh_types::{Asset, CachedPriceData, DataFreshness, PriceMap, Timestamp};
+use mesh_types::{Asset, CachedPriceData, PriceMap};
 use thiserror::Error;
 
 mod layered;
@@ -119,6 +116,8 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Holds the newest price per asset.
 #[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+// `len` is a count for metrics and warm starts; nothing asks whether a store is empty.
+#[allow(clippy::len_without_is_empty)]
 #[async_trait]
 pub trait PriceStore: Send + Sync {
     /// Keeps `price` if it is newer than the held one ([`CachedPriceData::newer_than`]);
@@ -150,9 +149,6 @@ pub trait PriceStore: Send + Sync {
     /// Every held price.
     async fn get_all(&self) -> Result<PriceMap>;
 
-    /// The timestamp of the held price per asset, for anti-entropy.
-    async fn digest(&self) -> Result<BTreeMap<Asset, Timestamp>>;
-
     /// How many assets are held.
     async fn len(&self) -> Result<usize>;
 
@@ -178,21 +174,5 @@ pub trait PriceStore: Send + Sync {
     /// for stores without one.
     fn is_degraded(&self) -> bool {
         false
-    }
-
-    /// Whether nothing is held.
-    async fn is_empty(&self) -> Result<bool> {
-        Ok(self.len().await? == 0)
-    }
-
-    /// How fresh the newest held price is at `now`, with prices older than
-    /// `staleness_threshold` stale; `None` when nothing is held.
-    async fn freshness(
-        &self,
-        now: Timestamp,
-        staleness_threshold: Duration,
-    ) -> Result<Option<DataFreshness>> {
-        let newest = self.digest().await?.into_values().max();
-        Ok(newest.map(|timestamp| DataFreshness::of(timestamp, now, staleness_threshold)))
     }
 }

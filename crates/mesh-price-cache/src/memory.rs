@@ -2,13 +2,12 @@
 //! O(1) per lookup, with the newest-wins compare done under the asset's entry lock — and
 //! [`PriceReader`], a synchronous read-only view of such a map.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use dashmap::DashMap;
 use dashmap::mapref::entry::Entry;
-use mesh_types::{Asset, CachedPriceData, PriceMap, Timestamp};
+use mesh_types::{Asset, CachedPriceData, PriceMap};
 
 use crate::{PriceStore, Result, StoreOutcome};
 
@@ -98,10 +97,6 @@ impl PriceStore for MemoryPriceStore {
 
     async fn get_all(&self) -> Result<PriceMap> {
         Ok(self.get_all_now())
-    }
-
-    async fn digest(&self) -> Result<BTreeMap<Asset, Timestamp>> {
-        Ok(self.prices.iter().map(|entry| (*entry.key(), entry.value().timestamp)).collect())
     }
 
     async fn len(&self) -> Result<usize> {

@@ -10,7 +10,7 @@
 //! UNNEST(arrays) ON CONFLICT DO UPDATE … WHERE held < new RETURNING …`), 96 rows per
 //! statement and up to six statements in flight on separate connections.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -299,10 +299,6 @@ impl PriceStore for PostgresPriceStore {
             }
         }
         Ok(prices)
-    }
-
-    async fn digest(&self) -> Result<BTreeMap<Asset, Timestamp>> {
-        Ok(self.get_all().await?.into_iter().map(|(asset, price)| (asset, price.timestamp)).collect())
     }
 
     async fn len(&self) -> Result<usize> {

@@ -7,13 +7,11 @@
 //! list of keys in order: `store` sends one, `store_many` 128 per call, every call of a batch
 //! pipelined into one round trip.
 
-use std::collections::BTreeMap;
-
 use async_trait::async_trait;
 use deadpool_redis::redis::{self, AsyncCommands, Script};
 use deadpool_redis::{Connection, Pool};
 use mesh_storage_core::BackendError;
-use mesh_types::{Asset, CachedPriceData, PriceMap, Timestamp};
+use mesh_types::{Asset, CachedPriceData, PriceMap};
 use tokio::time::Duration;
 
 use crate::{Error, PriceStore, Result, StoreOutcome};
@@ -227,10 +225,6 @@ impl PriceStore for RedisPriceStore {
             }
         }
         Ok(prices)
-    }
-
-    async fn digest(&self) -> Result<BTreeMap<Asset, Timestamp>> {
-        Ok(self.get_all().await?.into_iter().map(|(asset, price)| (asset, price.timestamp)).collect())
     }
 
     async fn len(&self) -> Result<usize> {

@@ -9,7 +9,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use async_trait::async_trait;
 use mesh_price_cache::{PriceStore, Result, StoreOutcome};
-use mesh_types::{Asset, CachedPriceData, PriceMap, Timestamp};
+use mesh_types::{Asset, CachedPriceData, PriceMap};
 
 /// A price store that always keeps the price stored last, older or not (the planted bug).
 #[derive(Debug, Default)]
@@ -45,10 +45,6 @@ impl PriceStore for OverwritingStore {
 
     async fn get_all(&self) -> Result<PriceMap> {
         Ok(self.prices().iter().map(|(asset, price)| (*asset, price.clone())).collect())
-    }
-
-    async fn digest(&self) -> Result<BTreeMap<Asset, Timestamp>> {
-        Ok(self.prices().iter().map(|(asset, price)| (*asset, price.timestamp)).collect())
     }
 
     async fn len(&self) -> Result<usize> {

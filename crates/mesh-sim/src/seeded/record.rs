@@ -2,13 +2,12 @@
 //! and what it held afterwards, with the (simulated) time. [`RecordingStore`] wraps each node's
 //! real store and writes the history as the node stores, so nothing is sampled or missed.
 
-use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use mesh_price_cache::{PriceReader, PriceStore, Result, StoreOutcome};
-use mesh_types::{Asset, CachedPriceData, PriceMap, Timestamp};
+use mesh_types::{Asset, CachedPriceData, PriceMap};
 use tokio::time::Instant;
 
 /// One call of a node's [`PriceStore::store`].
@@ -106,10 +105,6 @@ impl PriceStore for RecordingStore {
 
     async fn get_all(&self) -> Result<PriceMap> {
         self.inner.get_all().await
-    }
-
-    async fn digest(&self) -> Result<BTreeMap<Asset, Timestamp>> {
-        self.inner.digest().await
     }
 
     async fn len(&self) -> Result<usize> {
