@@ -187,7 +187,7 @@ mod tests {
                 std::future::pending::<()>().await;
             }
             if self.down.load(Ordering::Relaxed) {
-                return Err(Error::Unavailable { backend: "test", source: "connection refused".into() });
+                return Err(Error::from(BackendError::unavailable("test", "connection refused")));
             }
             Ok(())
         }
@@ -267,7 +267,7 @@ mod tests {
         primary
             .expect_try_acquire()
             .times(1)
-            .returning(|_, _| Err(Error::Unavailable { backend: "mock", source: "refused".into() }));
+            .returning(|_, _| Err(Error::from(BackendError::unavailable("mock", "refused"))));
         let coordinator = FallbackCoordinator::new(Arc::new(primary), "mock")
             .with_retry_interval(Duration::from_secs(3600));
         for _ in 0..5 {

@@ -20,7 +20,7 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use mesh_storage_core::{BackendError, BoxError};
+pub use mesh_storage_core::BackendError;
 use mesh_types::{NodeId, Timestamp};
 use thiserror::Error;
 
@@ -43,15 +43,6 @@ pub use redis::RedisCoordinator;
 #[derive(Debug, Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// The backing server could not be reached; the operation may succeed when retried.
-    #[error("{backend} unavailable: {source}")]
-    Unavailable {
-        /// Which backend, e.g. `"redis"`.
-        backend: &'static str,
-        /// What went wrong.
-        #[source]
-        source: BoxError,
-    },
     /// The backend holds a record it cannot read.
     #[error("{backend} holds an invalid fetch record: {detail}")]
     Corrupt {
@@ -60,32 +51,16 @@ pub enum Error {
         /// What was wrong with it.
         detail: String,
     },
-    /// The backend failed in another way.
-    #[error("{backend} error: {source}")]
-    Backend {
-        /// Which backend.
-        backend: &'static str,
-        /// The underlying error.
-        #[source]
-        source: Box<dyn std::error::Error + Send + Sync>,
-    },
+    /// The durable backend failed: [`Error::is_retryable`] when it could not be reached (the
+    /// operation may succeed when retried), not when it refused the operation.
+    #[error(transparent)]
+    Backend(#[from] BackendError),
 }
 
 impl Error {
     /// Whether retrying the same operation later may succeed.
     pub const fn is_retryable(&self) -> bool {
-        matches!(self, Self::Unavailable { .. })
-    }
-}
-
-/// A backend's classified failure: retryable ones are [`Error::Unavailable`], the rest
-/// [`Error::Backend`]; the source error is kept.
-impl From<BackendError> for Error {
-    fn from(err: BackendError) -> Self {
-        match err.into_parts() {
-            (backend, true, source) => Self::Unavailable { backend, source },
-            (backend, false, source) => Self::Backend { backend, source },
-        }
+        matches!(self, Self::Backend(err) if err.is_retryable())
     }
 }
 

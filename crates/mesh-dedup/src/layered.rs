@@ -274,7 +274,7 @@ mod tests {
             if self.up.load(Ordering::Acquire) {
                 Ok(())
             } else {
-                Err(Error::Unavailable { backend: "test", source: "switched off".into() })
+                Err(Error::from(crate::BackendError::unavailable("test", "switched off")))
             }
         }
     }

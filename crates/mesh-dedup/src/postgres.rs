@@ -123,7 +123,7 @@ impl MessageTracker for PostgresTracker {
                 running.spawn(upsert_seen(self.pool.clone(), chunk, self.expiration_secs));
             }
             let Some(done) = running.join_next().await else { break };
-            done.map_err(|err| Error::Backend { backend: BACKEND, source: Box::new(err) })??;
+            done.map_err(|err| Error::from(BackendError::failed(BACKEND, err)))??;
         }
         Ok(())
     }

@@ -21,7 +21,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
 use async_trait::async_trait;
-use mesh_storage_core::{BackendError, BoxError};
+pub use mesh_storage_core::BackendError;
 use mesh_types::Timestamp;
 use thiserror::Error;
 
@@ -83,15 +83,6 @@ pub enum Error {
         /// What is inconsistent.
         detail: &'static str,
     },
-    /// The backing server could not be reached; the operation may succeed when retried.
-    #[error("{backend} unavailable: {source}")]
-    Unavailable {
-        /// Which backend, e.g. `"postgres"`.
-        backend: &'static str,
-        /// What went wrong.
-        #[source]
-        source: BoxError,
-    },
     /// The backend holds a value that is not a peer.
     #[error("{backend} holds an invalid peer {entry}: {detail}")]
     Corrupt {
@@ -124,15 +115,10 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
-    /// The backend failed in another way.
-    #[error("{backend} error: {source}")]
-    Backend {
-        /// Which backend.
-        backend: &'static str,
-        /// The underlying error.
-        #[source]
-        source: Box<dyn std::error::Error + Send + Sync>,
-    },
+    /// The durable backend failed: [`Error::is_retryable`] when it could not be reached (the
+    /// operation may succeed when retried), not when it refused the operation.
+    #[error(transparent)]
+    Backend(#[from] BackendError),
 }
 
 fn moved_note(moved_to: Option<&PathBuf>) -> String {
@@ -145,18 +131,7 @@ fn moved_note(moved_to: Option<&PathBuf>) -> String {
 impl Error {
     /// Whether retrying the same operation later may succeed.
     pub const fn is_retryable(&self) -> bool {
-        matches!(self, Self::Unavailable { .. })
-    }
-}
-
-/// A backend's classified failure: retryable ones are [`Error::Unavailable`], the rest
-/// [`Error::Backend`]; the source error is kept.
-impl From<BackendError> for Error {
-    fn from(err: BackendError) -> Self {
-        match err.into_parts() {
-            (backend, true, source) => Self::Unavailable { backend, source },
-            (backend, false, source) => Self::Backend { backend, source },
-        }
+        matches!(self, Self::Backend(err) if err.is_retryable())
     }
 }
 
@@ -252,7 +227,7 @@ mod tests {
              moved it aside to /data/peers.json.corrupt-1700000000"
         );
         assert!(!corrupt.is_retryable());
-        assert!(Error::Unavailable { backend: "postgres", source: "".into() }.is_retryable());
+        assert!(Error::from(BackendError::unavailable("postgres", "")).is_retryable());
     }
 
     #[tokio::test]

@@ -272,7 +272,7 @@ mod tests {
     impl Switchable {
         fn check(&self) -> Result<()> {
             if self.down.load(Ordering::Acquire) {
-                Err(Error::Unavailable { backend: "test", source: "switched off".into() })
+                Err(Error::from(crate::BackendError::unavailable("test", "switched off")))
             } else {
                 Ok(())
             }

@@ -265,8 +265,7 @@ impl PriceStore for PostgresPriceStore {
                     running.spawn(upsert(self.pool.clone(), prices.clone(), chunk));
                 }
                 let Some(done) = running.join_next().await else { break };
-                let changed =
-                    done.map_err(|err| Error::Backend { backend: BACKEND, source: Box::new(err) })??;
+                let changed = done.map_err(|err| Error::from(BackendError::failed(BACKEND, err)))??;
                 for (index, outcome) in changed {
                     outcomes[index] = outcome;
                 }

@@ -162,7 +162,7 @@ impl RedisPriceStore {
         call.arg(self.ttl_ms);
         for price in prices {
             let data = serde_json::to_string(price)
-                .map_err(|err| Error::Backend { backend: BACKEND, source: Box::new(err) })?;
+                .map_err(|err| Error::from(BackendError::failed(BACKEND, err)))?;
             call.arg(data)
                 .arg(price.timestamp.timestamp())
                 .arg(price.timestamp.timestamp_subsec_nanos())

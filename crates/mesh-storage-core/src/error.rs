@@ -43,6 +43,11 @@ impl BackendError {
         Self::Unavailable { backend, source: source.into() }
     }
 
+    /// `backend` refused the operation with `source`, which retrying will not change.
+    pub fn failed(backend: &'static str, source: impl Into<BoxError>) -> Self {
+        Self::Failed { backend, source: source.into() }
+    }
+
     /// `backend` gave no answer within `timeout`.
     pub fn no_answer(backend: &'static str, timeout: Duration) -> Self {
         Self::unavailable(backend, NoAnswer(timeout))
