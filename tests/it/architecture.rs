@@ -140,8 +140,12 @@ fn the_workspace_keeps_its_architecture_invariants() {
     assert!(broken.is_empty(), "architecture invariants broken:\n{}", broken.join("\n"));
 }
 
-/// A manifest of one package `name` with the given dependencies (`(name, kind, features)`).
-fn manifest(packages: &[(&str, &[(&str, Option<&str>, &[&str])])]) -> Value {
+/// A dependency of a made-up manifest: its name, its kind (`None` for normal, `Some("dev")`),
+/// and the features it asks for.
+type Dependency<'a> = (&'a str, Option<&'a str>, &'a [&'a str]);
+
+/// A manifest of packages, each a name and its dependencies.
+fn manifest(packages: &[(&str, &[Dependency<'_>])]) -> Value {
     let packages: Vec<Value> = packages
         .iter()
         .map(|(name, dependencies)| {
