@@ -46,7 +46,6 @@ impl PriceStore for BTreeStore {
         Ok(self.prices().clone())
     }
 
-
     async fn len(&self) -> Result<usize> {
         Ok(self.prices().len())
     }
