@@ -298,6 +298,7 @@ impl ServiceBuilder {
             provider_updates: Mutex::new(Recent::new(MAX_UPDATES)),
             accepted_updates: broadcast::channel(ACCEPTED_UPDATES_BUFFER).0,
             own_announce: Mutex::new(None),
+            sync_soon: tokio::sync::Notify::new(),
             identity: self.identity,
             manager,
             tracker,
@@ -351,6 +352,10 @@ struct Inner {
     accepted_updates: broadcast::Sender<AcceptedUpdate>,
     /// This node's latest announcement, re-sent to new peers while recent.
     own_announce: Mutex<Option<Announce>>,
+    /// Woken when an update changed prices here but is not relayed (an anti-entropy answer):
+    /// the timers then send the digest early, so what a healed partition brings crosses the
+    /// mesh in round trips instead of one hop per sync interval.
+    sync_soon: tokio::sync::Notify,
     is_provider: AtomicBool,
     /// The provider loop and its task (stopped at shutdown); the role changes in `role.rs`.
     provider: Mutex<Option<(ProviderNode, ProviderTask)>>,
@@ -393,6 +398,22 @@ fn describe_metrics() {
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     // Each update leaves the data consistent, even if a holder panicked.
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// When an early digest may go: a tenth of the sync interval after the last one, so early
+/// digests stay inside every peer's control budget (a burst of 16, then one a second) however
+/// many answers arrive.
+fn early_sync_at(last: tokio::time::Instant, sync_interval: Duration) -> tokio::time::Instant {
+    let spacing = sync_interval.checked_div(10).unwrap_or_default();
+    last.checked_add(spacing).unwrap_or(last).max(tokio::time::Instant::now())
+}
+
+/// Sleeps until `at`, or for ever without one.
+async fn sleep_until_some(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
 }
 
 /// `first` and the updates already waiting behind it (up to [`MAX_UPDATE_BATCH`]), so their
@@ -832,6 +853,10 @@ impl Inner {
         if let Some(relay) = &accepted.relay {
             lock(&self.provider_updates).keep(accepted.source, accepted.timestamp, Arc::clone(relay));
             self.manager.broadcast(&MeshMessage::PriceUpdate(Arc::clone(relay)), accepted.except);
+        } else if !accepted.changed.is_empty() {
+            // Anti-entropy answers are never relayed: the peers learn of the change from this
+            // node's digest, sent early.
+            self.sync_soon.notify_one();
         }
         if accepted.source != self.me() {
             if let Err(err) = self.coordinator.observe(accepted.source, accepted.timestamp).await {
@@ -983,6 +1008,19 @@ impl Inner {
     }
 
     /// Announcements, anti-entropy rounds, status and warning checks.
+    /// Sends every page of this node's anti-entropy digest to every peer; when it went out.
+    async fn send_digest(&self) -> tokio::time::Instant {
+        match self.engine.digest_pages().await {
+            Ok(pages) => {
+                for page in pages {
+                    self.manager.broadcast(&MeshMessage::Digest(page), None);
+                }
+            }
+            Err(err) => tracing::warn!(error = %err, "cannot build the anti-entropy digest"),
+        }
+        tokio::time::Instant::now()
+    }
+
     async fn timers(self: Arc<Self>) {
         let mut announce = tokio::time::interval(self.config.announce_interval);
         let mut sync = tokio::time::interval(self.config.sync_interval);
@@ -992,6 +1030,9 @@ impl Inner {
         sync.tick().await;
         let mut last_summary: Option<NetworkStatusSummary> = None;
         let mut price_gauges = PriceGauges::default();
+        // When the digest last went out, and when an early one is due.
+        let mut last_sync = tokio::time::Instant::now();
+        let mut early_sync: Option<tokio::time::Instant> = None;
         loop {
             tokio::select! {
                 () = self.supervisor.cancelled() => break,
@@ -1001,15 +1042,11 @@ impl Inner {
                         metrics::gauge!("mesh_seen_messages_cache_size").set(len as f64);
                     }
                 }
-                _ = sync.tick() => {
-                    match self.engine.digest_pages().await {
-                        Ok(pages) => {
-                            for page in pages {
-                                self.manager.broadcast(&MeshMessage::Digest(page), None);
-                            }
-                        }
-                        Err(err) => tracing::warn!(error = %err, "cannot build the anti-entropy digest"),
-                    }
+                _ = sync.tick() => last_sync = self.send_digest().await,
+                () = self.sync_soon.notified() => early_sync = Some(early_sync_at(last_sync, self.config.sync_interval)),
+                () = sleep_until_some(early_sync) => {
+                    early_sync = None;
+                    last_sync = self.send_digest().await;
                 }
                 _ = status.tick() => {
                     let (summary, warnings, newest, served, active) = {

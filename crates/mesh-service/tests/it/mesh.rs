@@ -241,3 +241,40 @@ async fn a_restarted_provider_gets_its_own_last_quote_back_from_the_greeting() {
         restarted.served_price(&sol, true)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_a_healed_partition_brings_crosses_a_line_of_nodes_within_two_sync_intervals() {
+    // A line of eight: anti-entropy answers are not relayed, so without an early digest the
+    // price would move one hop per sync interval.
+    let network = MemoryNetwork::new();
+    let line = |config: &mut ServiceConfig| config.network.peer_exchange = false;
+    let mut nodes = vec![node_with(&network, 1, &[], line).await];
+    for n in 2..=8u8 {
+        nodes.push(node_with(&network, n, &[n - 1], line).await);
+    }
+    let first = &nodes[0];
+    assert!(
+        eventually(Duration::from_secs(5), async || nodes.iter().all(|n| n.network().peer_count() >= 1))
+            .await
+    );
+    first.set_provider(true);
+
+    // A split shorter than the heartbeat timeout: the link survives, the update is lost on it.
+    let rest: Vec<SocketAddr> = (2..=8).map(addr).collect();
+    network.partition(&[addr(1)], &rest);
+    first.publish(sol_update(first, 4_242, 10)).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    network.heal();
+    let healed = tokio::time::Instant::now();
+    let last = &nodes[7];
+    assert!(
+        eventually(Duration::from_secs(10), async || holds(last, 4_242).await).await,
+        "the far end converges"
+    );
+    let took = healed.elapsed();
+    assert!(
+        took <= SYNC * 2 + SLACK,
+        "the far end converged {took:?} after the heal; two sync intervals are {:?}",
+        SYNC * 2
+    );
+}
