@@ -48,11 +48,11 @@ static ROUTER: LazyLock<axum::Router> = LazyLock::new(|| {
             .start()
             .await
             .expect("a node starts");
-        let provider = service
+        service
             .start_provider(ProviderConfig::default(), vec![Asset::new("SOL").expect("a symbol")])
             .expect("a provider");
         let factory: SourceFactory = Arc::new(|_: ApiKey| Ok(Arc::new(Refusing) as Arc<dyn PriceSource>));
-        mesh_api::router(ApiState::builder(service).provider(provider).source_factory(factory).build())
+        mesh_api::router(ApiState::builder(service).source_factory(factory).build())
     })
 });
 
