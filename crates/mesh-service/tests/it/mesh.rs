@@ -30,6 +30,13 @@ async fn node_with(
     bootstrap: &[u8],
     configure: impl FnOnce(&mut ServiceConfig),
 ) -> MeshPriceService {
+    let mut config = quick_config(n, bootstrap);
+    configure(&mut config);
+    start_as(network, n, Arc::new(NodeIdentity::generate()), config).await
+}
+
+/// Node `n`'s settings: fast timers, so the tests take seconds.
+fn quick_config(n: u8, bootstrap: &[u8]) -> ServiceConfig {
     let mut manager = ManagerConfig::new(mesh_types::NetworkId::devnet());
     manager.listen_addr = Some(addr(n));
     manager.bootstrap = bootstrap.iter().map(|peer| addr(*peer).to_string()).collect();
@@ -43,8 +50,17 @@ async fn node_with(
     config.sync_interval = SYNC;
     config.announce_interval = Duration::from_millis(200);
     config.status_interval = Duration::from_millis(50);
-    configure(&mut config);
-    MeshPriceService::builder(Arc::new(NodeIdentity::generate()), config)
+    config
+}
+
+/// Starts node `n` with `identity` and `config`.
+async fn start_as(
+    network: &Arc<MemoryNetwork>,
+    n: u8,
+    identity: Arc<NodeIdentity>,
+    config: ServiceConfig,
+) -> MeshPriceService {
+    MeshPriceService::builder(identity, config)
         .transport(Arc::new(network.transport(addr(n))))
         .start()
         .await
@@ -217,20 +233,9 @@ async fn a_restarted_provider_gets_its_own_last_quote_back_from_the_greeting() {
     let identity = a.identity();
     a.shutdown().await;
     drop(a);
-    let mut config = ServiceConfig::new({
-        let mut manager = ManagerConfig::new(mesh_types::NetworkId::devnet());
-        manager.listen_addr = Some(addr(3));
-        manager.bootstrap = vec![addr(2).to_string()];
-        manager.backoff_initial = Duration::from_millis(100);
-        manager.min_peers = 1;
-        manager
-    });
+    let mut config = quick_config(3, &[2]);
     config.status.quorum = 2;
-    let restarted = MeshPriceService::builder(identity, config)
-        .transport(Arc::new(network.transport(addr(3))))
-        .start()
-        .await
-        .expect("node starts");
+    let restarted = start_as(&network, 3, identity, config).await;
     let sol = Asset::new("SOL").unwrap();
     assert!(
         eventually(Duration::from_secs(3), async || restarted
