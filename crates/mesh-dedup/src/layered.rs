@@ -17,7 +17,8 @@
 //!   it; it holds only a weak reference and is stopped when the tracker is dropped.
 //!   [`LayeredTracker::flush`] writes the queue now: await it before dropping the tracker (the
 //!   service does at shutdown).
-//! - **Warm start**: [`LayeredTracker::load_from_cache`] fills memory from the durable tracker.
+//! - **Warm start** is a choice: [`LayeredTracker::load_from_cache`] fills memory from the
+//!   durable tracker; [`LayeredTracker::start`], what a node uses, does not (see there why).
 //! - **Degradation**: when a write fails (or gets no answer within the write timeout, default
 //!   5 s), one warning is logged, `mesh_storage_degraded_total{store="dedup"}` is counted, and
 //!   the ids stay queued. The flusher then probes the durable tracker once per retry interval;
@@ -162,8 +163,12 @@ impl LayeredTracker {
     }
 
     /// Memory sized by `config` in front of `durable`, written behind every `flush_interval`
-    /// by a flusher under `supervisor`, and warmed with `durable`'s recent ids: what a node
-    /// starts with (a durable tracker that cannot be read is logged, and memory starts empty).
+    /// by a flusher under `supervisor`: what a node starts with. Memory starts empty, not
+    /// warmed from `durable` ([`LayeredTracker::load_from_cache`] does that for whoever wants
+    /// it): a restarted node has lost what it held only in memory — every provider's quote but
+    /// the newest per asset, which its price store keeps — and the seen ids would make it refuse
+    /// the very updates its peers' greetings bring back. Taking a recent message again costs one
+    /// signature check and changes nothing in a newest-wins store.
     pub async fn start(
         config: TrackerConfig,
         durable: Arc<dyn MessageTracker>,
@@ -171,12 +176,6 @@ impl LayeredTracker {
         supervisor: &Supervisor,
     ) -> Self {
         let tracker = Self::new(config, durable).with_flush_interval(flush_interval);
-        match tracker.load_from_cache().await {
-            Ok(count) => tracing::info!(count, "restored seen messages from the durable store"),
-            Err(err) => {
-                tracing::warn!(error = %err, "cannot load seen messages from the durable store; starting empty")
-            }
-        }
         tracker.supervise(supervisor);
         tracker
     }

@@ -283,3 +283,49 @@ async fn what_a_healed_partition_brings_crosses_a_line_of_nodes_within_two_sync_
         SYNC * 2
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_restarted_on_durable_stores_takes_back_every_providers_quote() {
+    let network = MemoryNetwork::new();
+    let a = node(&network, 1, &[]).await;
+    let b = node(&network, 2, &[1]).await;
+    assert!(eventually(Duration::from_secs(5), async || a.network().peer_count() == 1).await);
+    // Two providers quote SOL; B's quote is the newer, so it is the one a newest-wins store
+    // keeps. A's lives only in the quote books.
+    a.set_provider(true);
+    b.set_provider(true);
+    let older = sol_update(&a, 15_000, 10);
+    a.publish(older.clone()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    let newer = sol_update(&b, 15_100, 10);
+    b.publish(newer.clone()).await.unwrap();
+    assert!(eventually(Duration::from_secs(5), async || holds(&a, 15_100).await).await);
+
+    // C restarts on durable stores that remember both updates' ids and the newest price, as a
+    // node on Redis or PostgreSQL does after a crash.
+    let seen = Arc::new(mesh_dedup::MemoryTracker::new(mesh_dedup::TrackerConfig::default()));
+    let prices = Arc::new(mesh_price_cache::MemoryPriceStore::new());
+    for update in [&older, &newer] {
+        mesh_dedup::MessageTracker::mark_seen(&*seen, mesh_types::Gossiped::seen_key(update)).await.unwrap();
+    }
+    for price in newer.cached_prices() {
+        mesh_price_cache::PriceStore::store(&*prices, price).await.unwrap();
+    }
+    let c = MeshPriceService::builder(Arc::new(NodeIdentity::generate()), quick_config(3, &[1]))
+        .with_durable_tracker(seen)
+        .with_durable_prices(prices)
+        .transport(Arc::new(network.transport(addr(3))))
+        .start()
+        .await
+        .expect("node starts");
+    let sol = Asset::new("SOL").unwrap();
+    let quoted_by_a = || {
+        let quotes = c.served_price(&sol, true).and_then(|served| served.quotes).unwrap_or_default();
+        quotes.iter().any(|quote| quote.source_node_id == a.node_id())
+    };
+    assert!(
+        eventually(Duration::from_secs(3), async || quoted_by_a()).await,
+        "C takes A's quote back from its peers' greeting although its durable tracker had seen it: {:?}",
+        c.served_price(&sol, true)
+    );
+}
