@@ -27,7 +27,7 @@
 //!
 //! **No cross-process atomicity.** Because memory decides, two processes sharing one Redis or
 //! PostgreSQL no longer agree through the layered tracker on which of them handles a message: a
-//! process learns the other's ids only when it warm-starts ([`LayeredTracker::load_from_cache`]),
+//! process learns the other's ids only if it warm-starts ([`LayeredTracker::load_from_cache`]),
 //! so a message reaching both while they run is processed by both. Processing a price update twice is harmless — the price stores keep the
 //! newest price whatever the order — but a service that needs the atomic decision uses the
 //! durable tracker directly (it implements [`MessageTracker`] too), paying one round trip per
