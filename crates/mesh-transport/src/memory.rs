@@ -732,17 +732,23 @@ mod tests {
         network.seed_losses(seed);
         network.set_link(addr(1), addr(2), LinkFaults { drop_probability: 0.5, ..LinkFaults::NONE });
         let Linked { dialled, mut accepted, _listener } = link(&network, addr(1), addr(2)).await;
+        // Read while sending: the receiving end holds only a few messages for its reader.
+        let reader = tokio::spawn(async move {
+            let mut survivors = Vec::new();
+            while let Some(message) = recv(&mut accepted).await {
+                let MeshMessage::Ping(Heartbeat { nonce, .. }) = message.unwrap() else {
+                    panic!("not a ping")
+                };
+                survivors.push(nonce);
+            }
+            survivors
+        });
         for nonce in 0..count {
             dialled.sender.send(ping(nonce)).await.unwrap();
         }
         settle(&network, count).await;
         dialled.close();
-        let mut survivors = Vec::new();
-        while let Some(message) = recv(&mut accepted).await {
-            let MeshMessage::Ping(Heartbeat { nonce, .. }) = message.unwrap() else { panic!("not a ping") };
-            survivors.push(nonce);
-        }
-        survivors
+        reader.await.unwrap()
     }
 
     #[tokio::test]
