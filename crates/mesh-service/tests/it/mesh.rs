@@ -83,6 +83,26 @@ fn sol_update(provider: &MeshPriceService, cents: i64, ttl: u8) -> PriceUpdate {
     )
 }
 
+/// Asserts `condition` becomes true within two sync intervals (plus scheduling slack) of `since`:
+/// the convergence bound anti-entropy promises.
+async fn within_two_syncs(since: tokio::time::Instant, what: &str, condition: impl AsyncFnMut() -> bool) {
+    assert!(eventually(Duration::from_secs(10), condition).await, "{what}");
+    let took = since.elapsed();
+    assert!(took <= SYNC * 2 + SLACK, "{what} after {took:?}; two sync intervals are {:?}", SYNC * 2);
+}
+
+/// A and B both quote SOL, A first at 150.00, then B newer at 151.00, and A holds B's as the
+/// newest: a newest-wins store and anti-entropy keep only B's, A's lives in the quote books.
+async fn two_quotes(a: &MeshPriceService, b: &MeshPriceService) -> (PriceUpdate, PriceUpdate) {
+    let older = sol_update(a, 15_000, 10);
+    a.publish(older.clone()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    let newer = sol_update(b, 15_100, 10);
+    b.publish(newer.clone()).await.unwrap();
+    assert!(eventually(Duration::from_secs(5), async || holds(a, 15_100).await).await);
+    (older, newer)
+}
+
 async fn eventually(limit: Duration, mut condition: impl AsyncFnMut() -> bool) -> bool {
     let deadline = tokio::time::Instant::now() + limit;
     while tokio::time::Instant::now() < deadline {
@@ -151,16 +171,7 @@ async fn a_late_joiner_converges_by_anti_entropy() {
     let c = node(&network, 3, &[2]).await;
     assert!(eventually(Duration::from_secs(5), async || c.network().peer_count() >= 1).await);
     let connected = tokio::time::Instant::now();
-    assert!(
-        eventually(Duration::from_secs(5), async || holds(&c, 500).await).await,
-        "C catches up by anti-entropy"
-    );
-    let took = connected.elapsed();
-    assert!(
-        took <= SYNC * 2 + SLACK,
-        "C converged {took:?} after connecting; two sync intervals are {:?}",
-        SYNC * 2
-    );
+    within_two_syncs(connected, "C catches up by anti-entropy", async || holds(&c, 500).await).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -178,16 +189,7 @@ async fn a_healed_partition_converges() {
 
     network.heal();
     let healed = tokio::time::Instant::now();
-    assert!(
-        eventually(Duration::from_secs(10), async || holds(&b, 777).await).await,
-        "B converges after the heal"
-    );
-    let took = healed.elapsed();
-    assert!(
-        took <= SYNC * 2 + SLACK,
-        "B converged {took:?} after the heal; two sync intervals are {:?}",
-        SYNC * 2
-    );
+    within_two_syncs(healed, "B converges after the heal", async || holds(&b, 777).await).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -198,10 +200,7 @@ async fn a_late_joiner_meets_its_quorum_from_the_greeting_without_waiting_for_ne
     assert!(eventually(Duration::from_secs(5), async || a.network().peer_count() == 1).await);
     // Two providers quote SOL once; B's quote is the newer, so anti-entropy alone would bring
     // only B's.
-    a.publish(sol_update(&a, 15_000, 10)).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(10)).await;
-    b.publish(sol_update(&b, 15_100, 10)).await.unwrap();
-    assert!(eventually(Duration::from_secs(5), async || holds(&a, 15_100).await).await);
+    two_quotes(&a, &b).await;
 
     let c = node_with(&network, 3, &[2], |config| config.status.quorum = 2).await;
     let sol = Asset::new("SOL").unwrap();
@@ -224,10 +223,7 @@ async fn a_restarted_provider_gets_its_own_last_quote_back_from_the_greeting() {
     let b = node(&network, 2, &[1]).await;
     assert!(eventually(Duration::from_secs(5), async || a.network().peer_count() == 1).await);
     // A quotes, then B quotes newer: anti-entropy alone would bring a restarted A only B's.
-    a.publish(sol_update(&a, 15_000, 10)).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(10)).await;
-    b.publish(sol_update(&b, 15_100, 10)).await.unwrap();
-    assert!(eventually(Duration::from_secs(5), async || holds(&a, 15_100).await).await);
+    two_quotes(&a, &b).await;
 
     // A restarts with its key and nothing else, as after a crash with an in-memory store.
     let identity = a.identity();
@@ -272,16 +268,7 @@ async fn what_a_healed_partition_brings_crosses_a_line_of_nodes_within_two_sync_
     network.heal();
     let healed = tokio::time::Instant::now();
     let last = &nodes[7];
-    assert!(
-        eventually(Duration::from_secs(10), async || holds(last, 4_242).await).await,
-        "the far end converges"
-    );
-    let took = healed.elapsed();
-    assert!(
-        took <= SYNC * 2 + SLACK,
-        "the far end converged {took:?} after the heal; two sync intervals are {:?}",
-        SYNC * 2
-    );
+    within_two_syncs(healed, "the far end converges", async || holds(last, 4_242).await).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -294,12 +281,7 @@ async fn a_node_restarted_on_durable_stores_takes_back_every_providers_quote() {
     // keeps. A's lives only in the quote books.
     a.set_provider(true);
     b.set_provider(true);
-    let older = sol_update(&a, 15_000, 10);
-    a.publish(older.clone()).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(10)).await;
-    let newer = sol_update(&b, 15_100, 10);
-    b.publish(newer.clone()).await.unwrap();
-    assert!(eventually(Duration::from_secs(5), async || holds(&a, 15_100).await).await);
+    let (older, newer) = two_quotes(&a, &b).await;
 
     // C restarts on durable stores that remember both updates' ids and the newest price, as a
     // node on Redis or PostgreSQL does after a crash.
