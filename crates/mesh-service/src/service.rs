@@ -400,12 +400,18 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// When an early digest may go: a tenth of the sync interval after the last one, so early
-/// digests stay inside every peer's control budget (a burst of 16, then one a second) however
-/// many answers arrive.
-fn early_sync_at(last: tokio::time::Instant, sync_interval: Duration) -> tokio::time::Instant {
-    let spacing = sync_interval.checked_div(10).unwrap_or_default();
-    last.checked_add(spacing).unwrap_or(last).max(tokio::time::Instant::now())
+/// When an early digest may go after the last one, of `pages` pages: a tenth of the sync
+/// interval later, and for a digest of several pages at least two seconds a page later, so the
+/// digests a peer receives stay under its control budget (a burst of 16, then one a second)
+/// however many answers arrive.
+fn early_sync_at(last: (tokio::time::Instant, usize), sync_interval: Duration) -> tokio::time::Instant {
+    let (at, pages) = last;
+    let mut spacing = sync_interval.checked_div(10).unwrap_or_default();
+    if pages > 1 {
+        let per_pages = Duration::from_secs(u64::try_from(pages).unwrap_or(u64::MAX).saturating_mul(2));
+        spacing = spacing.max(per_pages);
+    }
+    at.checked_add(spacing).unwrap_or(at).max(tokio::time::Instant::now())
 }
 
 /// Sleeps until `at`, or for ever without one.
@@ -1007,20 +1013,26 @@ impl Inner {
         Ok(())
     }
 
-    /// Announcements, anti-entropy rounds, status and warning checks.
-    /// Sends every page of this node's anti-entropy digest to every peer; when it went out.
-    async fn send_digest(&self) -> tokio::time::Instant {
-        match self.engine.digest_pages().await {
+    /// Sends every page of this node's anti-entropy digest to every peer; when it went out,
+    /// and how many pages it had.
+    async fn send_digest(&self) -> (tokio::time::Instant, usize) {
+        let sent = match self.engine.digest_pages().await {
             Ok(pages) => {
+                let count = pages.len();
                 for page in pages {
                     self.manager.broadcast(&MeshMessage::Digest(page), None);
                 }
+                count
             }
-            Err(err) => tracing::warn!(error = %err, "cannot build the anti-entropy digest"),
-        }
-        tokio::time::Instant::now()
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot build the anti-entropy digest");
+                0
+            }
+        };
+        (tokio::time::Instant::now(), sent)
     }
 
+    /// Announcements, anti-entropy rounds, status and warning checks.
     async fn timers(self: Arc<Self>) {
         let mut announce = tokio::time::interval(self.config.announce_interval);
         let mut sync = tokio::time::interval(self.config.sync_interval);
@@ -1031,7 +1043,7 @@ impl Inner {
         let mut last_summary: Option<NetworkStatusSummary> = None;
         let mut price_gauges = PriceGauges::default();
         // When the digest last went out, and when an early one is due.
-        let mut last_sync = tokio::time::Instant::now();
+        let mut last_sync = (tokio::time::Instant::now(), 0_usize);
         let mut early_sync: Option<tokio::time::Instant> = None;
         loop {
             tokio::select! {
@@ -1120,5 +1132,23 @@ impl Inner {
             tracing::debug!(error = %err, "cannot mark an announcement seen");
         }
         self.manager.broadcast(&MeshMessage::Announce(announce), None);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn early_digests_keep_under_every_peers_control_budget() {
+        let sync = Duration::from_secs(30);
+        let now = tokio::time::Instant::now();
+        let one_page = early_sync_at((now, 1), sync);
+        assert!(one_page >= now + Duration::from_secs(3) && one_page < now + Duration::from_secs(4));
+        // Five pages every ten seconds, beside the regular round, stay under one a second.
+        assert!(early_sync_at((now, 5), sync) >= now + Duration::from_secs(10));
+        // Long ago is now, not in the past.
+        let long_ago = now.checked_sub(Duration::from_secs(60)).unwrap_or(now);
+        assert!(early_sync_at((long_ago, 1), sync) >= now);
     }
 }
