@@ -1,16 +1,100 @@
 //! The behaviour every [`FetchCoordinator`] with shared state must show (memory, Redis, a
 //! service's own backend — enable the `conformance` feature), as plain async functions.
 //!
-//! The checks sleep through real coordination windows of [`WINDOW`], so they take about two
-//! seconds.
+//! A backend gets the whole suite with one line in its tests,
+//! [`fetch_coordinator_conformance!`](crate::fetch_coordinator_conformance): give it a name for
+//! the tests' module and a setup — an async block that returns a [`Fixture`] of a fresh
+//! coordinator, or `None` to skip (a backend whose server URL is unset):
+//!
+//! ```ignore
+//! mesh_coordination::fetch_coordinator_conformance!(memory, async {
+//!     Some(Fixture::new(Arc::new(MemoryCoordinator::new())))
+//! });
+//! ```
+//!
+//! It expands to two tests: `passes_the_conformance_suite` ([`run_all`]) and
+//! `behaves_like_the_reference_model` ([`check_against_model`] on 256 random workloads from
+//! [`operations`], all against one coordinator, on tokio's paused clock). A coordinator that
+//! tells time by another clock (Redis uses its server's) cannot follow the paused one: add
+//! `without_model` after the setup, and the second test is left out. A server backend's setup
+//! creates its own namespace and gives its cleanup to [`Fixture::then`], which runs after the
+//! suite.
+//!
+//! The checks sleep through real coordination windows of [`WINDOW`], so the suite takes about
+//! two seconds.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use mesh_storage_core::conformance::Fixture;
+use mesh_storage_core::conformance::{run_model, run_suite, runtime};
 use mesh_types::{MessageId, NodeId, PublicKey};
 use proptest::prelude::*;
 
 use crate::FetchCoordinator;
+
+/// The whole suite for one backend, as tests in a module `$name`; see the [module
+/// docs](crate::conformance).
+#[macro_export]
+macro_rules! fetch_coordinator_conformance {
+    ($name:ident, $setup:expr $(,)?) => {
+        $crate::fetch_coordinator_conformance!(@suite $name, $setup, {
+            #[test]
+            fn behaves_like_the_reference_model() {
+                $crate::conformance::test_model($setup, file!());
+            }
+        });
+    };
+    ($name:ident, $setup:expr, without_model $(,)?) => {
+        $crate::fetch_coordinator_conformance!(@suite $name, $setup, {});
+    };
+    (@suite $name:ident, $setup:expr, { $($model:tt)* }) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            #[test]
+            fn passes_the_conformance_suite() {
+                $crate::conformance::test_suite($setup);
+            }
+
+            $($model)*
+        }
+    };
+}
+
+/// Runs [`run_all`] on the coordinator `setup` gives, then finishes the fixture; does nothing
+/// when `setup` gives none. The first test of
+/// [`fetch_coordinator_conformance!`](crate::fetch_coordinator_conformance).
+///
+/// # Panics
+/// On the first behaviour that differs from the contract.
+pub fn test_suite<C: FetchCoordinator + 'static>(setup: impl Future<Output = Option<Fixture<C>>>) {
+    run_suite(&runtime(), setup, |coordinator| run_all(coordinator));
+}
+
+/// Runs [`check_against_model`] on 256 random workloads against the coordinator `setup` gives,
+/// on a paused tokio clock, then finishes the fixture; does nothing when `setup` gives none.
+/// Failing workloads are saved in `proptest-regressions/` beside `source_file` (the `file!()`
+/// of the test). The second test of
+/// [`fetch_coordinator_conformance!`](crate::fetch_coordinator_conformance).
+///
+/// # Panics
+/// On the first disagreement, with the smallest workload that shows it.
+pub fn test_model<C: FetchCoordinator + 'static>(
+    setup: impl Future<Output = Option<Fixture<C>>>,
+    source_file: &'static str,
+) {
+    let paused = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+        .expect("build a test runtime");
+    run_model(&paused, setup, operations(), 256, source_file, |coordinator, ops| async move {
+        check_against_model(coordinator.as_ref(), &ops).await;
+    });
+}
 
 /// The coordination window the checks use.
 pub const WINDOW: Duration = Duration::from_millis(300);
@@ -105,11 +189,14 @@ pub fn operations() -> impl Strategy<Value = Vec<Operation>> {
 }
 
 /// Applies `operations` to `coordinator` on a paused tokio clock and to a reference model (the
-/// last grant's node and time), asserting every decision agrees.
+/// last grant's node and time), asserting every decision agrees. The workload starts one
+/// [`MODEL_WINDOW`] after whatever the coordinator did before, so one coordinator serves many
+/// workloads.
 ///
 /// # Panics
 /// On the first disagreement, or when tokio's clock is not paused.
 pub async fn check_against_model(coordinator: &dyn FetchCoordinator, operations: &[Operation]) {
+    tokio::time::advance(MODEL_WINDOW).await;
     let nodes = [fresh_node(), fresh_node(), fresh_node()];
     let mut model: Option<(usize, Duration)> = None;
     let mut clock = Duration::ZERO;

@@ -170,7 +170,7 @@ mod tests {
     use std::sync::atomic::{AtomicBool, Ordering};
 
     use super::*;
-    use crate::conformance::{self, WINDOW, fresh_node};
+    use crate::conformance::{Fixture, WINDOW, fresh_node};
     use crate::{MemoryCoordinator, MockFetchCoordinator};
 
     /// A primary that works like the memory coordinator until it is switched off.
@@ -215,10 +215,9 @@ mod tests {
             .with_retry_interval(Duration::from_millis(100))
     }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn passes_the_conformance_suite() {
-        conformance::run_all(Arc::new(over(&Arc::new(Switchable::default())))).await;
-    }
+    crate::fetch_coordinator_conformance!(suite, async {
+        Some(Fixture::new(Arc::new(over(&Arc::new(Switchable::default())))))
+    });
 
     #[tokio::test]
     async fn a_dead_primary_no_longer_stops_the_provider_from_fetching() {

@@ -100,23 +100,10 @@ impl FetchCoordinator for MemoryCoordinator {
 mod tests {
     use std::sync::Arc;
 
-    use proptest::prelude::*;
-
     use super::*;
-    use crate::conformance;
+    use crate::conformance::Fixture;
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn passes_the_conformance_suite() {
-        conformance::run_all(Arc::new(MemoryCoordinator::new())).await;
-    }
-
-    proptest! {
-        #![proptest_config(ProptestConfig::with_cases(256))]
-
-        #[test]
-        fn behaves_like_the_reference_model(ops in conformance::operations()) {
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap();
-            runtime.block_on(conformance::check_against_model(&MemoryCoordinator::new(), &ops));
-        }
-    }
+    crate::fetch_coordinator_conformance!(suite, async {
+        Some(Fixture::new(Arc::new(MemoryCoordinator::new())))
+    });
 }

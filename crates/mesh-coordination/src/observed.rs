@@ -69,16 +69,13 @@ impl FetchCoordinator for ObservedCoordinator {
 mod tests {
     use std::sync::Arc;
 
-    use proptest::prelude::*;
-
     use super::*;
-    use crate::conformance::{self, WINDOW, fresh_node};
+    use crate::conformance::{Fixture, WINDOW, fresh_node};
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn passes_the_conformance_suite_for_a_single_process() {
-        // Without observations it behaves like the memory coordinator.
-        conformance::run_all(Arc::new(ObservedCoordinator::new())).await;
-    }
+    // Without observations it behaves like the memory coordinator: one process.
+    crate::fetch_coordinator_conformance!(suite, async {
+        Some(Fixture::new(Arc::new(ObservedCoordinator::new())))
+    });
 
     #[tokio::test(start_paused = true)]
     async fn an_observed_fetch_holds_back_other_providers_for_the_window() {
@@ -141,16 +138,6 @@ mod tests {
         assert!(by(0) > 10 && by(1) > 10, "each provider served a period: {} and {} grants", by(0), by(1));
         for pair in grants.windows(2).filter(|pair| pair[0].0 != pair[1].0) {
             assert!(pair[1].1 - pair[0].1 >= window, "two providers fetched within one window");
-        }
-    }
-
-    proptest! {
-        #![proptest_config(ProptestConfig::with_cases(256))]
-
-        #[test]
-        fn behaves_like_the_reference_model(ops in conformance::operations()) {
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap();
-            runtime.block_on(conformance::check_against_model(&ObservedCoordinator::new(), &ops));
         }
     }
 }

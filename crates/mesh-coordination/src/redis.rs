@@ -130,16 +130,19 @@ mod tests {
     use mesh_testkit::{REDIS_URL_VAR, RedisNamespace, backend_url};
 
     use super::*;
-    use crate::conformance;
+    use crate::conformance::{self, Fixture};
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn passes_the_conformance_suite() {
-        let Some(url) = backend_url(REDIS_URL_VAR, "redis coordinator conformance") else { return };
-        let namespace = RedisNamespace::create(&url);
-        conformance::run_all(Arc::new(RedisCoordinator::new(namespace.pool().clone(), namespace.prefix())))
-            .await;
-        namespace.cleanup().await;
-    }
+    // The model workloads need tokio's paused clock; the script reads the server's.
+    crate::fetch_coordinator_conformance!(
+        suite,
+        async {
+            let url = backend_url(REDIS_URL_VAR, "redis coordinator conformance")?;
+            let namespace = RedisNamespace::create(&url);
+            let coordinator = RedisCoordinator::new(namespace.pool().clone(), namespace.prefix());
+            Some(Fixture::new(Arc::new(coordinator)).then(namespace.cleanup()))
+        },
+        without_model
+    );
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn two_processes_sharing_redis_fetch_once_per_window() {

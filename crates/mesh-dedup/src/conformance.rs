@@ -1,13 +1,36 @@
 //! The behaviour every [`MessageTracker`] must show, as plain async functions any backend's
 //! tests can call — ours, and a service's own backend (enable the `conformance` feature).
 //!
-//! Build the tracker with [`EXPIRATION`] and call [`run_all`]. The checks use fresh random ids
-//! and compare `len` before and after, so they do not need an empty backend.
+//! A backend gets the whole suite with one line in its tests,
+//! [`message_tracker_conformance!`](crate::message_tracker_conformance): give it a name for the
+//! tests' module and a setup — a closure that takes the expiration to build the tracker with
+//! and returns a [`Fixture`], or `None` to skip (a backend whose server URL is unset):
+//!
+//! ```ignore
+//! mesh_dedup::message_tracker_conformance!(memory, |expiration| async move {
+//!     let config = TrackerConfig { capacity: 100_000, expiration };
+//!     Some(Fixture::new(Arc::new(MemoryTracker::new(config))))
+//! });
+//! ```
+//!
+//! It expands to two tests: `passes_the_conformance_suite` ([`run_all`] on a tracker built
+//! with [`EXPIRATION`]) and `behaves_like_the_reference_model` ([`check_against_model`] on 24
+//! random workloads from [`operations`], or `model_cases = N` after the setup, against one
+//! tracker built with [`MODEL_EXPIRATION`]). A server backend's setup creates its own
+//! namespace or schema and gives its cleanup to [`Fixture::then`], which runs after the suite.
+//! Checks that only one backend needs (two connection pools to one server, corrupt rows) stay
+//! tests of their own beside the line.
+//!
+//! The checks use fresh random ids and compare `len` before and after, so they do not need an
+//! empty backend.
 
 use std::collections::HashSet;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use mesh_storage_core::conformance::Fixture;
+use mesh_storage_core::conformance::{run_model, run_suite, runtime};
 use mesh_types::MessageId;
 use proptest::prelude::*;
 
@@ -15,6 +38,68 @@ use crate::MessageTracker;
 
 /// The expiration a tracker under test must be built with: short, so expiry can be observed.
 pub const EXPIRATION: Duration = Duration::from_millis(1500);
+
+/// The expiration of the tracker the model workloads run against: long, so no mark expires
+/// during a workload.
+pub const MODEL_EXPIRATION: Duration = Duration::from_secs(300);
+
+/// The whole suite for one backend, as two tests in a module `$name`; see the [module
+/// docs](crate::conformance).
+#[macro_export]
+macro_rules! message_tracker_conformance {
+    ($name:ident, $setup:expr $(,)?) => {
+        $crate::message_tracker_conformance!($name, $setup, model_cases = 24);
+    };
+    ($name:ident, $setup:expr, model_cases = $cases:expr $(,)?) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            #[test]
+            fn passes_the_conformance_suite() {
+                $crate::conformance::test_suite($setup);
+            }
+
+            #[test]
+            fn behaves_like_the_reference_model() {
+                $crate::conformance::test_model($setup, $cases, file!());
+            }
+        }
+    };
+}
+
+/// Runs [`run_all`] on the tracker `setup` builds with [`EXPIRATION`], then finishes the
+/// fixture; does nothing when `setup` gives none. The first test of
+/// [`message_tracker_conformance!`](crate::message_tracker_conformance).
+///
+/// # Panics
+/// On the first behaviour that differs from the contract.
+pub fn test_suite<S, F>(setup: impl FnOnce(Duration) -> F)
+where
+    S: MessageTracker + 'static,
+    F: Future<Output = Option<Fixture<S>>>,
+{
+    run_suite(&runtime(), setup(EXPIRATION), |tracker| run_all(tracker));
+}
+
+/// Runs [`check_against_model`] on `cases` random workloads against the tracker `setup`
+/// builds with [`MODEL_EXPIRATION`], then finishes the fixture; does nothing when `setup`
+/// gives none. Failing workloads are saved in `proptest-regressions/` beside `source_file`
+/// (the `file!()` of the test). The second test of
+/// [`message_tracker_conformance!`](crate::message_tracker_conformance).
+///
+/// # Panics
+/// On the first disagreement, with the smallest workload that shows it.
+pub fn test_model<S, F>(setup: impl FnOnce(Duration) -> F, cases: u32, source_file: &'static str)
+where
+    S: MessageTracker + 'static,
+    F: Future<Output = Option<Fixture<S>>>,
+{
+    let setup = setup(MODEL_EXPIRATION);
+    run_model(&runtime(), setup, operations(), cases, source_file, |tracker, ops| async move {
+        check_against_model(tracker.as_ref(), &ops).await
+    });
+}
 
 /// Runs every check below against `tracker`.
 ///

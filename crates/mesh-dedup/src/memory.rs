@@ -124,20 +124,18 @@ impl MessageTracker for MemoryTracker {
 mod tests {
     use std::sync::Arc;
 
-    use proptest::prelude::*;
-
     use super::*;
-    use crate::conformance;
+    use crate::conformance::Fixture;
 
     fn tracker(capacity: usize, expiration: Duration) -> MemoryTracker {
         MemoryTracker::new(TrackerConfig { capacity, expiration })
     }
 
-    #[tokio::test]
-    async fn passes_the_conformance_suite() {
-        let tracker = Arc::new(tracker(100_000, conformance::EXPIRATION));
-        conformance::run_all(tracker).await;
-    }
+    crate::message_tracker_conformance!(
+        suite,
+        |expiration| async move { Some(Fixture::new(Arc::new(tracker(100_000, expiration)))) },
+        model_cases = 256
+    );
 
     #[tokio::test(start_paused = true)]
     async fn ids_expire_and_are_swept() {
@@ -162,16 +160,5 @@ mod tests {
         let len = tracker.len().await.unwrap();
         assert!(len <= 1000 + 1000 / 10, "holds {len} ids for a capacity of 1000");
         assert!(len >= 500, "evicts only what it must, holds {len}");
-    }
-
-    proptest! {
-        #![proptest_config(ProptestConfig::with_cases(256))]
-
-        #[test]
-        fn behaves_like_the_reference_model(ops in conformance::operations()) {
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-            let tracker = tracker(100_000, Duration::from_secs(300));
-            runtime.block_on(conformance::check_against_model(&tracker, &ops));
-        }
     }
 }

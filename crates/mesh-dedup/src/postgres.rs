@@ -163,35 +163,28 @@ mod tests {
     use std::sync::Arc;
 
     use mesh_testkit::{DATABASE_URL_VAR, PgSchema, backend_url};
-    use proptest::prelude::*;
 
     use super::*;
-    use crate::conformance;
+    use crate::conformance::{self, Fixture};
+
+    crate::message_tracker_conformance!(suite, |expiration| async move {
+        let url = backend_url(DATABASE_URL_VAR, "postgres tracker conformance")?;
+        let schema = PgSchema::create(&url).await;
+        let tracker = PostgresTracker::new(schema.pool().clone(), expiration);
+        Some(Fixture::new(Arc::new(tracker)).then(schema.cleanup()))
+    });
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn passes_the_conformance_suite() {
-        let Some(url) = backend_url(DATABASE_URL_VAR, "postgres tracker conformance") else { return };
+    async fn two_pools_admit_one_winner() {
+        let Some(url) = backend_url(DATABASE_URL_VAR, "postgres tracker across pools") else { return };
         let schema = PgSchema::create(&url).await;
-        let tracker = PostgresTracker::new(schema.pool().clone(), conformance::EXPIRATION);
-        conformance::run_all(Arc::new(tracker)).await;
-
-        // Two pools, as two processes would have, still admit exactly one winner.
-        let first = PostgresTracker::new(schema.pool().clone(), conformance::EXPIRATION);
-        let second = PostgresTracker::new(schema.second_pool().await, conformance::EXPIRATION);
+        // Two pools, as two processes would have, still admit exactly one winner. Marks last
+        // long enough that connecting the fresh pools cannot outlast the first one.
+        let expiration = conformance::MODEL_EXPIRATION;
+        let first = PostgresTracker::new(schema.pool().clone(), expiration);
+        let second = PostgresTracker::new(schema.second_pool().await, expiration);
         conformance::one_winner_under_concurrency(&[Arc::new(first), Arc::new(second)]).await;
         schema.cleanup().await;
-    }
-
-    #[test]
-    fn behaves_like_the_reference_model() {
-        let Some(url) = backend_url(DATABASE_URL_VAR, "postgres tracker model test") else { return };
-        let runtime = tokio::runtime::Runtime::new().unwrap();
-        let schema = runtime.block_on(PgSchema::create(&url));
-        let tracker = PostgresTracker::new(schema.pool().clone(), Duration::from_secs(300));
-        proptest!(ProptestConfig::with_cases(24), |(ops in conformance::operations())| {
-            runtime.block_on(conformance::check_against_model(&tracker, &ops));
-        });
-        runtime.block_on(schema.cleanup());
     }
 
     #[tokio::test]

@@ -135,37 +135,28 @@ mod tests {
     use std::sync::Arc;
 
     use mesh_testkit::{REDIS_URL_VAR, RedisNamespace, backend_url};
-    use proptest::prelude::*;
 
     use super::*;
-    use crate::conformance;
+    use crate::conformance::{self, Fixture};
+
+    crate::message_tracker_conformance!(suite, |expiration| async move {
+        let url = backend_url(REDIS_URL_VAR, "redis tracker conformance")?;
+        let namespace = RedisNamespace::create(&url);
+        let tracker = RedisTracker::new(namespace.pool().clone(), namespace.prefix(), expiration);
+        Some(Fixture::new(Arc::new(tracker)).then(namespace.cleanup()))
+    });
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn passes_the_conformance_suite() {
-        let Some(url) = backend_url(REDIS_URL_VAR, "redis tracker conformance") else { return };
+    async fn two_pools_admit_one_winner() {
+        let Some(url) = backend_url(REDIS_URL_VAR, "redis tracker across pools") else { return };
         let namespace = RedisNamespace::create(&url);
-        let tracker =
-            RedisTracker::new(namespace.pool().clone(), namespace.prefix(), conformance::EXPIRATION);
-        conformance::run_all(Arc::new(tracker)).await;
-
-        // Two pools, as two processes would have, still admit exactly one winner.
-        let first = RedisTracker::new(namespace.pool().clone(), namespace.prefix(), conformance::EXPIRATION);
-        let second = RedisTracker::new(namespace.second_pool(), namespace.prefix(), conformance::EXPIRATION);
+        // Two pools, as two processes would have, still admit exactly one winner. Marks last
+        // long enough that connecting the fresh pools cannot outlast the first one.
+        let expiration = conformance::MODEL_EXPIRATION;
+        let first = RedisTracker::new(namespace.pool().clone(), namespace.prefix(), expiration);
+        let second = RedisTracker::new(namespace.second_pool(), namespace.prefix(), expiration);
         conformance::one_winner_under_concurrency(&[Arc::new(first), Arc::new(second)]).await;
         namespace.cleanup().await;
-    }
-
-    #[test]
-    fn behaves_like_the_reference_model() {
-        let Some(url) = backend_url(REDIS_URL_VAR, "redis tracker model test") else { return };
-        let runtime = tokio::runtime::Runtime::new().unwrap();
-        let namespace = RedisNamespace::create(&url);
-        let tracker =
-            RedisTracker::new(namespace.pool().clone(), namespace.prefix(), Duration::from_secs(300));
-        proptest!(ProptestConfig::with_cases(24), |(ops in conformance::operations())| {
-            runtime.block_on(conformance::check_against_model(&tracker, &ops));
-        });
-        runtime.block_on(namespace.cleanup());
     }
 
     #[tokio::test]

@@ -270,10 +270,9 @@ mod tests {
     use std::sync::Arc;
 
     use mesh_types::chrono::TimeDelta;
-    use proptest::prelude::*;
 
     use super::*;
-    use crate::conformance;
+    use crate::conformance::Fixture;
 
     fn peer(last_octet: u8) -> Peer {
         Peer::new(IpAddr::V4(Ipv4Addr::new(10, 0, 0, last_octet)), 9470)
@@ -288,22 +287,27 @@ mod tests {
         names
     }
 
-    #[tokio::test]
-    async fn passes_the_conformance_suite() {
-        conformance::run_all(Arc::new(MemoryPeerStore::new())).await;
-    }
+    crate::peer_store_conformance!(
+        suite,
+        async { Some(Fixture::new(Arc::new(MemoryPeerStore::new()))) },
+        model_cases = 256
+    );
 
-    #[tokio::test]
-    async fn passes_the_conformance_suite_with_a_file() {
-        let directory = tempfile::tempdir().unwrap();
-        let path = directory.path().join("peers.json");
-        let store = Arc::new(MemoryPeerStore::with_file(&path).await.unwrap());
-        conformance::run_all(store.clone()).await;
-
-        let reloaded = MemoryPeerStore::with_file(&path).await.unwrap();
-        assert_eq!(reloaded.list_all().await.unwrap(), store.list_all().await.unwrap());
-        assert_eq!(files_in(directory.path()), ["peers.json"], "no temporary file is left behind");
-    }
+    // After the suite, the file holds what memory holds, and nothing else is left beside it.
+    crate::peer_store_conformance!(
+        with_a_file,
+        async {
+            let directory = tempfile::tempdir().unwrap();
+            let path = directory.path().join("peers.json");
+            let store = Arc::new(MemoryPeerStore::with_file(&path).await.unwrap());
+            Some(Fixture::new(store.clone()).then(async move {
+                let reloaded = MemoryPeerStore::with_file(&path).await.unwrap();
+                assert_eq!(reloaded.list_all().await.unwrap(), store.list_all().await.unwrap());
+                assert_eq!(files_in(directory.path()), ["peers.json"], "no temporary file is left behind");
+            }))
+        },
+        model_cases = 16
+    );
 
     #[tokio::test]
     async fn a_missing_file_is_an_empty_store_until_the_first_change() {
@@ -443,32 +447,5 @@ mod tests {
         assert_eq!(store.load_from_file().await.unwrap(), 0);
         assert_eq!(store.list_all().await.unwrap().len(), 1);
         assert_eq!(store.path(), None);
-    }
-
-    proptest! {
-        #![proptest_config(ProptestConfig::with_cases(256))]
-
-        #[test]
-        fn behaves_like_the_reference_model(ops in conformance::operations()) {
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-            runtime.block_on(conformance::check_against_model(&MemoryPeerStore::new(), &ops));
-        }
-    }
-
-    proptest! {
-        #![proptest_config(ProptestConfig::with_cases(16))]
-
-        #[test]
-        fn behaves_like_the_reference_model_with_a_file(ops in conformance::operations()) {
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-            let directory = tempfile::tempdir().unwrap();
-            let path = directory.path().join("peers.json");
-            runtime.block_on(async {
-                let store = MemoryPeerStore::with_file(&path).await.unwrap();
-                conformance::check_against_model(&store, &ops).await;
-                let reloaded = MemoryPeerStore::with_file(&path).await.unwrap();
-                assert_eq!(reloaded.list_all().await.unwrap(), store.list_all().await.unwrap());
-            });
-        }
     }
 }

@@ -297,35 +297,26 @@ mod tests {
     use std::time::Duration;
 
     use mesh_testkit::{DATABASE_URL_VAR, PgSchema, backend_url};
-    use proptest::prelude::*;
 
     use super::*;
-    use crate::conformance;
+    use crate::conformance::{self, Fixture};
+
+    crate::peer_store_conformance!(suite, async {
+        let url = backend_url(DATABASE_URL_VAR, "postgres peer store conformance")?;
+        let schema = PgSchema::create(&url).await;
+        let store = PostgresPeerStore::new(schema.pool().clone());
+        Some(Fixture::new(Arc::new(store)).then(schema.cleanup()))
+    });
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn passes_the_conformance_suite() {
-        let Some(url) = backend_url(DATABASE_URL_VAR, "postgres peer store conformance") else { return };
+    async fn two_pools_admit_one_peer_per_address() {
+        let Some(url) = backend_url(DATABASE_URL_VAR, "postgres peer store across pools") else { return };
         let schema = PgSchema::create(&url).await;
-        conformance::run_all(Arc::new(PostgresPeerStore::new(schema.pool().clone()))).await;
-
         // Two pools, as two processes would have, still admit exactly one peer per address.
         let first = PostgresPeerStore::new(schema.pool().clone());
         let second = PostgresPeerStore::new(schema.second_pool().await);
         conformance::one_peer_per_address_under_concurrency(&[Arc::new(first), Arc::new(second)]).await;
         schema.cleanup().await;
-    }
-
-    #[test]
-    fn behaves_like_the_reference_model() {
-        let Some(url) = backend_url(DATABASE_URL_VAR, "postgres peer store model test") else { return };
-        let runtime = tokio::runtime::Runtime::new().unwrap();
-        let schema = runtime.block_on(PgSchema::create(&url));
-        let store = PostgresPeerStore::new(schema.pool().clone());
-        // Each case draws fresh ids and addresses, so the cases can share the schema.
-        proptest!(ProptestConfig::with_cases(24), |(ops in conformance::operations())| {
-            runtime.block_on(conformance::check_against_model(&store, &ops));
-        });
-        runtime.block_on(schema.cleanup());
     }
 
     #[tokio::test]

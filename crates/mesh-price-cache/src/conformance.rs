@@ -1,17 +1,90 @@
 //! The behaviour every [`PriceStore`] must show, as plain async functions any backend's tests
 //! can call — ours, and a service's own backend (enable the `conformance` feature).
 //!
+//! A backend gets the whole suite with one line in its tests,
+//! [`price_store_conformance!`](crate::price_store_conformance): give it a name for the tests'
+//! module and a setup — an async block that returns a [`Fixture`] of a fresh store, or `None`
+//! to skip (a backend whose server URL is unset):
+//!
+//! ```ignore
+//! mesh_price_cache::price_store_conformance!(memory, async {
+//!     Some(Fixture::new(Arc::new(MemoryPriceStore::new())))
+//! });
+//! ```
+//!
+//! It expands to two tests: `passes_the_conformance_suite` ([`run_all`]) and
+//! `behaves_like_the_reference_model` ([`check_against_model`] on 24 random workloads from
+//! [`operations`], or `model_cases = N` after the setup, all against one store). A server
+//! backend's setup creates its own namespace or schema and gives its cleanup to
+//! [`Fixture::then`], which runs after the suite. Checks that only one backend needs (two
+//! connection pools to one server, corrupt rows) stay tests of their own beside the line.
+//!
 //! Each check uses assets with a random prefix of its own, and compares `len` before and
 //! after, so the checks do not need an empty backend and do not disturb each other.
 
 use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
 use std::sync::Arc;
 
+pub use mesh_storage_core::conformance::Fixture;
+use mesh_storage_core::conformance::{run_model, run_suite, runtime};
 use mesh_types::rust_decimal::Decimal;
 use mesh_types::{Asset, CachedPriceData, NodeId, PublicKey, Timestamp};
 use proptest::prelude::*;
 
 use crate::{PriceStore, StoreOutcome};
+
+/// The whole suite for one backend, as two tests in a module `$name`; see the [module
+/// docs](crate::conformance).
+#[macro_export]
+macro_rules! price_store_conformance {
+    ($name:ident, $setup:expr $(,)?) => {
+        $crate::price_store_conformance!($name, $setup, model_cases = 24);
+    };
+    ($name:ident, $setup:expr, model_cases = $cases:expr $(,)?) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            #[test]
+            fn passes_the_conformance_suite() {
+                $crate::conformance::test_suite($setup);
+            }
+
+            #[test]
+            fn behaves_like_the_reference_model() {
+                $crate::conformance::test_model($setup, $cases, file!());
+            }
+        }
+    };
+}
+
+/// Runs [`run_all`] on the store `setup` gives, then finishes the fixture; does nothing when
+/// `setup` gives none. The first test of
+/// [`price_store_conformance!`](crate::price_store_conformance).
+///
+/// # Panics
+/// On the first behaviour that differs from the contract.
+pub fn test_suite<S: PriceStore + 'static>(setup: impl Future<Output = Option<Fixture<S>>>) {
+    run_suite(&runtime(), setup, |store| run_all(store));
+}
+
+/// Runs [`check_against_model`] on `cases` random workloads against the store `setup` gives,
+/// then finishes the fixture; does nothing when `setup` gives none. Failing workloads are
+/// saved in `proptest-regressions/` beside `source_file` (the `file!()` of the test). The
+/// second test of [`price_store_conformance!`](crate::price_store_conformance).
+///
+/// # Panics
+/// On the first disagreement, with the smallest workload that shows it.
+pub fn test_model<S: PriceStore + 'static>(
+    setup: impl Future<Output = Option<Fixture<S>>>,
+    cases: u32,
+    source_file: &'static str,
+) {
+    run_model(&runtime(), setup, operations(), cases, source_file, |store, ops| async move {
+        check_against_model(store.as_ref(), &ops).await;
+    });
+}
 
 /// A fresh namespace of asset symbols: `{random}{n}`.
 #[derive(Debug, Clone)]
@@ -386,7 +459,7 @@ pub enum Operation {
     Get(usize),
     /// `len()`, compared as the change since the run started.
     Len,
-    /// `digest()`, compared on this run's assets.
+    /// `get_all()`, compared on this run's assets.
     GetAll,
 }
 

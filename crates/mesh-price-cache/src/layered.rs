@@ -255,11 +255,10 @@ mod tests {
 
     use mesh_storage_core::BackendHealth;
     use mesh_types::rust_decimal::Decimal;
-    use proptest::prelude::*;
     use tokio::time::Instant;
 
     use super::*;
-    use crate::conformance::{self, Assets, price};
+    use crate::conformance::{Assets, Fixture, price};
 
     /// A durable store whose reachability the test controls, counting write attempts.
     #[derive(Default)]
@@ -305,14 +304,22 @@ mod tests {
         }
     }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn passes_the_conformance_suite() {
-        let durable = Arc::new(MemoryPriceStore::new());
-        let layered = Arc::new(LayeredPriceStore::new(durable.clone()));
-        conformance::run_all(layered.clone()).await;
-        layered.flush().await.unwrap();
-        assert_eq!(durable.get_all_now(), layered.get_all().await.unwrap(), "written behind, all of it");
-    }
+    crate::price_store_conformance!(
+        suite,
+        async {
+            let durable = Arc::new(MemoryPriceStore::new());
+            let layered = Arc::new(LayeredPriceStore::new(durable.clone()));
+            Some(Fixture::new(layered.clone()).then(async move {
+                layered.flush().await.unwrap();
+                assert_eq!(
+                    durable.get_all_now(),
+                    layered.get_all().await.unwrap(),
+                    "written behind, all of it"
+                );
+            }))
+        },
+        model_cases = 128
+    );
 
     #[tokio::test]
     async fn store_returns_before_the_durable_store_has_the_price_and_flush_writes_it() {
@@ -655,21 +662,5 @@ mod tests {
             "accepted during the outage, written back"
         );
         schema.cleanup().await;
-    }
-
-    proptest! {
-        #![proptest_config(ProptestConfig::with_cases(128))]
-
-        #[test]
-        fn behaves_like_the_reference_model(ops in conformance::operations()) {
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-            let durable = Arc::new(MemoryPriceStore::new());
-            let layered = LayeredPriceStore::new(durable.clone());
-            runtime.block_on(async {
-                conformance::check_against_model(&layered, &ops).await;
-                layered.flush().await.unwrap();
-                assert_eq!(durable.get_all_now(), layered.get_all().await.unwrap(), "the durable store caught up");
-            });
-        }
     }
 }

@@ -112,23 +112,12 @@ impl PriceStore for MemoryPriceStore {
 mod tests {
     use std::sync::Arc;
 
-    use proptest::prelude::*;
-
     use super::*;
-    use crate::conformance;
+    use crate::conformance::Fixture;
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn passes_the_conformance_suite() {
-        conformance::run_all(Arc::new(MemoryPriceStore::new())).await;
-    }
-
-    proptest! {
-        #![proptest_config(ProptestConfig::with_cases(256))]
-
-        #[test]
-        fn behaves_like_the_reference_model(ops in conformance::operations()) {
-            let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
-            runtime.block_on(conformance::check_against_model(&MemoryPriceStore::new(), &ops));
-        }
-    }
+    crate::price_store_conformance!(
+        suite,
+        async { Some(Fixture::new(Arc::new(MemoryPriceStore::new()))) },
+        model_cases = 256
+    );
 }

@@ -314,32 +314,25 @@ mod tests {
     use std::sync::Arc;
 
     use mesh_testkit::{DATABASE_URL_VAR, PgSchema, backend_url};
-    use proptest::prelude::*;
 
     use super::*;
-    use crate::conformance;
+    use crate::conformance::{self, Fixture};
+
+    crate::price_store_conformance!(suite, async {
+        let url = backend_url(DATABASE_URL_VAR, "postgres price store conformance")?;
+        let schema = PgSchema::create(&url).await;
+        let store = PostgresPriceStore::new(schema.pool().clone());
+        Some(Fixture::new(Arc::new(store)).then(schema.cleanup()))
+    });
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn passes_the_conformance_suite() {
-        let Some(url) = backend_url(DATABASE_URL_VAR, "postgres price store conformance") else { return };
+    async fn a_second_pool_keeps_the_newest() {
+        let Some(url) = backend_url(DATABASE_URL_VAR, "postgres price store across pools") else { return };
         let schema = PgSchema::create(&url).await;
-        conformance::run_all(Arc::new(PostgresPriceStore::new(schema.pool().clone()))).await;
         // Two pools, as two processes would have, still keep the newest price.
         let second = PostgresPriceStore::new(schema.second_pool().await);
         conformance::concurrent_stores_keep_the_newest(Arc::new(second)).await;
         schema.cleanup().await;
-    }
-
-    #[test]
-    fn behaves_like_the_reference_model() {
-        let Some(url) = backend_url(DATABASE_URL_VAR, "postgres price store model test") else { return };
-        let runtime = tokio::runtime::Runtime::new().unwrap();
-        let schema = runtime.block_on(PgSchema::create(&url));
-        let store = PostgresPriceStore::new(schema.pool().clone());
-        proptest!(ProptestConfig::with_cases(24), |(ops in conformance::operations())| {
-            runtime.block_on(conformance::check_against_model(&store, &ops));
-        });
-        runtime.block_on(schema.cleanup());
     }
 
     #[tokio::test]

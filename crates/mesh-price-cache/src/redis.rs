@@ -238,33 +238,17 @@ mod tests {
     use std::sync::Arc;
 
     use mesh_testkit::{REDIS_URL_VAR, RedisNamespace, backend_url};
-    use proptest::prelude::*;
 
     use super::*;
-    use crate::conformance;
+    use crate::conformance::{self, Fixture};
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn passes_the_conformance_suite() {
-        let Some(url) = backend_url(REDIS_URL_VAR, "redis price store conformance") else { return };
+    crate::price_store_conformance!(suite, async {
+        let url = backend_url(REDIS_URL_VAR, "redis price store conformance")?;
         let namespace = RedisNamespace::create(&url);
         let store =
             RedisPriceStore::new(namespace.pool().clone(), namespace.prefix(), RedisPriceStore::DEFAULT_TTL);
-        conformance::run_all(Arc::new(store)).await;
-        namespace.cleanup().await;
-    }
-
-    #[test]
-    fn behaves_like_the_reference_model() {
-        let Some(url) = backend_url(REDIS_URL_VAR, "redis price store model test") else { return };
-        let runtime = tokio::runtime::Runtime::new().unwrap();
-        let namespace = RedisNamespace::create(&url);
-        let store =
-            RedisPriceStore::new(namespace.pool().clone(), namespace.prefix(), RedisPriceStore::DEFAULT_TTL);
-        proptest!(ProptestConfig::with_cases(24), |(ops in conformance::operations())| {
-            runtime.block_on(conformance::check_against_model(&store, &ops));
-        });
-        runtime.block_on(namespace.cleanup());
-    }
+        Some(Fixture::new(Arc::new(store)).then(namespace.cleanup()))
+    });
 
     #[tokio::test]
     async fn prices_expire_after_the_ttl() {

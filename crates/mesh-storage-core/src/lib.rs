@@ -10,9 +10,13 @@
 //!   Redis (feature `redis`) and once for PostgreSQL (feature `postgres`), keeping the source
 //!   error. Each storage crate's `Error` converts from it.
 //! - `MIGRATOR` (feature `postgres`): the workspace's `migrations/`, embedded once.
+//! - `conformance` (feature `conformance`): the `Fixture` a backend's tests set up, and the
+//!   test bodies behind each storage crate's conformance macro.
 //!
 //! It sits between `mesh-types` and the storage crates, and depends on no storage crate.
 
+#[cfg(feature = "conformance")]
+pub mod conformance;
 mod error;
 mod flusher;
 mod health;
