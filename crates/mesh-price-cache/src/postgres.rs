@@ -1,14 +1,14 @@
 //! [`PostgresPriceStore`]: prices in the `mesh_price_cache` table (see `migrations/`).
 //!
-//! `store` is one conditional upsert: a row is replaced only when the new price is newer by the
-//! `(timestamp, timestamp_nanos, source_node_id, tie breaker)` order, the same order as
-//! [`CachedPriceData::newer_than`]; the tie breaker of the held row is computed in SQL with the
-//! same digest. PostgreSQL's `TIMESTAMPTZ` keeps microseconds, so the
-//! sub-microsecond remainder lives in `timestamp_nanos` and values come back exactly.
+//! Every write is one statement, `UPSERT`, a conditional upsert: a row is replaced only when
+//! the new price is newer by the `(timestamp, timestamp_nanos, source_node_id, tie breaker)`
+//! order, the same order as [`CachedPriceData::newer_than`]; the tie breakers are computed in SQL
+//! with the same digest. PostgreSQL's `TIMESTAMPTZ` keeps microseconds, so the sub-microsecond
+//! remainder lives in `timestamp_nanos` and values come back exactly.
 //!
-//! `store_many` sends the same conditional upsert for many rows at once (`INSERT … SELECT FROM
-//! UNNEST(arrays) ON CONFLICT DO UPDATE … WHERE held < new RETURNING …`), 96 rows per
-//! statement and up to six statements in flight on separate connections.
+//! `store` sends it for one row; `store_many` for many rows at once (`INSERT … SELECT FROM
+//! UNNEST(arrays) ON CONFLICT DO UPDATE … WHERE held < new RETURNING …`), 96 rows per statement
+//! and up to six statements in flight on separate connections.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -25,11 +25,14 @@ use crate::{Error, PriceStore, Result, StoreOutcome};
 
 const BACKEND: &str = "postgres";
 
-// The new row's tie breaker is computed in SQL, from the same text as the held row's
-// (EXCLUDED holds only the table's columns), so both sides of the compare are digests
-// of the stored strings, as in `store`. The row comparison stops at the first unequal
-// column, so the digests are only computed on a tie.
-const UPSERT_MANY: &str = "INSERT INTO mesh_price_cache \
+/// The one newest-wins write, of every price in the arrays `$1`–`$7`, returning the changed rows
+/// with whether each was inserted (`xmax = 0`) rather than updated.
+///
+/// The new row's tie breaker is computed in SQL, from the same text as the held row's (EXCLUDED
+/// holds only the table's columns), so both sides of the compare are digests of the stored
+/// strings — [`CachedPriceData::tie_breaker`] of what was bound. The row comparison stops at
+/// the first unequal column, so the digests are only computed on a tie.
+const UPSERT: &str = "INSERT INTO mesh_price_cache \
         (asset, price, blockchain, timestamp, timestamp_nanos, source_node_id, change_24h, updated_at) \
      SELECT asset, price, blockchain, timestamp, timestamp_nanos, source_node_id, change_24h, now() \
      FROM UNNEST($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::int4[], $6::uuid[], $7::text[]) \
@@ -134,7 +137,7 @@ async fn upsert(
         changes.push(price.change_24h.map(|change| change.to_string()));
         by_asset.insert(price.asset.as_str(), index);
     }
-    let changed: Vec<(String, bool)> = sqlx::query_as(UPSERT_MANY)
+    let changed: Vec<(String, bool)> = sqlx::query_as(UPSERT)
         .bind(assets)
         .bind(values)
         .bind(blockchains)
@@ -194,39 +197,9 @@ impl PostgresPriceStore {
 #[async_trait]
 impl PriceStore for PostgresPriceStore {
     async fn store(&self, price: CachedPriceData) -> Result<StoreOutcome> {
-        let (timestamp, nanos) = split_timestamp(price.timestamp);
-        let inserted: Option<bool> = sqlx::query_scalar(
-            "INSERT INTO mesh_price_cache \
-                (asset, price, blockchain, timestamp, timestamp_nanos, source_node_id, change_24h, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, now()) \
-             ON CONFLICT (asset) DO UPDATE SET \
-                price = EXCLUDED.price, blockchain = EXCLUDED.blockchain, timestamp = EXCLUDED.timestamp, \
-                timestamp_nanos = EXCLUDED.timestamp_nanos, source_node_id = EXCLUDED.source_node_id, \
-                change_24h = EXCLUDED.change_24h, updated_at = now() \
-             WHERE (mesh_price_cache.timestamp, mesh_price_cache.timestamp_nanos, mesh_price_cache.source_node_id, \
-                    encode(sha256(convert_to(mesh_price_cache.price || '|' || mesh_price_cache.blockchain || '|' \
-                        || coalesce(mesh_price_cache.change_24h, ''), 'UTF8')), 'hex') COLLATE \"C\") \
-                 < (EXCLUDED.timestamp, EXCLUDED.timestamp_nanos, EXCLUDED.source_node_id, $8 COLLATE \"C\") \
-             RETURNING (xmax = 0)",
-        )
-        .bind(price.asset.as_str())
-        .bind(price.price.to_string())
-        .bind(&price.blockchain)
-        .bind(timestamp)
-        .bind(nanos)
-        .bind(price.source_node_id.as_uuid())
-        .bind(price.change_24h.map(|change| change.to_string()))
-        .bind(price.tie_breaker())
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(BackendError::postgres)?;
-        // No row back: the held price was as new or newer. `xmax = 0` tells an insert from an
-        // update.
-        Ok(match inserted {
-            None => StoreOutcome::Ignored,
-            Some(true) => StoreOutcome::Inserted,
-            Some(false) => StoreOutcome::Replaced,
-        })
+        // No row back: the held price was as new or newer.
+        let changed = upsert(self.pool.clone(), Arc::new([price]), vec![0]).await?;
+        Ok(changed.first().map_or(StoreOutcome::Ignored, |&(_, outcome)| outcome))
     }
 
     async fn store_many(&self, prices: Vec<CachedPriceData>) -> Result<Vec<StoreOutcome>> {
