@@ -20,7 +20,7 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-pub use mesh_storage_core::BackendError;
+pub use mesh_storage_core::{BackendError, Corrupt};
 use mesh_types::{NodeId, Timestamp};
 use thiserror::Error;
 
@@ -43,14 +43,9 @@ pub use redis::RedisCoordinator;
 #[derive(Debug, Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// The backend holds a record it cannot read.
-    #[error("{backend} holds an invalid fetch record: {detail}")]
-    Corrupt {
-        /// Which backend.
-        backend: &'static str,
-        /// What was wrong with it.
-        detail: String,
-    },
+    /// The backend holds a fetch record it cannot read.
+    #[error(transparent)]
+    Corrupt(#[from] Corrupt),
     /// The durable backend failed: [`Error::is_retryable`] when it could not be reached (the
     /// operation may succeed when retried), not when it refused the operation.
     #[error(transparent)]

@@ -9,7 +9,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use deadpool_redis::redis::{self, Script};
 use deadpool_redis::{Connection, Pool};
-use mesh_storage_core::BackendError;
+use mesh_storage_core::{BackendError, Corrupt};
 use mesh_types::{NodeId, Timestamp};
 
 use crate::{Error, FetchCoordinator, Result};
@@ -102,9 +102,12 @@ impl FetchCoordinator for RedisCoordinator {
             .await
             .map_err(BackendError::redis)?;
         ms.map(|ms| {
-            Timestamp::from_timestamp_millis(ms).ok_or_else(|| Error::Corrupt {
-                backend: BACKEND,
-                detail: format!("fetch time {ms} ms is out of range"),
+            Timestamp::from_timestamp_millis(ms).ok_or_else(|| {
+                Error::from(Corrupt::new(
+                    BACKEND,
+                    "fetch record",
+                    format!("fetch time {ms} ms is out of range"),
+                ))
             })
         })
         .transpose()

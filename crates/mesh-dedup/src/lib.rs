@@ -20,7 +20,7 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-pub use mesh_storage_core::BackendError;
+pub use mesh_storage_core::{BackendError, Corrupt};
 use mesh_types::MessageId;
 use thiserror::Error;
 
@@ -48,15 +48,8 @@ pub use redis::RedisTracker;
 #[non_exhaustive]
 pub enum Error {
     /// The backend holds a value that is not a message id.
-    #[error("{backend} holds an invalid entry {entry:?}: {detail}")]
-    Corrupt {
-        /// Which backend.
-        backend: &'static str,
-        /// The offending key or row.
-        entry: String,
-        /// What was wrong with it.
-        detail: String,
-    },
+    #[error(transparent)]
+    Corrupt(#[from] Corrupt),
     /// The durable backend failed: [`Error::is_retryable`] when it could not be reached (the
     /// operation may succeed when retried), not when it refused the operation.
     #[error(transparent)]

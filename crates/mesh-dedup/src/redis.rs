@@ -7,11 +7,11 @@
 use async_trait::async_trait;
 use deadpool_redis::redis::{self, AsyncCommands};
 use deadpool_redis::{Connection, Pool};
-use mesh_storage_core::BackendError;
+use mesh_storage_core::{BackendError, Corrupt};
 use mesh_types::MessageId;
 use tokio::time::Duration;
 
-use crate::{Error, MessageTracker, Result};
+use crate::{MessageTracker, Result};
 
 const BACKEND: &str = "redis";
 
@@ -60,10 +60,8 @@ impl RedisTracker {
             let Some(key) = keys.next_item().await else { break };
             let key = key.map_err(BackendError::redis)?;
             let text = key.rsplit(':').next().unwrap_or_default();
-            let id = text.parse::<MessageId>().map_err(|err| Error::Corrupt {
-                backend: BACKEND,
-                entry: key.clone(),
-                detail: err.to_string(),
+            let id = text.parse::<MessageId>().map_err(|err| {
+                Corrupt::because(BACKEND, format!("entry {key:?}"), "not a message id", err)
             })?;
             ids.push(id);
         }

@@ -18,7 +18,7 @@
 //! feature).
 
 use async_trait::async_trait;
-pub use mesh_storage_core::BackendError;
+pub use mesh_storage_core::{BackendError, Corrupt};
 use mesh_types::{Asset, CachedPriceData, PriceMap};
 use thiserror::Error;
 
@@ -64,15 +64,8 @@ impl StoreOutcome {
 #[non_exhaustive]
 pub enum Error {
     /// A stored row or value could not be read back as a price.
-    #[error("{backend} holds an invalid price under {key:?}: {detail}")]
-    Corrupt {
-        /// Which backend.
-        backend: &'static str,
-        /// The key or row.
-        key: String,
-        /// What was wrong with it.
-        detail: String,
-    },
+    #[error(transparent)]
+    Corrupt(#[from] Corrupt),
     /// The durable backend failed: [`Error::is_retryable`] when it could not be reached (the
     /// operation may succeed when retried), not when it refused the operation.
     #[error(transparent)]
@@ -88,6 +81,11 @@ impl Error {
 
 /// Result of store operations.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// How a [`Corrupt`] error names a price a backend holds under `key`.
+fn price_under(key: &str) -> String {
+    format!("price under {key:?}")
+}
 
 /// Holds the newest price per asset.
 #[cfg_attr(any(test, feature = "mocks"), mockall::automock)]

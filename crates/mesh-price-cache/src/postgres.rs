@@ -14,14 +14,14 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use mesh_storage_core::BackendError;
+use mesh_storage_core::{BackendError, Corrupt};
 use mesh_types::chrono::{DateTime, Utc};
 use mesh_types::rust_decimal::Decimal;
 use mesh_types::{Asset, CachedPriceData, NodeId, PriceMap, Timestamp};
 use sqlx::PgPool;
 use tokio::task::JoinSet;
 
-use crate::{Error, PriceStore, Result, StoreOutcome};
+use crate::{Error, PriceStore, Result, StoreOutcome, price_under};
 
 const BACKEND: &str = "postgres";
 
@@ -69,24 +69,38 @@ struct Row {
 
 impl Row {
     fn into_price(self) -> Result<CachedPriceData> {
-        let corrupt = |detail: String| Error::Corrupt { backend: BACKEND, key: self.asset.clone(), detail };
-        let asset = Asset::new(&self.asset).map_err(|err| corrupt(err.to_string()))?;
-        let price =
-            self.price.parse::<Decimal>().map_err(|err| corrupt(format!("price {:?}: {err}", self.price)))?;
+        let entry = price_under(&self.asset);
+        let asset = Asset::new(&self.asset)
+            .map_err(|err| Corrupt::because(BACKEND, &entry, format!("asset {:?}", self.asset), err))?;
+        let price = self
+            .price
+            .parse::<Decimal>()
+            .map_err(|err| Corrupt::because(BACKEND, &entry, format!("price {:?}", self.price), err))?;
         let change_24h = match &self.change_24h {
             None => None,
-            Some(text) => {
-                Some(text.parse::<Decimal>().map_err(|err| corrupt(format!("change_24h {text:?}: {err}")))?)
-            }
+            Some(text) => Some(
+                text.parse::<Decimal>()
+                    .map_err(|err| Corrupt::because(BACKEND, &entry, format!("change_24h {text:?}"), err))?,
+            ),
         };
-        let nanos = u32::try_from(self.timestamp_nanos)
-            .ok()
-            .filter(|nanos| *nanos < 1000)
-            .ok_or_else(|| corrupt(format!("timestamp_nanos {} is outside 0-999", self.timestamp_nanos)))?;
+        let nanos =
+            u32::try_from(self.timestamp_nanos).ok().filter(|nanos| *nanos < 1000).ok_or_else(|| {
+                Corrupt::new(
+                    BACKEND,
+                    &entry,
+                    format!("timestamp_nanos {} is outside 0-999", self.timestamp_nanos),
+                )
+            })?;
         let timestamp = self
             .timestamp
             .checked_add_signed(mesh_types::chrono::Duration::nanoseconds(i64::from(nanos)))
-            .ok_or_else(|| corrupt(format!("timestamp {} + {nanos} ns is out of range", self.timestamp)))?;
+            .ok_or_else(|| {
+                Corrupt::new(
+                    BACKEND,
+                    &entry,
+                    format!("timestamp {} + {nanos} ns is out of range", self.timestamp),
+                )
+            })?;
         Ok(CachedPriceData {
             asset,
             price,
@@ -151,10 +165,8 @@ async fn upsert(
     changed
         .into_iter()
         .map(|(asset, inserted)| {
-            let index = by_asset.get(asset.as_str()).copied().ok_or_else(|| Error::Corrupt {
-                backend: BACKEND,
-                key: asset.clone(),
-                detail: "the upsert returned an asset it was not given".to_owned(),
+            let index = by_asset.get(asset.as_str()).copied().ok_or_else(|| {
+                Corrupt::new(BACKEND, price_under(&asset), "the upsert returned an asset it was not given")
             })?;
             Ok((index, if inserted { StoreOutcome::Inserted } else { StoreOutcome::Replaced }))
         })
@@ -323,6 +335,8 @@ mod tests {
         let err = store.get(Asset::new("BAD").unwrap()).await.unwrap_err();
         assert!(matches!(err, Error::Corrupt { .. }), "{err}");
         assert!(err.to_string().contains("twelve"), "{err}");
+        let source = std::error::Error::source(&err).expect("the parser's error is kept");
+        assert!(source.is::<mesh_types::rust_decimal::Error>(), "{source}");
         assert!(store.get_all().await.unwrap().is_empty(), "the corrupt row is skipped in listings");
         schema.cleanup().await;
     }

@@ -10,11 +10,11 @@
 use async_trait::async_trait;
 use deadpool_redis::redis::{self, AsyncCommands, Script};
 use deadpool_redis::{Connection, Pool};
-use mesh_storage_core::BackendError;
+use mesh_storage_core::{BackendError, Corrupt};
 use mesh_types::{Asset, CachedPriceData, PriceMap};
 use tokio::time::Duration;
 
-use crate::{Error, PriceStore, Result, StoreOutcome};
+use crate::{Error, PriceStore, Result, StoreOutcome, price_under};
 
 const BACKEND: &str = "redis";
 
@@ -130,11 +130,9 @@ impl RedisPriceStore {
         };
         let codes: Vec<i64> = answer.map_err(BackendError::redis)?.into_iter().flatten().collect();
         if codes.len() != prices.len() {
-            return Err(Error::Corrupt {
-                backend: BACKEND,
-                key: self.key(prices[0].asset),
-                detail: format!("store script answered {} outcomes for {} prices", codes.len(), prices.len()),
-            });
+            let detail =
+                format!("store script answered {} outcomes for {} prices", codes.len(), prices.len());
+            return Err(Corrupt::new(BACKEND, price_under(&self.key(prices[0].asset)), detail).into());
         }
         prices
             .iter()
@@ -143,11 +141,12 @@ impl RedisPriceStore {
                 0 => Ok(StoreOutcome::Ignored),
                 1 => Ok(StoreOutcome::Inserted),
                 2 => Ok(StoreOutcome::Replaced),
-                other => Err(Error::Corrupt {
-                    backend: BACKEND,
-                    key: self.key(price.asset),
-                    detail: format!("store script answered {other}"),
-                }),
+                other => Err(Corrupt::new(
+                    BACKEND,
+                    price_under(&self.key(price.asset)),
+                    format!("store script answered {other}"),
+                )
+                .into()),
             })
             .collect()
     }
@@ -173,11 +172,8 @@ impl RedisPriceStore {
     }
 
     fn parse(key: &str, data: &str) -> Result<CachedPriceData> {
-        serde_json::from_str(data).map_err(|err| Error::Corrupt {
-            backend: BACKEND,
-            key: key.to_owned(),
-            detail: err.to_string(),
-        })
+        serde_json::from_str(data)
+            .map_err(|err| Corrupt::because(BACKEND, price_under(key), format!("data {data:?}"), err).into())
     }
 }
 

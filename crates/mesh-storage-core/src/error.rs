@@ -1,7 +1,11 @@
-//! [`BackendError`]: a durable backend's failure, classified once for every storage crate:
-//! retryable (the server could not be reached, or did not answer) or not. Each storage
-//! crate's `Error` converts from it, keeping the source error.
+//! The failures every storage crate shares, each crate's `Error` converting from them and
+//! keeping the source error:
+//!
+//! - [`BackendError`]: a durable backend's failure, classified once for every storage crate:
+//!   retryable (the server could not be reached, or did not answer) or not.
+//! - [`Corrupt`]: a backend holds a value that cannot be read back as what the crate stores.
 
+use std::fmt;
 use std::time::Duration;
 
 /// Any error, boxed: the source a storage error keeps.
@@ -30,6 +34,43 @@ pub enum BackendError {
         #[source]
         source: BoxError,
     },
+}
+
+/// A backend holds a value that cannot be read back: a row or key written by something else, or
+/// by an incompatible version. Retrying does not help; the value must be fixed or deleted (the
+/// stores skip such values in listings, and report them when asked for them).
+#[derive(Debug, thiserror::Error)]
+#[error("{backend} holds an invalid {entry}: {detail}")]
+#[non_exhaustive]
+pub struct Corrupt {
+    /// Which backend, e.g. `"postgres"`.
+    pub backend: &'static str,
+    /// What it holds, and under which key or id, e.g. `price under "SOL"`.
+    pub entry: String,
+    /// What is wrong with it, with the source error's message when there is one.
+    pub detail: String,
+    /// The error that refused the value (a JSON, decimal or address parser's), if one did.
+    #[source]
+    pub source: Option<BoxError>,
+}
+
+impl Corrupt {
+    /// `backend` holds `entry`, which the store's own check refused: `detail` says why.
+    pub fn new(backend: &'static str, entry: impl Into<String>, detail: impl Into<String>) -> Self {
+        Self { backend, entry: entry.into(), detail: detail.into(), source: None }
+    }
+
+    /// `backend` holds `entry`, whose part `what` (e.g. `price "twelve"`) `source` refused; the
+    /// detail reads `{what}: {source}`.
+    pub fn because(
+        backend: &'static str,
+        entry: impl Into<String>,
+        what: impl fmt::Display,
+        source: impl Into<BoxError>,
+    ) -> Self {
+        let source = source.into();
+        Self { backend, entry: entry.into(), detail: format!("{what}: {source}"), source: Some(source) }
+    }
 }
 
 /// A call that got no answer in time.
@@ -79,5 +120,21 @@ mod tests {
         assert_eq!(err.to_string(), "durable tracker unavailable: no answer within 5s");
         let source = std::error::Error::source(&err).expect("the source is kept");
         assert!(source.is::<NoAnswer>());
+    }
+
+    #[test]
+    fn a_corrupt_value_says_where_and_keeps_its_source() {
+        let source = "twelve".parse::<u32>().unwrap_err();
+        let err = Corrupt::because("postgres", "price under \"SOL\"", "price \"twelve\"", source.clone());
+        assert_eq!(
+            err.to_string(),
+            format!("postgres holds an invalid price under \"SOL\": price \"twelve\": {source}")
+        );
+        let kept = std::error::Error::source(&err).expect("the source is kept");
+        assert_eq!(kept.downcast_ref::<std::num::ParseIntError>(), Some(&source));
+
+        let err = Corrupt::new("redis", "fetch record", "fetch time 9 ms is out of range");
+        assert_eq!(err.to_string(), "redis holds an invalid fetch record: fetch time 9 ms is out of range");
+        assert!(std::error::Error::source(&err).is_none());
     }
 }

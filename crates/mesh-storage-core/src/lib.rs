@@ -8,7 +8,8 @@
 //!   [`StoreMetrics`].
 //! - [`BackendError`]: a durable backend's failure classified as retryable or not, once for
 //!   Redis (feature `redis`) and once for PostgreSQL (feature `postgres`), keeping the source
-//!   error. Each storage crate's `Error` converts from it.
+//!   error; and [`Corrupt`], a value a backend holds that cannot be read back. Each storage
+//!   crate's `Error` converts from both.
 //! - `MIGRATOR` (feature `postgres`): the workspace's `migrations/`, embedded once.
 //! - `conformance` (feature `conformance`): the `Fixture` a backend's tests set up, and the
 //!   test bodies behind each storage crate's conformance macro.
@@ -27,7 +28,7 @@ mod postgres;
 mod redis;
 mod write_behind;
 
-pub use error::{BackendError, BoxError, NoAnswer};
+pub use error::{BackendError, BoxError, Corrupt, NoAnswer};
 pub use flusher::Flusher;
 pub use health::{BackendHealth, StoreMetrics};
 pub use pending::{Added, DirtySet, Pending, Queue};
