@@ -29,6 +29,8 @@ use std::time::Duration;
 
 pub use mesh_storage_core::conformance::Fixture;
 use mesh_storage_core::conformance::{run_model, run_suite, runtime};
+#[doc(hidden)]
+pub use mesh_storage_core::conformance_tests;
 use mesh_types::{MessageId, NodeId, PublicKey};
 use proptest::prelude::*;
 
@@ -39,28 +41,16 @@ use crate::FetchCoordinator;
 #[macro_export]
 macro_rules! fetch_coordinator_conformance {
     ($name:ident, $setup:expr $(,)?) => {
-        $crate::fetch_coordinator_conformance!(@suite $name, $setup, {
-            #[test]
-            fn behaves_like_the_reference_model() {
-                $crate::conformance::test_model($setup, file!());
-            }
-        });
+        $crate::conformance::conformance_tests!(
+            $name,
+            $setup,
+            $crate::conformance::test_suite,
+            $crate::conformance::test_model,
+            256
+        );
     };
     ($name:ident, $setup:expr, without_model $(,)?) => {
-        $crate::fetch_coordinator_conformance!(@suite $name, $setup, {});
-    };
-    (@suite $name:ident, $setup:expr, { $($model:tt)* }) => {
-        mod $name {
-            #[allow(unused_imports)]
-            use super::*;
-
-            #[test]
-            fn passes_the_conformance_suite() {
-                $crate::conformance::test_suite($setup);
-            }
-
-            $($model)*
-        }
+        $crate::conformance::conformance_tests!($name, $setup, $crate::conformance::test_suite);
     };
 }
 
@@ -74,7 +64,7 @@ pub fn test_suite<C: FetchCoordinator + 'static>(setup: impl Future<Output = Opt
     run_suite(&runtime(), setup, |coordinator| run_all(coordinator));
 }
 
-/// Runs [`check_against_model`] on 256 random workloads against the coordinator `setup` gives,
+/// Runs [`check_against_model`] on `cases` random workloads against the coordinator `setup` gives,
 /// on a paused tokio clock, then finishes the fixture; does nothing when `setup` gives none.
 /// Failing workloads are saved in `proptest-regressions/` beside `source_file` (the `file!()`
 /// of the test). The second test of
@@ -84,6 +74,7 @@ pub fn test_suite<C: FetchCoordinator + 'static>(setup: impl Future<Output = Opt
 /// On the first disagreement, with the smallest workload that shows it.
 pub fn test_model<C: FetchCoordinator + 'static>(
     setup: impl Future<Output = Option<Fixture<C>>>,
+    cases: u32,
     source_file: &'static str,
 ) {
     let paused = tokio::runtime::Builder::new_current_thread()
@@ -91,7 +82,7 @@ pub fn test_model<C: FetchCoordinator + 'static>(
         .start_paused(true)
         .build()
         .expect("build a test runtime");
-    run_model(&paused, setup, operations(), 256, source_file, |coordinator, ops| async move {
+    run_model(&paused, setup, operations(), cases, source_file, |coordinator, ops| async move {
         check_against_model(coordinator.as_ref(), &ops).await;
     });
 }

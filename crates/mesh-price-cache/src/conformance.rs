@@ -28,6 +28,8 @@ use std::sync::Arc;
 
 pub use mesh_storage_core::conformance::Fixture;
 use mesh_storage_core::conformance::{run_model, run_suite, runtime};
+#[doc(hidden)]
+pub use mesh_storage_core::conformance_tests;
 use mesh_types::rust_decimal::Decimal;
 use mesh_types::{Asset, CachedPriceData, NodeId, PublicKey, Timestamp};
 use proptest::prelude::*;
@@ -42,20 +44,13 @@ macro_rules! price_store_conformance {
         $crate::price_store_conformance!($name, $setup, model_cases = 24);
     };
     ($name:ident, $setup:expr, model_cases = $cases:expr $(,)?) => {
-        mod $name {
-            #[allow(unused_imports)]
-            use super::*;
-
-            #[test]
-            fn passes_the_conformance_suite() {
-                $crate::conformance::test_suite($setup);
-            }
-
-            #[test]
-            fn behaves_like_the_reference_model() {
-                $crate::conformance::test_model($setup, $cases, file!());
-            }
-        }
+        $crate::conformance::conformance_tests!(
+            $name,
+            $setup,
+            $crate::conformance::test_suite,
+            $crate::conformance::test_model,
+            $cases
+        );
     };
 }
 

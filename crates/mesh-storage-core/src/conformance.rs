@@ -3,7 +3,8 @@
 //! crate's `run_all`) and [`run_model`] (its model-based workloads).
 //!
 //! Each storage crate wraps them in a macro, e.g. `mesh_dedup::message_tracker_conformance!`,
-//! so a backend gets its whole suite with one line. A setup returns `None` to skip, as a
+//! so a backend gets its whole suite with one line; the macros expand to
+//! [`conformance_tests!`](crate::conformance_tests). A setup returns `None` to skip, as a
 //! backend whose server URL is unset does.
 
 use std::fmt;
@@ -14,6 +15,33 @@ use std::sync::Arc;
 use proptest::strategy::Strategy;
 use proptest::test_runner::{Config, TestRunner};
 use tokio::runtime::Runtime;
+
+/// The tests of one backend's conformance suite, in a module `$name`: what each storage crate's
+/// macro (e.g. `mesh_dedup::message_tracker_conformance!`) expands to. `passes_the_conformance_suite`
+/// calls `$suite($setup)`; with a `$model`, `behaves_like_the_reference_model` calls
+/// `$model($setup, $cases, file!())`. The module sees its parent's names, so the setup can use
+/// them.
+#[macro_export]
+macro_rules! conformance_tests {
+    ($name:ident, $setup:expr, $suite:path $(, $model:path, $cases:expr)? $(,)?) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            #[test]
+            fn passes_the_conformance_suite() {
+                $suite($setup);
+            }
+
+            $(
+                #[test]
+                fn behaves_like_the_reference_model() {
+                    $model($setup, $cases, file!());
+                }
+            )?
+        }
+    };
+}
 
 /// What a fixture runs when the suite is done: a future owning what it needs.
 type Finish = Pin<Box<dyn Future<Output = ()> + Send>>;
