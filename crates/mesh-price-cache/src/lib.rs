@@ -83,6 +83,7 @@ impl Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// How a [`Corrupt`] error names a price a backend holds under `key`.
+#[cfg(any(feature = "redis", feature = "postgres"))]
 fn price_under(key: &str) -> String {
     format!("price under {key:?}")
 }
