@@ -1,6 +1,6 @@
 //! The pricemesh simulator: many whole nodes ([`mesh_service::MeshPriceService`]) in one
 //! process over the in-memory transport, wired as a chosen [`Topology`] (random regular, ring,
-//! line, the deployment guide's provider/relay/consumer hierarchy, or a tree grown by joining),
+//! line, a planned provider/relay/consumer hierarchy, or a tree grown by joining),
 //! with optional link latency, loss and a temporary partition. It publishes updates from the
 //! providers (a number of them, or for a duration) and reports, per update, how long until half,
 //! 99 % and all of the nodes held it, how many messages the network carried per node, whether

@@ -17,8 +17,8 @@ pub enum Topology {
     Ring,
     /// A path: the worst case for propagation.
     Line,
-    /// The deployment guide's layout: providers at the top, `relays` relays below each, and
-    /// consumers spread over the relays; relays of one tier are linked in a ring.
+    /// A planned layout: providers at the top, `relays` relays below each, and consumers spread
+    /// over the relays; relays of one tier are linked in a ring.
     Hierarchical {
         /// Relays per provider.
         relays: usize,

@@ -1,6 +1,5 @@
 //! LAN discovery: nodes on one network segment find each other with no bootstrap address, by
-//! UDP multicast beacons — the role of the Python mesh's broadcast discovery. Off by default
-//! (`MESH_LAN_DISCOVERY=true` turns it on).
+//! UDP multicast beacons. Off by default (`MESH_LAN_DISCOVERY=true` turns it on).
 //!
 //! Every [`LanDiscovery::interval`] a listening node sends a small beacon to the multicast
 //! group: its network, node id and listening port. A node that hears a beacon from its own

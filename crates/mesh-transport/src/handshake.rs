@@ -428,6 +428,7 @@ mod tests {
         let (mut a, _b) = pair().await;
         let error = handshake(&mut a, &NodeIdentity::generate(), &config()).await.unwrap_err().error;
         assert!(matches!(error, TransportError::HandshakeTimeout { .. }), "{error}");
-        assert!(!error.is_retryable(), "the BSV taxonomy counts handshake timeouts as non-retryable");
+        // The peer took the connection but never answered: dialling it again soon will not help.
+        assert!(!error.is_retryable(), "a handshake timeout is not retryable");
     }
 }

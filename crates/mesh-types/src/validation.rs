@@ -1,5 +1,6 @@
 //! Validation of incoming price updates: the [`ValidationPolicy`] limits, the typed
-//! [`ValidationError`]s, and the API reference's error codes ([`ErrorCode`]) they map to.
+//! [`ValidationError`]s, and the error codes the HTTP API answers with ([`ErrorCode`]) they map
+//! to (the contract `mesh-api` serves at `/api/openapi.json`).
 //!
 //! A symbol outside `A-Z 0-9 . _ -` cannot be represented by [`crate::Asset`] at all, so such
 //! an update already fails to decode; everything that decodes is checked here.
@@ -49,7 +50,8 @@ impl ValidationPolicy {
     /// The latest timestamp any update may carry: the end of 9999, within what every backend
     /// (PostgreSQL's `TIMESTAMPTZ` included) stores.
     pub const LATEST_TIMESTAMP_SECS: i64 = 253_402_300_799;
-    /// Default largest TTL: 16, above the 10–15 the deployment guide suggests for large meshes.
+    /// Default largest TTL: 16, room for the 10–15 hops a large mesh's updates may need to reach
+    /// every node.
     pub const DEFAULT_MAX_TTL: u8 = 16;
     /// Default most prices per update: 1,024.
     pub const DEFAULT_MAX_PRICES: usize = 1024;
@@ -99,7 +101,7 @@ impl Default for ValidationPolicy {
     }
 }
 
-/// The application error codes of the API reference for rejected updates.
+/// The application error codes the HTTP API answers rejected updates with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum ErrorCode {
@@ -113,7 +115,7 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
-    /// The code as the API reference spells it, e.g. `"INVALID_PRICE_UPDATE"`.
+    /// The code as the HTTP API spells it, e.g. `"INVALID_PRICE_UPDATE"`.
     pub const fn as_str(&self) -> &'static str {
         match self {
             Self::InvalidPriceUpdate => "INVALID_PRICE_UPDATE",
@@ -258,7 +260,7 @@ pub enum ValidationError {
 }
 
 impl ValidationError {
-    /// The API reference's error code for this rejection.
+    /// The HTTP API's error code for this rejection.
     pub const fn code(&self) -> ErrorCode {
         match self {
             Self::MissingMessageId | Self::EmptyPrices | Self::MissingBlockchain { .. } => {

@@ -1,9 +1,10 @@
-//! Warnings a node raises about its data: [`MeshWarning`] with the API reference's codes
-//! `NO_PROVIDERS`, `STALE_DATA` and `PRICE_DISCREPANCY`, and pricemesh's `CLOCK_SKEW`.
+//! Warnings a node raises about its data: [`MeshWarning`] with the codes `NO_PROVIDERS`,
+//! `STALE_DATA`, `PRICE_DISCREPANCY` and `CLOCK_SKEW`.
 //!
 //! [`WarningKind`] is the machine part (it also travels inside mesh-wide
 //! [`crate::Alert`]s); [`MeshWarning`] adds the severity and the human message, and renders as
-//! the reference's flat JSON object (`{"severity", "message", "code", ...details}`).
+//! one flat JSON object (`{"severity", "message", "code", ...details}`), as the HTTP API serves
+//! it (the contract `mesh-api` serves at `/api/openapi.json`).
 
 use std::fmt;
 use std::time::Duration;
@@ -24,7 +25,7 @@ pub enum Severity {
     Critical,
 }
 
-/// The code of a warning, as the API reference spells it.
+/// The code of a warning, as the HTTP API spells it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum WarningCode {
@@ -169,7 +170,7 @@ fn describe_duration(duration: Duration) -> String {
     format!("{count} {unit}{plural}")
 }
 
-/// The flat JSON shape of the API reference.
+/// The flat JSON shape the HTTP API serves.
 #[derive(Serialize, Deserialize)]
 struct FlatWarning {
     severity: Severity,
