@@ -32,7 +32,7 @@ pub(crate) async fn load(path: &Path) -> Result<Vec<Peer>> {
     };
     match parse_peer_file(&bytes) {
         Ok(peers) => Ok(peers),
-        Err(detail) => {
+        Err(InvalidPeerFile { detail, source }) => {
             let moved_to = move_aside(path).await;
             match &moved_to {
                 Some(moved_to) => tracing::error!(
@@ -43,8 +43,27 @@ pub(crate) async fn load(path: &Path) -> Result<Vec<Peer>> {
                     tracing::error!(path = %path.display(), %detail, "peer file is corrupt, left in place")
                 }
             }
-            Err(Error::CorruptFile { path: path.to_owned(), detail, moved_to })
+            Err(Error::CorruptFile { path: path.to_owned(), detail, source, moved_to })
         }
+    }
+}
+
+/// What is wrong with a peer file's contents ([`parse_peer_file`]).
+#[derive(Debug, thiserror::Error)]
+#[error("{detail}")]
+#[non_exhaustive]
+pub struct InvalidPeerFile {
+    /// What is wrong, in words (with the JSON parser's message when it refused the file).
+    pub detail: String,
+    /// The JSON parser's error, when the file is not a JSON array of peers.
+    #[source]
+    pub source: Option<serde_json::Error>,
+}
+
+impl InvalidPeerFile {
+    /// The file breaks a rule of the store: `detail` says which.
+    fn rule(detail: String) -> Self {
+        Self { detail, source: None }
     }
 }
 
@@ -52,20 +71,21 @@ pub(crate) async fn load(path: &Path) -> Result<Vec<Peer>> {
 /// file cannot smuggle in a state the store could not have produced.
 ///
 /// # Errors
-/// What is wrong with the file, in words.
-pub fn parse_peer_file(bytes: &[u8]) -> Result<Vec<Peer>, String> {
-    let peers: Vec<Peer> = serde_json::from_slice(bytes).map_err(|err| format!("invalid JSON: {err}"))?;
+/// What is wrong with the file.
+pub fn parse_peer_file(bytes: &[u8]) -> Result<Vec<Peer>, InvalidPeerFile> {
+    let peers: Vec<Peer> = serde_json::from_slice(bytes)
+        .map_err(|err| InvalidPeerFile { detail: format!("invalid JSON: {err}"), source: Some(err) })?;
     let mut ids = HashSet::new();
     let mut addresses = HashSet::new();
     for peer in &peers {
         if let Some(problem) = peer.inconsistency() {
-            return Err(format!("peer {}: {problem}", peer.id));
+            return Err(InvalidPeerFile::rule(format!("peer {}: {problem}", peer.id)));
         }
         if !ids.insert(peer.id) {
-            return Err(format!("peer id {} appears twice", peer.id));
+            return Err(InvalidPeerFile::rule(format!("peer id {} appears twice", peer.id)));
         }
         if !addresses.insert(peer.socket_addr()) {
-            return Err(format!("address {} appears twice", peer.socket_addr()));
+            return Err(InvalidPeerFile::rule(format!("address {} appears twice", peer.socket_addr())));
         }
     }
     Ok(peers)

@@ -21,7 +21,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
 use async_trait::async_trait;
-pub use mesh_storage_core::BackendError;
+pub use mesh_storage_core::{BackendError, Corrupt};
 use mesh_types::Timestamp;
 use thiserror::Error;
 
@@ -34,7 +34,7 @@ mod postgres;
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
 
-pub use file::parse_peer_file;
+pub use file::{InvalidPeerFile, parse_peer_file};
 pub use memory::MemoryPeerStore;
 pub use peer::{BanReason, Peer, PeerId, PeerStatus, UnknownStatus};
 #[cfg(feature = "postgres")]
@@ -83,16 +83,10 @@ pub enum Error {
         /// What is inconsistent.
         detail: &'static str,
     },
-    /// The backend holds a value that is not a peer.
-    #[error("{backend} holds an invalid peer {entry}: {detail}")]
-    Corrupt {
-        /// Which backend.
-        backend: &'static str,
-        /// The offending row, by id where it could be read.
-        entry: String,
-        /// What was wrong with it.
-        detail: String,
-    },
+    /// The backend holds a value that is not a peer (its entry names the row, by id where it
+    /// could be read).
+    #[error(transparent)]
+    Corrupt(#[from] Corrupt),
     /// The peer file could not be parsed. It was moved aside, never overwritten, and the store
     /// was not loaded from it.
     #[error("peer file {} is corrupt ({detail}); {}", path.display(), moved_note(moved_to.as_ref()))]
@@ -101,6 +95,9 @@ pub enum Error {
         path: PathBuf,
         /// What was wrong with it.
         detail: String,
+        /// The JSON parser's error, when the file is not a JSON array of peers.
+        #[source]
+        source: Option<serde_json::Error>,
         /// Where the corrupt file now is; `None` if moving it failed and it is still at `path`.
         moved_to: Option<PathBuf>,
     },
@@ -219,6 +216,7 @@ mod tests {
         let corrupt = Error::CorruptFile {
             path: "/data/peers.json".into(),
             detail: "expected value at line 1 column 1".into(),
+            source: None,
             moved_to: Some("/data/peers.json.corrupt-1700000000".into()),
         };
         assert_eq!(

@@ -366,11 +366,13 @@ mod tests {
         std::fs::write(&path, b"[{\"id\": \"truncated").unwrap();
 
         let err = MemoryPeerStore::with_file(&path).await.unwrap_err();
-        let Error::CorruptFile { path: reported, detail, moved_to: Some(moved_to) } = &err else {
+        let Error::CorruptFile { path: reported, detail, moved_to: Some(moved_to), .. } = &err else {
             panic!("expected a corrupt file error, got {err}")
         };
         assert_eq!(reported, &path);
         assert!(detail.contains("invalid JSON"), "{detail}");
+        let source = std::error::Error::source(&err).expect("the JSON parser's error is kept");
+        assert!(source.is::<serde_json::Error>(), "{source}");
         let message = err.to_string();
         assert!(
             message.contains("peers.json") && message.contains(&moved_to.display().to_string()),

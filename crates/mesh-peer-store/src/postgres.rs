@@ -13,7 +13,7 @@
 use std::net::IpAddr;
 
 use async_trait::async_trait;
-use mesh_storage_core::BackendError;
+use mesh_storage_core::{BackendError, Corrupt};
 use mesh_types::chrono::{SubsecRound, Utc};
 use mesh_types::{PUBLIC_KEY_LEN, PublicKey, Timestamp};
 use sqlx::postgres::{PgPool, PgRow};
@@ -87,30 +87,40 @@ fn count_from(count: i64) -> usize {
 /// but a row must never panic the node.
 fn peer_from_row(row: &PgRow, at: Timestamp) -> Result<Peer> {
     let id: Uuid =
-        row.try_get("id").map_err(|err| corrupt("a row".into(), format!("unreadable id: {err}")))?;
+        row.try_get("id").map_err(|err| Corrupt::because(BACKEND, "peer row", "column id", err))?;
     let entry = || format!("peer {id}");
-    let column = |err: sqlx::Error| corrupt(entry(), err.to_string());
+    // A column that cannot be decoded as its type.
+    let column =
+        |name: &'static str| move |err| Corrupt::because(BACKEND, entry(), format!("column {name}"), err);
 
-    let address: String = row.try_get("address").map_err(column)?;
-    let address: IpAddr = address
+    let address: String = row.try_get("address").map_err(column("address"))?;
+    let address: IpAddr = address.parse().map_err(|err| {
+        Corrupt::because(BACKEND, entry(), format!("address {address:?} is not an IP address"), err)
+    })?;
+    let port: i32 = row.try_get("port").map_err(column("port"))?;
+    let port = u16::try_from(port)
+        .map_err(|_| Corrupt::new(BACKEND, entry(), format!("port {port} is out of range")))?;
+    let status: String = row.try_get("status").map_err(column("status"))?;
+    let status: PeerStatus = status
         .parse()
-        .map_err(|err| corrupt(entry(), format!("address {address:?} is not an IP address: {err}")))?;
-    let port: i32 = row.try_get("port").map_err(column)?;
-    let port = u16::try_from(port).map_err(|_| corrupt(entry(), format!("port {port} is out of range")))?;
-    let status: String = row.try_get("status").map_err(column)?;
-    let status: PeerStatus = status.parse().map_err(|err| corrupt(entry(), format!("{err}")))?;
-    let ban_reason: Option<serde_json::Value> = row.try_get("ban_reason").map_err(column)?;
+        .map_err(|err| Corrupt::because(BACKEND, entry(), format!("status {status:?}"), err))?;
+    let ban_reason: Option<serde_json::Value> = row.try_get("ban_reason").map_err(column("ban_reason"))?;
     let ban_reason = ban_reason
         .map(|json| {
-            serde_json::from_value::<BanReason>(json.clone())
-                .map_err(|err| corrupt(entry(), format!("ban reason {json} is not a BanReason: {err}")))
+            serde_json::from_value::<BanReason>(json.clone()).map_err(|err| {
+                Corrupt::because(BACKEND, entry(), format!("ban reason {json} is not a BanReason"), err)
+            })
         })
         .transpose()?;
-    let public_key: Option<Vec<u8>> = row.try_get("public_key").map_err(column)?;
+    let public_key: Option<Vec<u8>> = row.try_get("public_key").map_err(column("public_key"))?;
     let public_key = public_key
         .map(|bytes| {
             <[u8; PUBLIC_KEY_LEN]>::try_from(bytes.as_slice()).map(PublicKey::from_bytes).map_err(|_| {
-                corrupt(entry(), format!("public key has {} bytes, not {PUBLIC_KEY_LEN}", bytes.len()))
+                Corrupt::new(
+                    BACKEND,
+                    entry(),
+                    format!("public key has {} bytes, not {PUBLIC_KEY_LEN}", bytes.len()),
+                )
             })
         })
         .transpose()?;
@@ -120,21 +130,17 @@ fn peer_from_row(row: &PgRow, at: Timestamp) -> Result<Peer> {
         address,
         port,
         status,
-        status_changed_at: row.try_get("status_changed_at").map_err(column)?,
+        status_changed_at: row.try_get("status_changed_at").map_err(column("status_changed_at"))?,
         ban_reason,
-        banned_until: row.try_get("banned_until").map_err(column)?,
+        banned_until: row.try_get("banned_until").map_err(column("banned_until"))?,
         public_key,
-        last_seen: row.try_get("last_seen").map_err(column)?,
+        last_seen: row.try_get("last_seen").map_err(column("last_seen"))?,
     };
     if let Some(problem) = peer.inconsistency() {
-        return Err(corrupt(entry(), problem.to_owned()));
+        return Err(Corrupt::new(BACKEND, entry(), problem).into());
     }
     peer.lift_expired_ban(at);
     Ok(peer)
-}
-
-fn corrupt(entry: String, detail: String) -> Error {
-    Error::Corrupt { backend: BACKEND, entry, detail }
 }
 
 fn peers_from_rows(rows: &[PgRow], at: Timestamp) -> Result<Vec<Peer>> {
@@ -383,7 +389,9 @@ mod tests {
                 .await
                 .unwrap();
             let err = store.read(id).await.unwrap_err();
-            let Error::Corrupt { entry, detail, .. } = &err else { panic!("expected corrupt, got {err}") };
+            let Error::Corrupt(Corrupt { entry, detail, .. }) = &err else {
+                panic!("expected corrupt, got {err}")
+            };
             assert!(entry.contains(&id.to_string()) && detail.contains(expected), "{err}");
             assert!(matches!(store.list_all().await, Err(Error::Corrupt { .. })));
             sqlx::query("DELETE FROM mesh_peers WHERE id = $1").bind(id).execute(pool).await.unwrap();
