@@ -1,8 +1,7 @@
-//! [`TransportError`]: everything that can go wrong between two nodes, split as the BSV peer
-//! module splits it — connection failures worth retrying (refused, timeout, reset), failures
-//! that retrying will not fix (handshake failed, Noise session refused, banned), and failures
-//! that are grounds for a ban (wrong network, failed key proof, a `Hello` claiming another key
-//! than the session's).
+//! [`TransportError`]: everything that can go wrong between two nodes, in three kinds —
+//! connection failures worth retrying (refused, timeout, reset), failures that retrying will
+//! not fix (handshake failed, Noise session refused, banned), and failures that are grounds for
+//! a ban (wrong network, failed key proof, a `Hello` claiming another key than the session's).
 
 use std::net::SocketAddr;
 
@@ -198,11 +197,12 @@ pub enum TransportError {
 }
 
 impl TransportError {
-    /// Whether dialling the same address again soon may succeed. As in the BSV peer module:
-    /// refused, timed out and reset connections are retryable (so is a name that did not
-    /// resolve, and a connection closed under us); any other connection failure, a handshake
-    /// that timed out or failed, a ban reason and the limits are not — the manager then waits
-    /// the longest backoff before trying that address again.
+    /// Whether dialling the same address again soon may succeed: refused, timed out and reset
+    /// connections are retryable (so is a name that did not resolve, and a connection closed
+    /// under us) — the peer may be restarting or the network recovering; any other connection
+    /// failure, a handshake that timed out or failed (the peer answers, but not as a node of
+    /// this mesh), a ban reason and the limits are not — the manager then waits the longest
+    /// backoff before trying that address again.
     pub const fn is_retryable(&self) -> bool {
         matches!(
             self,
