@@ -28,11 +28,10 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use mesh_dedup::MessageTracker;
-use mesh_peer_store::BanReason;
 use mesh_price_cache::PriceStore;
 use mesh_types::{
-    Asset, AuthorKey, CachedPriceData, Digest, DigestEntry, Gossiped, MessageId, NodeId, PriceUpdate,
-    PublicKey, Request, Timestamp, ValidationError, ValidationPolicy,
+    Asset, AuthorKey, BanReason, CachedPriceData, Digest, DigestEntry, Gossiped, MessageId, NodeId,
+    PriceUpdate, PublicKey, Request, Timestamp, ValidationError, ValidationPolicy,
 };
 use quick_cache::sync::Cache;
 use thiserror::Error;
@@ -778,6 +777,24 @@ impl GossipEngine {
         let points = scores.config().flood;
         let ban = penalise(&mut scores, peer, points, now);
         tracing::debug!(%peer, "peer exceeds its anti-entropy message rate; dropping");
+        Err(Rejected { reason: RejectReason::RateLimited, ban })
+    }
+
+    /// Whether `count` items of lazy push from `from` (ids it made this node wait for, or
+    /// payloads it asked for) fit its update rate: each costs what an update costs, since each
+    /// makes this node do an update's worth of work. A peer beyond it is scored as a flood.
+    ///
+    /// # Errors
+    /// The rejection, with the ban the peer earned, if any.
+    pub fn admit_lazy(&self, from: NodeId, count: usize, now: Timestamp) -> Result<(), Rejected> {
+        let mut scores = lock(&self.scores);
+        if (0..count).all(|_| scores.take_token(from, now)) {
+            return Ok(());
+        }
+        self.counters.rejected(&RejectReason::RateLimited);
+        let points = scores.config().flood;
+        let ban = penalise(&mut scores, from, points, now);
+        tracing::debug!(peer = %from, "peer exceeds its rate with lazy-push messages; dropping");
         Err(Rejected { reason: RejectReason::RateLimited, ban })
     }
 

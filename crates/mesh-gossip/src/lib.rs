@@ -11,8 +11,12 @@
 //! [`GossipEngine::on_digest`] turns that into a request for what is newer;
 //! [`GossipEngine::on_request`] answers with the original signed updates, which the requester
 //! takes through [`GossipEngine::process_synced`].
+//!
+//! Relaying: [`PushTree`] decides which peers get an accepted update's payload and which only
+//! its id (lazy push along a spanning tree, repaired by grafts).
 
 mod engine;
+mod push;
 mod requests;
 mod scoring;
 mod trust;
@@ -21,6 +25,7 @@ pub use engine::{
     Accepted, Ban, Error, GossipConfig, GossipEngine, GossipStats, MAX_DIGEST_ENTRIES, MAX_HELD_ASSETS,
     Notice, Outcome, Received, RejectReason, Rejected,
 };
+pub use push::{Due, MAX_MISSING, MAX_MISSING_PER_PEER, MAX_RECENT, PushConfig, PushMode, PushTree};
 pub use requests::{MAX_PENDING_PER_PEER, MAX_REQUEST_ASSETS};
 pub use scoring::ScoringConfig;
 pub use trust::{TrustEntryError, TrustPolicy};

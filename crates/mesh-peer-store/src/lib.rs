@@ -36,7 +36,8 @@ pub mod conformance;
 
 pub use file::{InvalidPeerFile, parse_peer_file};
 pub use memory::MemoryPeerStore;
-pub use peer::{BanReason, Peer, PeerId, PeerStatus, UnknownStatus};
+pub use mesh_types::BanReason;
+pub use peer::{Peer, PeerId, PeerStatus, UnknownStatus};
 #[cfg(feature = "postgres")]
 pub use postgres::PostgresPeerStore;
 

@@ -1,5 +1,6 @@
 //! The records a [`PeerStore`](crate::PeerStore) keeps: [`Peer`], its [`PeerStatus`] and, for a
-//! banned peer, the [`BanReason`].
+//! banned peer, the [`BanReason`] (defined in `mesh-types`, since the gossip engine and the
+//! transport decide bans without a peer store).
 //!
 //! A peer is first recorded by where it listens, before its handshake reveals its key, so its
 //! [`PeerId`] is a random UUID; the self-certifying [`NodeId`] is derived from the public key
@@ -10,7 +11,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::str::FromStr;
 
 use mesh_types::chrono::{SubsecRound, Utc};
-use mesh_types::{NodeId, PublicKey, Timestamp};
+use mesh_types::{BanReason, NodeId, PublicKey, Timestamp};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -62,37 +63,6 @@ impl FromStr for PeerStatus {
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
         Self::ALL.into_iter().find(|status| status.as_str() == text).ok_or_else(|| UnknownStatus(text.into()))
-    }
-}
-
-/// Why a peer was banned. Serialized externally tagged, e.g. `"NetworkMismatch"` or
-/// `{"Misbehaviour": {"score": 120}}` — the form of the `ban_reason` column.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum BanReason {
-    /// The peer belongs to another mesh network.
-    NetworkMismatch,
-    /// The peer speaks an incompatible protocol version.
-    ProtocolMismatch,
-    /// The peer sent a message whose signature does not verify.
-    InvalidSignature,
-    /// The peer's misbehaviour score crossed the ban threshold.
-    Misbehaviour {
-        /// The score when the ban was decided.
-        score: u32,
-    },
-    /// The peer announced a user agent that is banned.
-    BannedUserAgent,
-}
-
-impl fmt::Display for BanReason {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::NetworkMismatch => f.write_str("network mismatch"),
-            Self::ProtocolMismatch => f.write_str("protocol mismatch"),
-            Self::InvalidSignature => f.write_str("invalid signature"),
-            Self::Misbehaviour { score } => write!(f, "misbehaviour (score {score})"),
-            Self::BannedUserAgent => f.write_str("banned user agent"),
-        }
     }
 }
 

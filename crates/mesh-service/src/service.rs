@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use mesh_coordination::{FetchCoordinator, ObservedCoordinator};
 use mesh_dedup::{LayeredTracker, MemoryTracker, MessageTracker, TrackerConfig};
-use mesh_gossip::{Accepted, GossipConfig, GossipEngine, Notice, Outcome, Received};
+use mesh_gossip::{Accepted, GossipConfig, GossipEngine, Notice, Outcome, PushConfig, PushTree, Received};
 use mesh_peer_store::{MemoryPeerStore, PeerStore};
 use mesh_price_cache::{LayeredPriceStore, MemoryPriceStore, PriceStore};
 use mesh_provider::{ProviderNode, ProviderTask};
@@ -40,6 +40,7 @@ use mesh_types::{ProviderConfig, ProviderConfigError};
 use thiserror::Error;
 use tokio::sync::{broadcast, mpsc};
 
+mod push;
 mod role;
 
 pub use role::EnableError;
@@ -66,6 +67,8 @@ pub struct ServiceConfig {
     pub network: ManagerConfig,
     /// How updates are judged: validation limits, trusted providers, misbehaviour scoring.
     pub gossip: GossipConfig,
+    /// How updates are relayed: lazy push along a tree (the default) or flooding.
+    pub push: PushConfig,
     /// Status thresholds and warnings.
     pub status: StatusConfig,
     /// Seen-message cache (`MESH_SEEN_MESSAGES_CACHE_SIZE`, `…_EXPIRATION_SECS`), for the
@@ -103,6 +106,7 @@ impl ServiceConfig {
         Self {
             network,
             gossip: GossipConfig::default(),
+            push: PushConfig::default(),
             status: StatusConfig::default(),
             tracker: TrackerConfig::default(),
             sync_interval: Duration::from_secs(30),
@@ -299,6 +303,8 @@ impl ServiceBuilder {
             accepted_updates: broadcast::channel(ACCEPTED_UPDATES_BUFFER).0,
             own_announce: Mutex::new(None),
             sync_soon: tokio::sync::Notify::new(),
+            push: Mutex::new(PushTree::new(config.push)),
+            push_due: tokio::sync::Notify::new(),
             identity: self.identity,
             manager,
             tracker,
@@ -314,6 +320,7 @@ impl ServiceBuilder {
         inner.supervisor.spawn_service("event_loop", inner.clone().event_loop(transport_events));
         inner.supervisor.spawn_service("timers", inner.clone().timers());
         inner.supervisor.spawn_service("sweeps", inner.clone().sweeps());
+        inner.supervisor.spawn_service("lazy_push", inner.clone().push_loop());
         Ok(MeshPriceService { inner })
     }
 }
@@ -356,6 +363,10 @@ struct Inner {
     /// the timers then send the digest early, so what a healed partition brings crosses the
     /// mesh in round trips instead of one hop per sync interval.
     sync_soon: tokio::sync::Notify,
+    /// Which peers get payloads and which only ids (see `service/push.rs`).
+    push: Mutex<PushTree>,
+    /// Woken when the push tree has something due sooner than the push task knows.
+    push_due: tokio::sync::Notify,
     is_provider: AtomicBool,
     /// The provider loop and its task (stopped at shutdown); the role changes in `role.rs`.
     provider: Mutex<Option<(ProviderNode, ProviderTask)>>,
@@ -697,7 +708,7 @@ impl Inner {
             if let Some(relay) = &accepted.relay {
                 lock(&self.provider_updates).keep(accepted.source, accepted.timestamp, Arc::clone(relay));
                 metrics::counter!("mesh_provider_broadcast_attempts_total").increment(1);
-                let sent = self.manager.broadcast(&MeshMessage::PriceUpdate(Arc::clone(relay)), None);
+                let sent = self.relay(accepted);
                 tracing::info!(assets = accepted.changed.len(), peers = sent, "provider broadcast complete");
                 if sent > 0 {
                     metrics::counter!("mesh_provider_broadcast_success_total").increment(1);
@@ -782,13 +793,17 @@ impl Inner {
     async fn handle(&self, event: TransportEvent) -> Result<(), mesh_gossip::Error> {
         match event {
             TransportEvent::Connected(info) => {
+                lock(&self.push).peer_joined(info.node_id);
                 lock(&self.status).node_seen(info.node_id, now());
                 self.greet(info.node_id).await;
                 for page in self.engine.digest_pages().await? {
                     let _ = self.manager.send(info.node_id, MeshMessage::Digest(page));
                 }
             }
-            TransportEvent::Disconnected { node_id, .. } => self.engine.peer_left(node_id),
+            TransportEvent::Disconnected { node_id, .. } => {
+                lock(&self.push).peer_left(node_id);
+                self.engine.peer_left(node_id);
+            }
             TransportEvent::Message { from, message } => self.on_message(from, message).await?,
         }
         Ok(())
@@ -813,6 +828,9 @@ impl Inner {
             }
             MeshMessage::Announce(announce) => self.on_announce(from, announce).await?,
             MeshMessage::Alert(alert) => self.on_alert(from, alert).await?,
+            MeshMessage::IHave(notice) => self.on_ihave(from, &notice).await,
+            MeshMessage::Graft(graft) => self.on_graft(from, &graft).await,
+            MeshMessage::Prune => self.on_prune(from),
             // The network layer handles the handshake, heartbeats, peer exchange and goodbyes.
             other => tracing::debug!(kind = other.kind(), %from, "ignoring a message for the network layer"),
         }
@@ -841,7 +859,10 @@ impl Inner {
                 Received { from, update, synced }
             })
             .collect();
-        for outcome in self.engine.process_batch(batch, now()).await? {
+        let gossiped: Vec<Option<NodeId>> =
+            batch.iter().map(|received| (!received.synced).then_some(received.from)).collect();
+        let outcomes = self.engine.process_batch(batch, now()).await?;
+        for (outcome, gossiped_by) in outcomes.into_iter().zip(gossiped) {
             match outcome {
                 Outcome::Accepted(accepted) => self.on_accepted(accepted).await,
                 Outcome::Rejected(rejected) => {
@@ -849,16 +870,20 @@ impl Inner {
                         self.manager.ban_for(ban.peer, ban.reason, ban.duration).await;
                     }
                 }
-                Outcome::Duplicate => {}
+                Outcome::Duplicate => {
+                    if let Some(from) = gossiped_by {
+                        self.on_duplicate(from);
+                    }
+                }
             }
         }
         Ok(())
     }
 
     async fn on_accepted(&self, accepted: Accepted) {
+        self.relay(&accepted);
         if let Some(relay) = &accepted.relay {
             lock(&self.provider_updates).keep(accepted.source, accepted.timestamp, Arc::clone(relay));
-            self.manager.broadcast(&MeshMessage::PriceUpdate(Arc::clone(relay)), accepted.except);
         } else if !accepted.changed.is_empty() {
             // Anti-entropy answers are never relayed: the peers learn of the change from this
             // node's digest, sent early.

@@ -5,8 +5,7 @@
 
 use std::net::SocketAddr;
 
-use mesh_peer_store::BanReason;
-use mesh_types::{CodecError, NetworkId, NodeId, PublicKey};
+use mesh_types::{BanReason, CodecError, NetworkId, NodeId, PublicKey};
 use thiserror::Error;
 
 /// Why a connection could not be made, kept, or used.

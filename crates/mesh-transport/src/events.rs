@@ -7,8 +7,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use mesh_peer_store::BanReason;
-use mesh_types::{GoodbyeReason, MeshMessage, NodeId};
+use mesh_types::{BanReason, GoodbyeReason, MeshMessage, NodeId};
 use tokio::sync::{Semaphore, mpsc};
 
 use crate::TransportError;

@@ -280,6 +280,20 @@ impl ConnectionManager {
         senders.iter().filter(|sender| matches!(sender.try_send(outbound.clone()), Ok(true))).count()
     }
 
+    /// Queues `message` for each of `nodes` that is connected, encoded once for all of them;
+    /// returns how many took it.
+    pub fn send_each(&self, message: &MeshMessage, nodes: &[NodeId]) -> usize {
+        if nodes.is_empty() {
+            return 0;
+        }
+        let senders: Vec<MessageSender> = {
+            let state = self.inner.lock();
+            nodes.iter().filter_map(|node| state.peers.get(node).map(|peer| peer.sender.clone())).collect()
+        };
+        let outbound = Outbound::new(message.clone());
+        senders.iter().filter(|sender| matches!(sender.try_send(outbound.clone()), Ok(true))).count()
+    }
+
     /// Bans `node` for `reason` for `duration` and disconnects it.
     pub async fn ban_for(&self, node: NodeId, reason: BanReason, duration: Duration) {
         let peer = self

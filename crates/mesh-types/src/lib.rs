@@ -41,6 +41,7 @@
 mod api;
 mod asset;
 mod author_key;
+mod ban;
 mod canonical;
 pub mod clock;
 pub mod codec;
@@ -67,6 +68,7 @@ mod warning;
 pub use api::{ApiFailure, ApiResponse, FeedFrame, FeedMessage, ProviderState, ProviderStatus};
 pub use asset::{Asset, AssetError, MAX_ASSET_LEN};
 pub use author_key::{AuthorKey, verify_batch};
+pub use ban::BanReason;
 pub use codec::{Codec, CodecError};
 pub use freshness::DataFreshness;
 pub use gossiped::Gossiped;
@@ -74,8 +76,8 @@ pub use identity::{IdentityError, KEY_FILE_NAME, NodeIdentity};
 pub use ids::{MessageId, NodeId};
 pub use keys::{PUBLIC_KEY_LEN, PublicKey, SIGNATURE_LEN, Signature};
 pub use message::{
-    Alert, Announce, Digest, DigestEntry, Goodbye, GoodbyeReason, Heartbeat, Hello, HelloAck,
-    MAX_PROVIDER_HOPS, MeshMessage, NONCE_LEN, PROTOCOL_VERSION, PeerAddress, PeerExchange, Request,
+    Alert, Announce, Digest, DigestEntry, Goodbye, GoodbyeReason, Heartbeat, Hello, HelloAck, LazyIds,
+    MAX_LAZY_IDS, MAX_PROVIDER_HOPS, MeshMessage, NONCE_LEN, PROTOCOL_VERSION, PeerAddress, PeerExchange, Request,
     handshake_proof_bytes,
 };
 pub use network::{MAX_NETWORK_ID_LEN, NetworkId, NetworkIdError};

@@ -26,7 +26,13 @@ use crate::{
 /// `CLOCK_SKEW` joined the warning kinds.
 ///
 /// 3: heartbeats and peer exchange entries carry hop counts to the nearest provider.
-pub const PROTOCOL_VERSION: u16 = 3;
+///
+/// 4: lazy push: [`MeshMessage::IHave`], [`MeshMessage::Graft`] and [`MeshMessage::Prune`].
+pub const PROTOCOL_VERSION: u16 = 4;
+
+/// Most message ids in one [`IHave`] or [`Graft`]; a longer list is cut to this many by the
+/// receiver, and a sender splits its own.
+pub const MAX_LAZY_IDS: usize = 512;
 
 /// The farthest a node counts its distance to a provider; a longer distance (or a loop
 /// counting up after a provider left) means "no provider known".
@@ -61,6 +67,12 @@ pub enum MeshMessage {
     Alert(Alert),
     /// I am closing this connection, and why.
     Goodbye(Goodbye),
+    /// Lazy push: I accepted these updates and did not send you their payloads.
+    IHave(LazyIds),
+    /// Lazy push: send me these updates' payloads, and push updates to me eagerly from now on.
+    Graft(LazyIds),
+    /// Lazy push: your payload reached me by another path first; send me only ids from now on.
+    Prune,
 }
 
 impl From<PriceUpdate> for MeshMessage {
@@ -90,6 +102,9 @@ impl MeshMessage {
             Self::Announce(_) => "announce",
             Self::Alert(_) => "alert",
             Self::Goodbye(_) => "goodbye",
+            Self::IHave(_) => "ihave",
+            Self::Graft(_) => "graft",
+            Self::Prune => "prune",
         }
     }
 
@@ -111,7 +126,9 @@ impl MeshMessage {
             Self::Request(request) => request.assets.len().saturating_mul(size_of::<Asset>()),
             Self::PeerExchange(exchange) => exchange.peers.len().saturating_mul(size_of::<PeerAddress>()),
             Self::Hello(hello) => hello.user_agent.len(),
-            Self::HelloAck(_)
+            Self::IHave(lazy) | Self::Graft(lazy) => lazy.ids.len().saturating_mul(size_of::<MessageId>()),
+            Self::Prune
+            | Self::HelloAck(_)
             | Self::Ping(_)
             | Self::Pong(_)
             | Self::Announce(_)
@@ -243,6 +260,14 @@ impl DigestEntry {
 pub struct Request {
     /// The assets.
     pub assets: Vec<Asset>,
+}
+
+/// The ids of an [`MeshMessage::IHave`] or a [`MeshMessage::Graft`]: at most
+/// [`MAX_LAZY_IDS`] are read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LazyIds {
+    /// The updates' ids ([`crate::PriceUpdate::seen_key`]).
+    pub ids: Vec<MessageId>,
 }
 
 /// Addresses of peers known to be good.

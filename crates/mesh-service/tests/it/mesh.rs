@@ -16,7 +16,7 @@ const SYNC: Duration = Duration::from_millis(300);
 /// Scheduling slack for a loaded test machine.
 const SLACK: Duration = Duration::from_millis(200);
 
-fn addr(n: u8) -> SocketAddr {
+pub(crate) fn addr(n: u8) -> SocketAddr {
     SocketAddr::from(([10, 0, 0, n], 9470))
 }
 
@@ -36,7 +36,7 @@ async fn node_with(
 }
 
 /// Node `n`'s settings: fast timers, so the tests take seconds.
-fn quick_config(n: u8, bootstrap: &[u8]) -> ServiceConfig {
+pub(crate) fn quick_config(n: u8, bootstrap: &[u8]) -> ServiceConfig {
     let mut manager = ManagerConfig::new(mesh_types::NetworkId::devnet());
     manager.listen_addr = Some(addr(n));
     manager.bootstrap = bootstrap.iter().map(|peer| addr(*peer).to_string()).collect();
@@ -54,7 +54,7 @@ fn quick_config(n: u8, bootstrap: &[u8]) -> ServiceConfig {
 }
 
 /// Starts node `n` with `identity` and `config`.
-async fn start_as(
+pub(crate) async fn start_as(
     network: &Arc<MemoryNetwork>,
     n: u8,
     identity: Arc<NodeIdentity>,
@@ -103,7 +103,7 @@ async fn two_quotes(a: &MeshPriceService, b: &MeshPriceService) -> (PriceUpdate,
     (older, newer)
 }
 
-async fn eventually(limit: Duration, mut condition: impl AsyncFnMut() -> bool) -> bool {
+pub(crate) async fn eventually(limit: Duration, mut condition: impl AsyncFnMut() -> bool) -> bool {
     let deadline = tokio::time::Instant::now() + limit;
     while tokio::time::Instant::now() < deadline {
         if condition().await {
