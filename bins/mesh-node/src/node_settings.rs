@@ -2,14 +2,14 @@
 //! a TOML file and these defaults), validated with one clear line naming the setting at fault,
 //! and turned into the libraries' configurations.
 //!
-//! The defaults are those of the reference documents.
+//! The defaults are the project's choices, each stated on its field.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use mesh_dedup::TrackerConfig;
-use mesh_gossip::{GossipConfig, ScoringConfig, TrustPolicy};
+use mesh_gossip::{GossipConfig, PushConfig, PushMode, ScoringConfig, TrustPolicy};
 use mesh_provider::BirdeyeConfig;
 use mesh_transport::{LanDiscovery, ManagerConfig};
 use mesh_types::{Asset, NetworkId, ProviderConfig, ValidationPolicy};
@@ -123,6 +123,9 @@ pub struct NodeSettings {
     /// `MESH_PREFER_CLOSE_PEERS`: give the peer slots above the minimum to peers closer to the
     /// providers (default true).
     pub prefer_close_peers: bool,
+    /// `MESH_LAZY_PUSH`: send each update's payload along a spanning tree and only its id on
+    /// the other links (default true); false floods the payload to every peer.
+    pub lazy_push: bool,
     /// `MESH_PREFERENCE_INTERVAL_SECS`: the least time between two moves towards the providers
     /// (default 30).
     pub preference_interval: Duration,
@@ -197,6 +200,7 @@ impl Default for NodeSettings {
             open_providers: false,
             lan_discovery: false,
             prefer_close_peers: true,
+            lazy_push: true,
             preference_interval: Duration::from_secs(30),
             heartbeat_interval: Duration::from_secs(5),
             heartbeat_timeout: Duration::from_secs(30),
@@ -494,6 +498,10 @@ impl NodeSettings {
         service.tracker = self.tracker_config();
         service.sync_interval = self.sync_interval;
         service.message_ttl = self.message_ttl;
+        service.push = PushConfig {
+            mode: if self.lazy_push { PushMode::Lazy } else { PushMode::Flood },
+            ..PushConfig::default()
+        };
         Ok(service)
     }
 }
@@ -503,7 +511,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn defaults_are_valid_and_match_the_reference() {
+    fn defaults_are_valid_and_match_the_documented_values() {
         let settings = NodeSettings { open_providers: true, ..NodeSettings::default() };
         assert_eq!(settings.validate(), Ok(()));
         assert_eq!(settings.api_addr.to_string(), "127.0.0.1:8080");

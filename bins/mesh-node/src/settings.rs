@@ -128,6 +128,10 @@ pub struct SettingArgs {
     /// [default: true].
     #[arg(long, env = "MESH_PREFER_CLOSE_PEERS")]
     pub prefer_close_peers: Option<bool>,
+    /// Send each update's payload along a spanning tree and only its id on the other links;
+    /// false floods the payload to every peer [default: true].
+    #[arg(long, env = "MESH_LAZY_PUSH")]
+    pub lazy_push: Option<bool>,
     /// Least seconds between two moves towards the providers [default: 30].
     #[arg(long, env = "MESH_PREFERENCE_INTERVAL_SECS")]
     pub preference_interval_secs: Option<u64>,
@@ -298,6 +302,7 @@ impl SettingArgs {
             lan_discovery: prefer!(self.lan_discovery, file.lan_discovery).unwrap_or(defaults.lan_discovery),
             prefer_close_peers: prefer!(self.prefer_close_peers, file.prefer_close_peers)
                 .unwrap_or(defaults.prefer_close_peers),
+            lazy_push: prefer!(self.lazy_push, file.lazy_push).unwrap_or(defaults.lazy_push),
             preference_interval: secs(
                 prefer!(self.preference_interval_secs, file.preference_interval_secs),
                 defaults.preference_interval,
@@ -385,6 +390,7 @@ impl SettingArgs {
             open_providers: Some(settings.open_providers),
             lan_discovery: Some(settings.lan_discovery),
             prefer_close_peers: Some(settings.prefer_close_peers),
+            lazy_push: Some(settings.lazy_push),
             preference_interval_secs: secs(settings.preference_interval),
             heartbeat_interval_secs: secs(settings.heartbeat_interval),
             heartbeat_timeout_secs: secs(settings.heartbeat_timeout),
@@ -495,6 +501,16 @@ mod tests {
         let file = SettingArgs::from_toml("sync_interval_secs = 18446744073709551615\nopen_providers = true")
             .unwrap();
         assert_eq!(parse(&[]).resolve(file).unwrap_err().setting, "MESH_SYNC_INTERVAL_SECS");
+    }
+
+    #[test]
+    fn lazy_push_is_the_default_and_can_be_turned_off_for_flooding() {
+        let open = ["--open-providers", "true"];
+        let defaults = parse(&open).resolve(SettingArgs::default()).unwrap().service_config().unwrap();
+        assert_eq!(defaults.push.mode, mesh_gossip::PushMode::Lazy);
+        let file = SettingArgs::from_toml("lazy_push = false\nopen_providers = true").unwrap();
+        let flooding = parse(&[]).resolve(file).unwrap().service_config().unwrap();
+        assert_eq!(flooding.push.mode, mesh_gossip::PushMode::Flood);
     }
 
     #[test]

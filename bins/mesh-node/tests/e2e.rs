@@ -1,6 +1,6 @@
 //! End to end with the real binary: three `mesh-node run` processes on loopback in a line
 //! (a simulated provider, a relay, a consumer); the consumer's REST API serves the provider's
-//! prices in the reference shapes, its network status lists the provider two hops away, and
+//! prices in the API's JSON shapes, its network status lists the provider two hops away, and
 //! its WebSocket sends `PriceMeshInitial` then `PriceMeshUpdate`.
 //!
 //! The nodes log warnings to the test's stderr; `E2E_LOG=info` (any `RUST_LOG` filter) shows more.

@@ -11,7 +11,10 @@ use std::time::Duration;
 use mesh_testkit::HostilePeer;
 use mesh_types::chrono::{TimeDelta, Utc};
 use mesh_types::rust_decimal::Decimal;
-use mesh_types::{Asset, Goodbye, GoodbyeReason, MeshMessage, NetworkId, NodeIdentity, PriceData, Request};
+use mesh_types::{
+    Asset, Goodbye, GoodbyeReason, LazyIds, MAX_LAZY_IDS, MeshMessage, MessageId, NetworkId, NodeIdentity,
+    PriceData, Request,
+};
 use serde_json::Value;
 
 mod support;
@@ -157,5 +160,62 @@ async fn a_flood_of_requests_gets_a_bounded_number_of_answers_then_a_ban() {
     assert!(answers <= 16 + 5, "{answers} answers to {sent} requests");
     assert!(answers >= 1, "requests within the budget are answered");
     assert!(closed, "a peer far past its control budget is banned");
+    assert_healthy(&client, &node).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn announcing_made_up_ids_gets_bounded_grafts_then_a_ban() {
+    let node = target();
+    let client = reqwest::Client::new();
+    let mut attacker = join(&node).await;
+    let mut sent = 0;
+    for _ in 0..400 {
+        let ids: Vec<MessageId> = (0..MAX_LAZY_IDS).map(|_| MessageId::new()).collect();
+        if attacker.send(MeshMessage::IHave(LazyIds { ids })).await.is_err() {
+            break;
+        }
+        sent += 1;
+        // Spread over a few seconds, so the node's waits expire and free the attacker's share.
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let (received, closed) = attacker.drain(SETTLE).await;
+    let asked: usize = received
+        .iter()
+        .filter_map(|message| match message {
+            MeshMessage::Graft(graft) => Some(graft.ids.len()),
+            _ => None,
+        })
+        .sum();
+    // Each id the node waits for costs the announcer an update's worth of rate: a burst of
+    // 400, then 200 a second; past it every notice costs a point.
+    assert!(asked <= 400 + 200 * 8, "the node asked for {asked} made-up ids after {sent} notices");
+    assert!(closed, "a peer far past its rate is banned");
+    assert_healthy(&client, &node).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_grafts_gets_a_bounded_number_of_payloads_then_a_ban() {
+    let node = target();
+    let client = reqwest::Client::new();
+    let mut attacker = join(&node).await;
+    let update = attacker.signed(vec![quote("SOL", "150")], Utc::now());
+    let id = mesh_types::Gossiped::seen_key(&update);
+    attacker.send(update).await.unwrap();
+    until_served(&client, &node, "SOL").await;
+
+    // The node keeps what it accepted lately to answer grafts.
+    let mut sent = 0;
+    for _ in 0..1000 {
+        if attacker.send(MeshMessage::Graft(LazyIds { ids: vec![id; 8] })).await.is_err() {
+            break;
+        }
+        sent += 1;
+    }
+    let (received, closed) = attacker.drain(SETTLE).await;
+    let payloads = received.iter().filter(|message| matches!(message, MeshMessage::PriceUpdate(_))).count();
+    // Each payload asked for costs an update's worth of rate: a burst of 400, then 200 a second.
+    assert!(payloads <= 400 + 200 * 4, "{payloads} payloads for {sent} grafts");
+    assert!(payloads >= 1, "grafts within the rate are answered");
+    assert!(closed, "a peer far past its rate is banned");
     assert_healthy(&client, &node).await;
 }

@@ -45,25 +45,31 @@ impl Inner {
         }
     }
 
-    /// `from` accepted these updates: wait for those not held, charging them to its rate.
+    /// `from` accepted these updates: wait for those not held. The notice costs its sender one
+    /// update's worth of rate, and each id it would make this node wait for one more, charged
+    /// before any is waited for: an honest peer sends a notice per `notice_delay` at most and
+    /// rarely names an id this node lacks.
     pub(super) async fn on_ihave(&self, from: NodeId, notice: &LazyIds) {
-        let (new, wake) = {
+        let unheard = lock(&self.push).unheard(&notice.ids);
+        if !self.charge_lazy(from, unheard.saturating_add(1)).await {
+            return;
+        }
+        let wake = {
             let mut tree = lock(&self.push);
             let idle = tree.next_due().is_none();
-            let new = tree.announced(from, &notice.ids, instant());
-            (new, idle && tree.next_due().is_some())
+            tree.announced(from, &notice.ids, instant());
+            idle && tree.next_due().is_some()
         };
         if wake {
             self.push_due.notify_one();
         }
-        self.charge_lazy(from, new).await;
     }
 
     /// `from` asks for these updates, and to be pushed to eagerly: answered with the ones
     /// still held, within its rate.
     pub(super) async fn on_graft(&self, from: NodeId, graft: &LazyIds) {
         let updates = lock(&self.push).grafted(from, &graft.ids);
-        if self.charge_lazy(from, updates.len()).await {
+        if self.charge_lazy(from, updates.len().saturating_add(1)).await {
             for update in updates {
                 let _ = self.manager.send(from, MeshMessage::PriceUpdate(update));
             }
@@ -76,9 +82,6 @@ impl Inner {
 
     /// Whether `count` lazy-push items from `from` fit its rate; a peer far beyond it is banned.
     async fn charge_lazy(&self, from: NodeId, count: usize) -> bool {
-        if count == 0 {
-            return true;
-        }
         match self.engine.admit_lazy(from, count, now()) {
             Ok(()) => true,
             Err(rejected) => {
