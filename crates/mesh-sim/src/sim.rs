@@ -52,6 +52,8 @@ pub struct SimConfig {
     /// Peer slots each node has beyond its links in the topology (default 2): its minimum is
     /// its number of links, its maximum that many more.
     pub spare_slots: usize,
+    /// How the nodes relay: lazy push along a tree (the default) or flooding.
+    pub push: mesh_gossip::PushConfig,
 }
 
 /// How the simulated nodes choose their peers.
@@ -125,6 +127,7 @@ impl Default for SimConfig {
             transport: SimTransport::Memory,
             peering: Peering::Imposed,
             spare_slots: 2,
+            push: mesh_gossip::PushConfig::default(),
         }
     }
 }
@@ -640,6 +643,7 @@ async fn start_node(
     service.sync_interval = config.sync_interval;
     service.announce_interval = Duration::from_secs(3600);
     service.message_ttl = config.message_ttl;
+    service.push = config.push;
     service.gossip.scoring.rate_per_second = f64::MAX;
     service.gossip.scoring.burst = f64::MAX;
     let builder = MeshPriceService::builder(Arc::new(NodeIdentity::generate()), service);
