@@ -93,7 +93,7 @@ pub(crate) async fn run(node: &Node, also: &[String], assets: &[Asset], json: bo
     }
 }
 
-/// The feed message an event stands for, in the reference's shapes.
+/// The feed message an event stands for, in the shapes the node's `/ws` feed sends.
 fn as_feed_message(event: ClientEvent) -> Option<FeedMessage> {
     Some(match event {
         ClientEvent::Initial { prices, .. } => FeedMessage::PriceMeshInitial(prices),

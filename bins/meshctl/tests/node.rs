@@ -1,5 +1,5 @@
 //! `meshctl` against a node, end to end: the real binary talks to a stand-in axum server on
-//! `127.0.0.1:0` that answers with the API reference's JSON examples and records what it was
+//! `127.0.0.1:0` that answers with JSON examples of the node's API and records what it was
 //! sent, so the tests check both what meshctl prints and what it puts on the wire.
 
 use std::io::{BufRead, BufReader};
@@ -458,7 +458,7 @@ fn watch_json_prints_one_message_per_line() {
     let (lines, output) = watch_lines(&node, &["watch", "--json"], 3);
     assert!(succeeded(&output));
     let messages: Vec<Value> = lines.iter().map(|line| serde_json::from_str(line).unwrap()).collect();
-    // The reference's messages, each price with pricemesh's two fields beside it.
+    // The stand-in's messages, each price with a served price's two fields beside it.
     let mut expected = feed().to_vec();
     for message in &mut expected[..2] {
         for price in message["data"].as_object_mut().unwrap().values_mut() {

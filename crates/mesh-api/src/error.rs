@@ -1,4 +1,4 @@
-//! Errors as the API reference renders them: [`ApiError`] is a status plus the
+//! Errors as the REST API renders them: [`ApiError`] is a status plus the
 //! `{"success": false, "data": null, "error": "…"}` envelope. The extractors here ([`ApiJson`],
 //! [`AdminAuth`]) turn axum's rejections into it, with messages that never echo a request body
 //! (which may hold an API key).

@@ -106,7 +106,7 @@ pub(crate) fn finish(mut openapi: OpenApi) -> OpenApi {
 }
 
 /// Every operation may answer 500 with the envelope: a handler that panics is caught and
-/// answered so (the API reference lists 500 for every endpoint).
+/// answered so, which is why the contract lists 500 for every endpoint.
 fn add_internal_errors(openapi: &mut OpenApi) {
     let envelope = ContentBuilder::new()
         .schema(Some(ErrorEnvelope::schema()))

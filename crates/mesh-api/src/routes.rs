@@ -1,5 +1,6 @@
 //! The REST handlers: provider control, prices, network status, health, readiness, metrics and
-//! the dashboard page. Each answers the reference's envelope with the reference's status codes.
+//! the dashboard page. Each answers the `{"success", "data", "error"}` envelope with the status
+//! codes its operation lists in the OpenAPI contract (`/api/openapi.json`, see `openapi.rs`).
 
 use axum::Json;
 use axum::extract::rejection::QueryRejection;

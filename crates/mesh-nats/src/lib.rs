@@ -4,7 +4,7 @@
 //!
 //! - **Subjects**: `pricemesh.<network>.<asset>`, e.g. `pricemesh.mainnet.SOL` ([`subject`]);
 //!   subscribe to `pricemesh.<network>.>` ([`network_subjects`]) for every asset.
-//! - **Payload**: the API reference's JSON price object (`serde_json` of
+//! - **Payload**: the REST API's JSON price object (`serde_json` of
 //!   [`mesh_types::CachedPriceData`]): `{"asset","price","timestamp","source_node_id",
 //!   "blockchain","change_24h"}`.
 //! - **Header** [`UPDATE_HEADER`] (`Pricemesh-Update`): lowercase hex of the provider's

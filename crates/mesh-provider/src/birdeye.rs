@@ -1,7 +1,6 @@
-//! [`BirdeyeSource`]: the Birdeye HTTP client (`GET /defi/multi_price`, one request per chain),
-//! following `spec/birdeye.md`.
+//! [`BirdeyeSource`]: the Birdeye HTTP client (`GET /defi/multi_price`, one request per chain).
 //!
-//! Error handling, per the spec:
+//! Error handling:
 //!
 //! | answer | result | retried |
 //! | --- | --- | --- |

@@ -1,6 +1,6 @@
-//! [`ManagerConfig`]: the connection manager's settings, with the defaults of the reference
-//! documents (`MESH_MIN_PEER_CONNECTIONS` 3, `MESH_MAX_PEER_CONNECTIONS` 10, heartbeat every
-//! 5 s, a peer silent for 30 s is dropped).
+//! [`ManagerConfig`]: the connection manager's settings, with the project's defaults
+//! (`MESH_MIN_PEER_CONNECTIONS` 3, `MESH_MAX_PEER_CONNECTIONS` 10, heartbeat every 5 s, a peer
+//! silent for 30 s is dropped).
 
 use std::net::SocketAddr;
 use std::time::Duration;

@@ -1,4 +1,4 @@
-//! Shapes of the HTTP and WebSocket API, exactly as the API reference shows them: the
+//! Shapes of the HTTP and WebSocket API, exactly as the node serves them: the
 //! [`ApiResponse`] envelope, provider state, and the [`FeedMessage`]s of `/ws`.
 //!
 //! They live here rather than in the server crate so clients (`meshctl`, services that link

@@ -70,7 +70,7 @@ pub enum CodecError {
 }
 
 impl CodecError {
-    /// The API reference's error code for a message that failed to decode.
+    /// The API's error code for a message that failed to decode.
     pub const fn code(&self) -> ErrorCode {
         ErrorCode::MissingRequiredField
     }

@@ -1,5 +1,5 @@
-//! [`DataFreshness`]: how old a node's newest price is, in the four buckets the API reference
-//! shows users.
+//! [`DataFreshness`]: how old a node's newest price is, in the four buckets the API shows
+//! users.
 
 use std::time::Duration;
 
@@ -70,7 +70,7 @@ mod tests {
     }
 
     #[test]
-    fn buckets_follow_the_api_reference() {
+    fn ages_fall_into_just_now_minutes_hours_or_stale() {
         assert_eq!(DataFreshness::from_age(secs(0), HOUR), DataFreshness::JustNow);
         assert_eq!(DataFreshness::from_age(secs(59), HOUR), DataFreshness::JustNow);
         assert_eq!(DataFreshness::from_age(secs(60), HOUR), DataFreshness::MinutesAgo(1));
@@ -89,7 +89,7 @@ mod tests {
     }
 
     #[test]
-    fn json_matches_the_api_reference() {
+    fn json_is_a_bare_name_or_a_name_with_its_count() {
         let json = |f: DataFreshness| serde_json::to_string(&f).unwrap();
         assert_eq!(json(DataFreshness::JustNow), r#""JustNow""#);
         assert_eq!(json(DataFreshness::MinutesAgo(5)), r#"{"MinutesAgo":5}"#);

@@ -1,6 +1,6 @@
-//! Serialized shapes: every JSON example of the API reference parses into our types and
-//! re-serializes to an equal document, every type round-trips through JSON, and the data types
-//! round-trip through the binary format too.
+//! Serialized shapes: every JSON example below (a document the API sends or accepts) parses into
+//! our types and re-serializes to an equal document, every type round-trips through JSON, and
+//! the data types round-trip through the binary format too.
 
 use proptest::prelude::*;
 use serde::Serialize;
@@ -126,8 +126,8 @@ fn data_freshness_values() {
     }
 }
 
-/// A reference price document as a node serves it: the same fields, plus `providers` and
-/// `spread`, which a reference document lacks and which read as one provider, no spread.
+/// A plain price document as a node serves it: the same fields, plus `providers` and
+/// `spread`, which a plain price document lacks and which read as one provider, no spread.
 fn served(mut prices: Value) -> Value {
     for price in prices.as_object_mut().expect("a price map").values_mut() {
         let price = price.as_object_mut().expect("a price");
@@ -151,7 +151,8 @@ fn websocket_price_messages() {
         }"#;
     for (kind, prices) in [("PriceMeshInitial", ALL_PRICES), ("PriceMeshUpdate", sol_update)] {
         let example = format!(r#"{{"type": "{kind}", "data": {prices}}}"#);
-        let parsed: FeedMessage = serde_json::from_str(&example).expect("a reference feed message parses");
+        let parsed: FeedMessage =
+            serde_json::from_str(&example).expect("a feed message of plain prices parses");
         let expected =
             serde_json::json!({"type": kind, "data": served(serde_json::from_str(prices).unwrap())});
         assert_eq!(serde_json::to_value(&parsed).unwrap(), expected);
@@ -170,7 +171,7 @@ fn feed_frames_carry_their_sequence_number_beside_the_message() {
         served(serde_json::from_str(ALL_PRICES).unwrap())
     );
     assert_round_trips::<FeedFrame>(&gap);
-    // A client of the reference reads the message and ignores the rest.
+    // A client that knows only the message reads it and ignores the rest.
     assert!(serde_json::from_str::<FeedMessage>(frame).is_ok());
 }
 
@@ -198,7 +199,7 @@ fn websocket_warning_messages() {
     for example in [no_providers, stale, discrepancy] {
         assert_round_trips::<FeedMessage>(example);
     }
-    // The constructors produce exactly the reference's documents.
+    // The constructors produce exactly the documents above.
     let hour = std::time::Duration::from_secs(3600);
     let built = [
         MeshWarning::no_providers(),
@@ -213,7 +214,8 @@ fn websocket_warning_messages() {
 
 #[test]
 fn price_update_data_model() {
-    // The reference's PriceUpdate interface, extended with the signing fields pricemesh adds.
+    // A PriceUpdate's fields (timestamp, ttl, message_id, source_node_id, prices), plus the
+    // signing fields (source_key, signature).
     let identity = NodeIdentity::from_secret_bytes(&[1; 32]);
     let sol = PriceData {
         asset: Asset::new("SOL").unwrap(),

@@ -7,8 +7,9 @@
 //!   [`DataFreshness`].
 //! - **Network health**: [`ProviderInfo`], [`NetworkStatus`], [`MeshWarning`].
 //! - **API shapes**: [`ApiResponse`], [`ProviderStatus`], [`ServedPrice`], [`FeedMessage`] in its
-//!   sequenced [`FeedFrame`], as the API reference renders them in JSON (with pricemesh's
-//!   additions beside the reference's fields).
+//!   sequenced [`FeedFrame`], as the API renders them in JSON (the OpenAPI contract at
+//!   `/api/openapi.json`; pricemesh's additions, such as a served price's `providers` and
+//!   `spread`, sit beside the plain fields).
 //! - **Wire protocol**: [`MeshMessage`] and its [`Codec`] (a version byte + postcard).
 //! - **Trust**: [`SignedMessage`] and [`PriceUpdate::validate`], with errors mapped to the API's
 //!   codes ([`ErrorCode`]).
@@ -77,8 +78,8 @@ pub use ids::{MessageId, NodeId};
 pub use keys::{PUBLIC_KEY_LEN, PublicKey, SIGNATURE_LEN, Signature};
 pub use message::{
     Alert, Announce, Digest, DigestEntry, Goodbye, GoodbyeReason, Heartbeat, Hello, HelloAck, LazyIds,
-    MAX_LAZY_IDS, MAX_PROVIDER_HOPS, MeshMessage, NONCE_LEN, PROTOCOL_VERSION, PeerAddress, PeerExchange, Request,
-    handshake_proof_bytes,
+    MAX_LAZY_IDS, MAX_PROVIDER_HOPS, MeshMessage, NONCE_LEN, PROTOCOL_VERSION, PeerAddress, PeerExchange,
+    Request, handshake_proof_bytes,
 };
 pub use network::{MAX_NETWORK_ID_LEN, NetworkId, NetworkIdError};
 pub use price::{CachedPriceData, MAX_BLOCKCHAIN_LEN, PriceData, PriceMap};

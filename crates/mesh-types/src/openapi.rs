@@ -108,7 +108,7 @@ impl PartialSchema for NodeId {
 }
 named!(NodeId, "NodeId");
 
-/// The properties of the API reference's price object, for it and the served price.
+/// The properties of the plain price object ([`CachedPriceData`]), for it and the served price.
 fn price_properties() -> Vec<(&'static str, Schema)> {
     vec![
         ("asset", Asset::schema().into_schema()),

@@ -2,7 +2,7 @@
 //! [`CachedPriceData`] as a node stores and serves it (the price plus where and when it came
 //! from).
 //!
-//! JSON follows the API reference: decimals are strings (`"123.45"`, scale preserved), times are
+//! JSON, as the REST API serves it: decimals are strings (`"123.45"`, scale preserved), times are
 //! RFC 3339, and a missing `change_24h` is left out. On the wire the same structs encode
 //! compactly (see `serde_util`).
 
@@ -87,8 +87,8 @@ impl CachedPriceData {
 
     /// The last key of the newest-wins order: [`CachedPriceData::content_digest`] as lowercase
     /// hex, whose string order is the digest's byte order. The Redis backend stores it beside
-    /// the price and compares it in its script; the PostgreSQL backend computes the held row's
-    /// digest in SQL.
+    /// the price and compares it in its script; the PostgreSQL backend computes both sides'
+    /// digests in SQL, from the stored strings of the held row and of the new one.
     pub fn tie_breaker(&self) -> String {
         hex::encode(self.content_digest())
     }
@@ -103,7 +103,7 @@ impl CachedPriceData {
     }
 }
 
-// `change_24h` is left out of JSON when unknown (the reference types it `change_24h?: string`)
+// `change_24h` is left out of JSON when unknown (an optional string field, `change_24h?: string`)
 // but always written in binary formats, whose readers expect every field in order.
 fn serialize_change<S: SerializeStruct>(
     state: &mut S,

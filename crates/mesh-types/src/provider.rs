@@ -1,6 +1,6 @@
-//! [`ProviderConfig`]: how a provider node fetches and publishes, with the defaults of the
-//! deployment guide (`MESH_PROVIDER_FETCH_INTERVAL_SECS`, `MESH_COORDINATION_WINDOW_SECS`,
-//! `MESH_MESSAGE_TTL`).
+//! [`ProviderConfig`]: how a provider node fetches and publishes, with the project's defaults
+//! (`MESH_PROVIDER_FETCH_INTERVAL_SECS` 30, `MESH_COORDINATION_WINDOW_SECS` 5,
+//! `MESH_MESSAGE_TTL` 10).
 
 use std::time::Duration;
 
@@ -106,7 +106,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn defaults_are_valid_and_match_the_reference() {
+    fn defaults_are_valid_and_match_the_documented_values() {
         let config = ProviderConfig::default();
         assert_eq!(config.validate(), Ok(()));
         assert_eq!(config.fetch_interval(), Duration::from_secs(30));

@@ -2,9 +2,9 @@
 //! quotes (the median, with how many quotes made it and how far they spread), and the
 //! [`Quote`]s themselves on request.
 //!
-//! JSON keeps the reference's price shape — every field of [`CachedPriceData`] at the top
-//! level — and adds `providers` and `spread` beside them, so a client written for the reference
-//! reads a served price unchanged.
+//! JSON keeps the plain price object's shape — every field of [`CachedPriceData`] at the top
+//! level — and adds `providers` and `spread` beside them, so a client that reads a
+//! [`CachedPriceData`] reads a served price unchanged.
 
 use std::collections::BTreeMap;
 
@@ -102,7 +102,7 @@ mod tests {
     }
 
     #[test]
-    fn a_served_price_is_the_reference_shape_with_two_fields_beside_it() {
+    fn a_served_price_is_the_cached_price_shape_with_two_fields_beside_it() {
         let json = serde_json::to_value(served()).unwrap();
         let object = json.as_object().unwrap();
         let mut keys: Vec<&str> = object.keys().map(String::as_str).collect();
@@ -129,7 +129,7 @@ mod tests {
     }
 
     #[test]
-    fn a_reference_client_reads_a_served_price_as_a_cached_price() {
+    fn a_served_price_reads_as_a_cached_price() {
         let json = serde_json::to_value(served()).unwrap();
         assert_eq!(serde_json::from_value::<CachedPriceData>(json).unwrap(), served().price);
     }

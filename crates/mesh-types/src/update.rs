@@ -122,7 +122,7 @@ impl SignedMessage for PriceUpdate {
     }
 }
 
-/// The price map is a JSON object keyed by asset (as the API reference shows) but a plain list
+/// The price map is a JSON object keyed by asset (as the API serves it) but a plain list
 /// on the wire, where the key would only repeat each entry's `asset`. Both decoders refuse an
 /// entry filed under another asset's key or a duplicate asset.
 mod price_map {

@@ -1,4 +1,4 @@
-//! Provider mode over real HTTP: a refused key is 401 with the reference's message and appears
+//! Provider mode over real HTTP: a refused key is 401 with `INVALID_KEY_MESSAGE` and appears
 //! in no answer and no log line; a good key enables, status follows, disable turns it off;
 //! the same through a real `BirdeyeSource` against a wiremock stand-in.
 
@@ -78,7 +78,7 @@ async fn a_good_key_enables_provider_mode_and_disable_turns_it_off() {
     assert_eq!(
         crate::support::keys(provider),
         ["enabled", "fetch_count", "last_fetch_time", "node_id"],
-        "the reference's fields"
+        "the provider status fields"
     );
     assert_eq!(provider["enabled"], true);
     assert_eq!(provider["node_id"], Value::String(node_id.clone()));

@@ -1,5 +1,6 @@
 //! The read endpoints over real HTTP: prices, one price, network status, provider status,
-//! health and readiness, each compared with the shapes of the API reference.
+//! health and readiness, each compared with the shapes the API serves (the OpenAPI contract at
+//! `/api/openapi.json`, `crates/mesh-types/src/openapi.rs`).
 
 use mesh_api::ApiState;
 use serde_json::{Value, json};
@@ -7,7 +8,7 @@ use serde_json::{Value, json};
 use crate::support::{Server, data, error_message, get, keys, node, price, publish};
 
 #[tokio::test]
-async fn published_prices_are_served_in_the_reference_shape() {
+async fn published_prices_are_served_as_price_objects_with_the_quorum_fields() {
     let service = node().await;
     publish(&service, vec![price("SOL", 12_345), price("ETH", 234_567)]).await;
     let server = Server::start(ApiState::builder(service.clone()).build()).await;
@@ -22,7 +23,7 @@ async fn published_prices_are_served_in_the_reference_shape() {
     assert_eq!(
         keys(sol),
         ["asset", "blockchain", "change_24h", "price", "providers", "source_node_id", "spread", "timestamp"],
-        "the reference's fields, and the quorum's beside them"
+        "the price object's fields, and the quorum's beside them"
     );
     assert_eq!((sol["providers"].as_u64(), sol["spread"].as_str()), (Some(1), Some("0")));
     assert_eq!(sol["asset"], "SOL");
@@ -86,7 +87,7 @@ async fn network_status_lists_providers_with_hop_counts() {
     assert_eq!(
         keys(&providers[0]),
         ["hop_count", "last_fetch_time", "last_seen", "node_id"],
-        "the reference's fields, and when it last fetched"
+        "the provider info fields, and when it last fetched"
     );
     assert_eq!(providers[0]["node_id"], Value::String(service.node_id().to_string()));
     assert_eq!(providers[0]["hop_count"], 0);
