@@ -101,7 +101,7 @@ impl ServiceConfig {
         announce_interval.saturating_mul(3)
     }
 
-    /// The defaults of the reference documents for `network`.
+    /// The project's defaults (listed with each field) for `network`.
     pub fn new(network: ManagerConfig) -> Self {
         Self {
             network,

@@ -1,7 +1,7 @@
 //! [`NetworkStatusTracker`]: how healthy this node's view of the mesh is — which providers are
 //! live, how far away, how big the network is, how fresh the prices are — the prices it serves
 //! (the quorum aggregate of its providers' quotes, see [`crate::quorum`]), and the warnings of
-//! the API reference (`NO_PROVIDERS`, `STALE_DATA`, `PRICE_DISCREPANCY`).
+//! the API serves (`NO_PROVIDERS`, `STALE_DATA`, `PRICE_DISCREPANCY`).
 //!
 //! It is a plain data structure fed by the service and asked for a [`NetworkStatus`] and for
 //! warnings; it does no I/O and reads no clock (every method takes `now`).

@@ -28,8 +28,8 @@ pub struct ProviderInfo {
 }
 
 // In JSON the two optional fields are left out when unknown, so a provider reads as the
-// reference's object; binary formats, whose readers expect every field in order, always get
-// them.
+// object the REST API documents (see the OpenAPI contract); binary formats, whose readers
+// expect every field in order, always get them.
 impl Serialize for ProviderInfo {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeStruct;

@@ -1,5 +1,5 @@
 //! The Birdeye client against a local stand-in server (wiremock): the documented success body,
-//! headers and query, every error class of `spec/birdeye.md`, retries, and key hygiene.
+//! headers and query, every error class Birdeye documents (see `src/birdeye.rs`), retries, and key hygiene.
 
 use std::str::FromStr;
 
@@ -35,7 +35,7 @@ fn source(server: &MockServer) -> BirdeyeSource {
     BirdeyeSource::new(ApiKey::new(KEY.into()).unwrap(), config(server.uri())).unwrap()
 }
 
-/// The success body of `spec/birdeye.md`.
+/// A success body as Birdeye documents it.
 fn documented_body() -> serde_json::Value {
     json!({
         "data": {
