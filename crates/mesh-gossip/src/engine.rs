@@ -166,7 +166,8 @@ pub struct Received {
     /// The update.
     pub update: Arc<PriceUpdate>,
     /// It answers this node's anti-entropy request: stored even if its id was seen (this node
-    /// may have lost the price), and never relayed.
+    /// may have lost the price), and not relayed unless it is new here and passes as gossip
+    /// (answers from [`GossipEngine::on_request`] carry a TTL of 0).
     pub synced: bool,
 }
 
@@ -348,7 +349,8 @@ impl GossipEngine {
 
     /// Processes an update received in answer to a request: like a gossiped one, except that
     /// an id already seen is still stored (this node may have seen it and lost the price, e.g.
-    /// in a restart), and nothing is relayed.
+    /// in a restart), and it is relayed only if it is new here and passes as gossip (answers
+    /// carry a TTL of 0; a gossiped copy taken for the answer does not).
     ///
     /// # Errors
     /// When a store fails.
@@ -399,7 +401,7 @@ impl GossipEngine {
                     self.reject_bad_signature(Some(received.from), &received.update, error, now)
                 }
                 (Screened::Verify(_), _) => {
-                    self.accept(Some(received.from), received.update, received.synced).await?
+                    self.accept(Some(received.from), received.update, received.synced, now).await?
                 }
             };
             outcomes.push(outcome);
@@ -426,7 +428,7 @@ impl GossipEngine {
         if let Err(error) = key.verify(update.as_ref(), &self.config.validation.network) {
             return Ok(self.reject_bad_signature(from, &update, error, now));
         }
-        self.accept(from, update, synced).await
+        self.accept(from, update, synced, now).await
     }
 
     /// Takes one update from `from`'s budget; `Some` is the rejection of a flooding peer.
@@ -547,10 +549,16 @@ impl GossipEngine {
         from: Option<NodeId>,
         mut update: Arc<PriceUpdate>,
         synced: bool,
+        now: Timestamp,
     ) -> Result<Outcome, Error> {
-        if synced {
-            self.tracker.mark_seen(update.seen_key()).await?;
-        } else if !self.tracker.check_and_mark(update.seen_key()).await? {
+        // An anti-entropy answer is stored whether or not its id was seen (this node may have
+        // lost the price). Answers come with a TTL of 0, so they are not relayed; but a copy
+        // that a peer gossiped while this node's request to it was open counts as the answer
+        // too, and if it is new here and passes as gossip it is relayed like one: a node that
+        // did not pass it on would leave the peers it pushes to eagerly waiting for a graft.
+        let new = self.tracker.check_and_mark(update.seen_key()).await?;
+        let gossip = !synced || (new && update.validate(&self.config.validation, now).is_ok());
+        if !synced && !new {
             // Another copy (or another process sharing the tracker) got there first.
             self.counters.duplicate();
             return Ok(Outcome::Duplicate);
@@ -563,7 +571,7 @@ impl GossipEngine {
         // here learns the distance the gossip would have told it.
         let relayed = Arc::make_mut(&mut update);
         relayed.hop_count = relayed.hop_count.saturating_add(1);
-        let relay_allowed = relayed.ttl > 0 && !synced;
+        let relay_allowed = relayed.ttl > 0 && gossip;
         relayed.ttl = relayed.ttl.saturating_sub(1);
         if !changed.is_empty() {
             let mut log = lock(&self.log);
@@ -1119,6 +1127,17 @@ mod tests {
         let synced = accepted(consumer.process_synced(peer(2), answer, now()).await.unwrap());
         assert_eq!(synced.hop_count, gossiped_hops);
         assert_eq!(synced.relay, None, "a synced update is never relayed");
+    }
+
+    #[tokio::test]
+    async fn a_gossiped_copy_taken_for_an_answer_is_relayed_if_new_and_fresh() {
+        let engine = engine(GossipConfig::default());
+        let provider = NodeIdentity::generate();
+        let fresh = update(&provider, "SOL", 100, 10);
+        let taken = accepted(engine.process_synced(peer(1), fresh.clone(), now()).await.unwrap());
+        assert!(taken.relay.is_some(), "new here, so the peers it pushes to get it");
+        let again = accepted(engine.process_synced(peer(2), fresh, now()).await.unwrap());
+        assert_eq!(again.relay, None, "seen already: stored again, not relayed");
     }
 
     fn many_prices(range: std::ops::Range<usize>) -> Vec<PriceData> {

@@ -25,7 +25,9 @@ pub use engine::{
     Accepted, Ban, Error, GossipConfig, GossipEngine, GossipStats, MAX_DIGEST_ENTRIES, MAX_HELD_ASSETS,
     Notice, Outcome, Received, RejectReason, Rejected,
 };
-pub use push::{Due, MAX_MISSING, MAX_MISSING_PER_PEER, MAX_RECENT, PushConfig, PushMode, PushTree};
+pub use push::{
+    Due, MAX_MISSING, MAX_MISSING_PER_PEER, MAX_RECENT, PRUNE_AFTER_DUPLICATES, PushConfig, PushMode, PushTree,
+};
 pub use requests::{MAX_PENDING_PER_PEER, MAX_REQUEST_ASSETS};
 pub use scoring::ScoringConfig;
 pub use trust::{TrustEntryError, TrustPolicy};

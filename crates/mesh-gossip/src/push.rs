@@ -90,11 +90,29 @@ impl Default for PushConfig {
     }
 }
 
+/// Duplicates in a row, with no first copy between them, after which an eager peer is pruned.
+/// With many updates in flight, a link of the tree sometimes loses a race to a longer path
+/// whose queues happened to be shorter; pruning it at the first such loss cuts the tree and
+/// costs the nodes below it a graft timeout on the next update. A link off the tree brings
+/// only duplicates and goes after a few.
+pub const PRUNE_AFTER_DUPLICATES: u8 = 3;
+
 /// How this node pushes to one peer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Link {
-    Eager,
+    /// Payloads, with the duplicates it sent in a row since its last first copy.
+    Eager {
+        duplicates: u8,
+    },
     Lazy,
+}
+
+impl Link {
+    const EAGER: Self = Self::Eager { duplicates: 0 };
+
+    const fn is_eager(self) -> bool {
+        matches!(self, Self::Eager { .. })
+    }
 }
 
 /// An update heard of and not yet received.
@@ -166,7 +184,7 @@ impl PushTree {
 
     /// A peer connected: it starts eager.
     pub fn peer_joined(&mut self, peer: NodeId) {
-        self.links.insert(peer, Link::Eager);
+        self.links.insert(peer, Link::EAGER);
     }
 
     /// A peer disconnected: forgotten, and no longer asked for anything.
@@ -179,7 +197,7 @@ impl PushTree {
 
     /// How many connected peers get payloads eagerly.
     pub fn eager_peers(&self) -> usize {
-        self.links.values().filter(|link| **link == Link::Eager).count()
+        self.links.values().filter(|link| link.is_eager()).count()
     }
 
     /// An update this node accepted from `from` (`None`: its own), to be relayed as `relay`.
@@ -191,7 +209,7 @@ impl PushTree {
         if let Some(sender) = from
             && let Some(link) = self.links.get_mut(&sender)
         {
-            *link = Link::Eager;
+            *link = Link::EAGER;
         }
         self.remember(id, relay);
         let flood = self.config.mode == PushMode::Flood;
@@ -205,21 +223,28 @@ impl PushTree {
         }
         self.links
             .iter()
-            .filter(|(peer, link)| Some(**peer) != from && (flood || **link == Link::Eager))
+            .filter(|(peer, link)| Some(**peer) != from && (flood || link.is_eager()))
             .map(|(peer, _)| *peer)
             .collect()
     }
 
     /// A copy of an update already held arrived from `from` (not an anti-entropy answer).
-    /// Returns whether to send `from` a `Prune`: it was eager, and is lazy now.
+    /// Returns whether to send `from` a `Prune`: it was eager and has now sent
+    /// [`PRUNE_AFTER_DUPLICATES`] duplicates in a row, so it is lazy now.
     pub fn duplicate(&mut self, from: NodeId) -> bool {
         if self.config.mode == PushMode::Flood {
             return false;
         }
         match self.links.get_mut(&from) {
-            Some(link @ Link::Eager) => {
-                *link = Link::Lazy;
-                true
+            Some(link @ Link::Eager { .. }) => {
+                let Link::Eager { duplicates } = *link else { return false };
+                let duplicates = duplicates.saturating_add(1);
+                *link = if duplicates >= PRUNE_AFTER_DUPLICATES {
+                    Link::Lazy
+                } else {
+                    Link::Eager { duplicates }
+                };
+                *link == Link::Lazy
             }
             _ => false,
         }
@@ -236,7 +261,7 @@ impl PushTree {
     /// the updates still held are returned to send it. At most [`MAX_LAZY_IDS`] are read.
     pub fn grafted(&mut self, from: NodeId, ids: &[MessageId]) -> Vec<Arc<PriceUpdate>> {
         if let Some(link) = self.links.get_mut(&from) {
-            *link = Link::Eager;
+            *link = Link::EAGER;
         }
         ids.iter().take(MAX_LAZY_IDS).filter_map(|id| self.recent.get(id).cloned()).collect()
     }
@@ -325,7 +350,7 @@ impl PushTree {
         }
         for (peer, ids) in asked {
             if let Some(link) = self.links.get_mut(&peer) {
-                *link = Link::Eager;
+                *link = Link::EAGER;
             }
             for chunk in ids.chunks(MAX_LAZY_IDS) {
                 due.grafts.push((peer, LazyIds { ids: chunk.to_vec() }));
@@ -421,8 +446,17 @@ mod tests {
     fn a_duplicate_prunes_its_sender_which_then_hears_ids_only() {
         let start = Instant::now();
         let mut tree = tree(&[1, 2, 3]);
-        assert!(tree.duplicate(peer(2)), "an eager sender of a duplicate is pruned");
+        for _ in 1..PRUNE_AFTER_DUPLICATES {
+            assert!(!tree.duplicate(peer(2)), "a link may lose a few races");
+        }
+        // A first copy from it shows it is on the tree: the count starts again.
+        tree.accepted(Some(peer(2)), &update(), start);
+        for _ in 1..PRUNE_AFTER_DUPLICATES {
+            assert!(!tree.duplicate(peer(2)));
+        }
+        assert!(tree.duplicate(peer(2)), "duplicates only, in a row: pruned");
         assert!(!tree.duplicate(peer(2)), "pruned once");
+        tree.due(start + Duration::from_secs(1));
         let update = update();
         let targets = tree.accepted(Some(peer(1)), &update, start);
         assert_eq!(targets, vec![peer(3)]);
