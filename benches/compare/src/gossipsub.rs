@@ -30,15 +30,13 @@ use libp2p::core::{Transport as _, upgrade};
 use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance, MessageAuthenticity, ValidationMode};
 use libp2p::swarm::SwarmEvent;
 use libp2p::{Multiaddr, PeerId, Swarm, identity, plaintext, yamux};
-use pricemesh::price_cache::{MemoryPriceStore, PriceStore};
-use pricemesh::types::{AuthorKey, Codec, MeshMessage, NodeIdentity, ValidationPolicy, chrono};
 use prometheus_client::registry::Registry;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::scenario::{
-    Arrivals, Outcome, Scenario, cpu_seconds, peak_rss, reset_peak_rss, sequence_of, settle, signed_update,
+    Application, Arrivals, Outcome, Scenario, cpu_seconds, offer_open_loop, peak_rss, reset_peak_rss, settle,
 };
 
 /// The one topic every node joins.
@@ -95,10 +93,7 @@ pub async fn run(scenario: &Scenario) -> Result<Outcome, String> {
                 topic,
                 index,
                 mesh_sizes: mesh_sizes.clone(),
-                prices: MemoryPriceStore::new(),
-                author: None,
-                codec: Codec::default(),
-                policy: ValidationPolicy::default(),
+                application: Application::default(),
             },
             dial,
             receiver,
@@ -122,7 +117,10 @@ pub async fn run(scenario: &Scenario) -> Result<Outcome, String> {
     for sender in &commands {
         let _ = sender.send(Command::Start(arrivals.clone()));
     }
-    publish_open_loop(scenario, &arrivals, &commands[0]).await;
+    offer_open_loop(scenario, &arrivals, |payload| {
+        let _ = commands[0].send(Command::Publish(payload));
+    })
+    .await;
     settle(&arrivals, scenario.settle).await;
     let cpu = cpu_seconds() - cpu_before;
     let bytes_sent = bytes_written.load(Ordering::Relaxed) - bytes_before;
@@ -140,23 +138,8 @@ pub async fn run(scenario: &Scenario) -> Result<Outcome, String> {
         bytes_sent,
         cpu_seconds: cpu,
         peak_rss: peak_rss(),
+        note: None,
     })
-}
-
-/// Signs and hands update `i` to node 0 when it is due, whether or not earlier ones arrived.
-async fn publish_open_loop(
-    scenario: &Scenario,
-    arrivals: &Arrivals,
-    publisher: &mpsc::UnboundedSender<Command>,
-) {
-    let provider = NodeIdentity::generate();
-    let codec = Codec::default();
-    for seq in 0..scenario.updates() {
-        tokio::time::sleep_until(arrivals.start() + scenario.due(seq)).await;
-        let update = signed_update(&provider, &pricemesh::types::NetworkId::mainnet(), seq);
-        let payload = codec.encode(&MeshMessage::from(update)).expect("a small update encodes");
-        let _ = publisher.send(Command::Publish(payload));
-    }
 }
 
 /// Waits until every node has as many mesh peers as gossipsub aims for at the least.
@@ -218,10 +201,7 @@ struct Node {
     topic: IdentTopic,
     index: usize,
     mesh_sizes: Arc<Vec<AtomicUsize>>,
-    prices: MemoryPriceStore,
-    author: Option<AuthorKey>,
-    codec: Codec,
-    policy: ValidationPolicy,
+    application: Application,
 }
 
 impl Node {
@@ -243,7 +223,7 @@ impl Node {
                 },
                 event = self.swarm.select_next_some() => {
                     if let SwarmEvent::Behaviour(gossipsub::Event::Message { propagation_source, message_id, message }) = event {
-                        let seq = self.accept(&message.data).await;
+                        let seq = self.application.accept(&message.data).await;
                         let acceptance = if seq.is_some() { MessageAcceptance::Accept } else { MessageAcceptance::Reject };
                         if let (Some(seq), Some(arrivals)) = (seq, &arrivals) {
                             arrivals.record(seq);
@@ -258,21 +238,6 @@ impl Node {
             }
         }
         copies_received(&self.registry)
-    }
-
-    /// Decodes, validates, verifies and stores one payload; its sequence number if it is a
-    /// valid update.
-    async fn accept(&mut self, payload: &[u8]) -> Option<usize> {
-        let MeshMessage::PriceUpdate(update) = self.codec.decode(payload).ok()? else { return None };
-        update.validate(&self.policy, chrono::Utc::now()).ok()?;
-        if self.author.as_ref().is_none_or(|key| key.node_id() != update.source_node_id) {
-            self.author = Some(AuthorKey::new(update.source_node_id, &update.source_key).ok()?);
-        }
-        self.author.as_ref()?.verify(&*update, &pricemesh::types::NetworkId::mainnet()).ok()?;
-        for price in update.cached_prices() {
-            self.prices.store(price).await.ok()?;
-        }
-        sequence_of(&update)
     }
 }
 

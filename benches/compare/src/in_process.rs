@@ -1,12 +1,13 @@
 //! Row "100 nodes in one process": the same random 8-regular mesh, payload and signing run on
-//! pricemesh and on libp2p gossipsub, each on its in-memory transport, one after the other in
-//! this process; then, for each, the highest offered rate it keeps up with.
+//! pricemesh, on libp2p gossipsub and on iroh-gossip's protocol state machine, each over
+//! in-memory links, one after the other in this process; then, for each, the highest offered
+//! rate it keeps up with.
 
 use std::time::Duration;
 
 use crate::report::{Bytes, Latencies, Millis, ratio};
 use crate::scenario::{Outcome, Scenario};
-use crate::{gossipsub, ours};
+use crate::{gossipsub, iroh, ours};
 
 /// Which implementation runs a scenario.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -15,6 +16,8 @@ pub enum System {
     Pricemesh,
     /// rust-libp2p's gossipsub.
     Gossipsub,
+    /// iroh-gossip's sans-IO HyParView + Plumtree.
+    IrohGossip,
 }
 
 impl System {
@@ -22,6 +25,7 @@ impl System {
         match self {
             Self::Pricemesh => ours::run(scenario).await,
             Self::Gossipsub => gossipsub::run(scenario).await,
+            Self::IrohGossip => iroh::run(scenario).await,
         }
     }
 }
@@ -39,85 +43,101 @@ fn keeps_up(outcome: &Outcome) -> bool {
     latencies.missing() == 0 && latencies.at(0.99) <= KEEPING_UP_P99
 }
 
-/// Runs both systems at the scenario's rate, prints the comparison, then searches each
+/// The systems compared, ours first: every other column is divided into ours.
+const SYSTEMS: [System; 3] = [System::Pricemesh, System::Gossipsub, System::IrohGossip];
+
+/// Runs every system at the scenario's rate, prints the comparison, then searches each
 /// system's sustained rate.
 ///
 /// # Errors
-/// When either mesh cannot be built.
+/// When a mesh cannot be built.
 pub async fn compare(scenario: &Scenario, quick: bool) -> Result<(), String> {
     println!(
         "## {} nodes, random {}-regular, {:.0} updates/s for {:?} (open loop), in one process",
         scenario.nodes, scenario.degree, scenario.rate, scenario.duration
     );
-    let ours = System::Pricemesh.run(scenario).await?;
-    let theirs = System::Gossipsub.run(scenario).await?;
-    print_comparison(&ours, &theirs);
+    let mut outcomes = Vec::with_capacity(SYSTEMS.len());
+    for system in SYSTEMS {
+        outcomes.push(system.run(scenario).await?);
+    }
+    print_comparison(&outcomes);
+    for outcome in &outcomes {
+        if let Some(note) = &outcome.note {
+            println!("\n{note}");
+        }
+    }
 
     println!(
         "\n### Highest sustained rate (every update to every node, p99 time-to-all ≤ {})",
         Millis(KEEPING_UP_P99)
     );
-    let ours_rate = sustained(System::Pricemesh, scenario, quick).await?;
-    let theirs_rate = sustained(System::Gossipsub, scenario, quick).await?;
+    let mut rates = Vec::with_capacity(SYSTEMS.len());
+    for system in SYSTEMS {
+        rates.push(sustained(system, scenario, quick).await?);
+    }
+    let names: Vec<&str> = outcomes.iter().map(|outcome| outcome.system).collect();
+    print_row_header(&names);
+    print_row("sustained updates/s", &rates, |rate| format!("{rate:.0}"));
     println!(
-        "| sustained updates/s | {ours_rate:.0} | {theirs_rate:.0} | {} |",
-        ratio(ours_rate, theirs_rate)
-    );
-    println!(
-        "(on 2 cores each update costs {} signature verifications, one per node: that bounds both)",
+        "(on 2 cores each update costs {} signature verifications, one per node: that bounds all of them)",
         scenario.nodes - 1
     );
     Ok(())
 }
 
-fn print_comparison(ours: &Outcome, theirs: &Outcome) {
-    let latencies = |outcome: &Outcome| {
-        let mut latencies = Latencies::new();
-        latencies.record_all(outcome.time_to_all.iter().copied());
-        latencies
-    };
-    let (ours_latency, theirs_latency) = (latencies(ours), latencies(theirs));
+/// `| | ours | theirs… | ours / theirs… |` and the separator line.
+fn print_row_header(names: &[&str]) {
+    let ours = names.first().copied().unwrap_or_default();
+    let ratios: Vec<String> = names.iter().skip(1).map(|theirs| format!("{ours} / {theirs}")).collect();
+    println!("| | {} | {} |", names.join(" | "), ratios.join(" | "));
+    println!("|{}", " --- |".repeat(2 * names.len()));
+}
+
+/// One row: each system's value shown by `show`, then ours divided by each other's.
+fn print_row(name: &str, values: &[f64], show: impl Fn(f64) -> String) {
+    let ours = values.first().copied().unwrap_or_default();
+    let shown: Vec<String> = values.iter().map(|&value| show(value)).collect();
+    let ratios: Vec<String> = values.iter().skip(1).map(|&theirs| ratio(ours, theirs)).collect();
+    println!("| {name} | {} | {} |", shown.join(" | "), ratios.join(" | "));
+}
+
+fn print_comparison(outcomes: &[Outcome]) {
+    let latencies: Vec<Latencies> = outcomes
+        .iter()
+        .map(|outcome| {
+            let mut latencies = Latencies::new();
+            latencies.record_all(outcome.time_to_all.iter().copied());
+            latencies
+        })
+        .collect();
     let per_delivery = |value: u64, outcome: &Outcome| value as f64 / outcome.deliveries.max(1) as f64;
-    println!("| | {} | {} | ours / theirs |", ours.system, theirs.system);
-    println!("| --- | --- | --- | --- |");
+    let each = |value: &dyn Fn(&Outcome) -> f64| outcomes.iter().map(value).collect::<Vec<f64>>();
+    let names: Vec<&str> = outcomes.iter().map(|outcome| outcome.system).collect();
+    print_row_header(&names);
     for (name, quantile) in [("p50", 0.5), ("p99", 0.99), ("p99.9", 0.999)] {
-        let (a, b) = (ours_latency.at(quantile), theirs_latency.at(quantile));
-        println!(
-            "| time to all nodes, {name} | {} | {} | {} |",
-            Millis(a),
-            Millis(b),
-            ratio(a.as_secs_f64(), b.as_secs_f64())
-        );
+        let values: Vec<f64> =
+            latencies.iter().map(|latencies| latencies.at(quantile).as_secs_f64()).collect();
+        print_row(&format!("time to all nodes, {name}"), &values, |seconds| {
+            Millis(Duration::from_secs_f64(seconds)).to_string()
+        });
     }
-    println!(
-        "| updates reaching every node | {} of {} | {} of {} | |",
-        ours_latency.count(),
-        ours.time_to_all.len(),
-        theirs_latency.count(),
-        theirs.time_to_all.len()
-    );
-    let (a, b) = (per_delivery(ours.copies_sent, ours), per_delivery(theirs.copies_sent, theirs));
-    println!("| copies sent per delivered update | {a:.2} | {b:.2} | {} |", ratio(a, b));
-    let duplicates = |outcome: &Outcome| {
+    let reached: Vec<String> = latencies
+        .iter()
+        .zip(outcomes)
+        .map(|(latencies, outcome)| format!("{} of {}", latencies.count(), outcome.time_to_all.len()))
+        .collect();
+    println!("| updates reaching every node | {} |{}", reached.join(" | "), " |".repeat(outcomes.len() - 1));
+    let copies = each(&|outcome| per_delivery(outcome.copies_sent, outcome));
+    print_row("copies sent per delivered update", &copies, |copies| format!("{copies:.2}"));
+    let duplicates = each(&|outcome| {
         100.0 * outcome.copies_sent.saturating_sub(outcome.deliveries) as f64
             / outcome.copies_sent.max(1) as f64
-    };
-    let (a, b) = (duplicates(ours), duplicates(theirs));
-    println!("| duplicate ratio (copies beyond the first) | {a:.1} % | {b:.1} % | {} |", ratio(a, b));
-    let (a, b) = (per_delivery(ours.bytes_sent, ours), per_delivery(theirs.bytes_sent, theirs));
-    println!("| bytes sent per delivered update | {} | {} | {} |", Bytes(a), Bytes(b), ratio(a, b));
-    println!(
-        "| CPU seconds | {:.2} | {:.2} | {} |",
-        ours.cpu_seconds,
-        theirs.cpu_seconds,
-        ratio(ours.cpu_seconds, theirs.cpu_seconds)
-    );
-    println!(
-        "| peak RSS | {} | {} | {} |",
-        Bytes(ours.peak_rss as f64),
-        Bytes(theirs.peak_rss as f64),
-        ratio(ours.peak_rss as f64, theirs.peak_rss as f64)
-    );
+    });
+    print_row("duplicate ratio (copies beyond the first)", &duplicates, |percent| format!("{percent:.1} %"));
+    let bytes = each(&|outcome| per_delivery(outcome.bytes_sent, outcome));
+    print_row("bytes sent per delivered update", &bytes, |bytes| Bytes(bytes).to_string());
+    print_row("CPU seconds", &each(&|outcome| outcome.cpu_seconds), |seconds| format!("{seconds:.2}"));
+    print_row("peak RSS", &each(&|outcome| outcome.peak_rss as f64), |bytes| Bytes(bytes).to_string());
 }
 
 /// The highest rate `system` keeps up with: doubling from 100 updates/s until it falls behind,

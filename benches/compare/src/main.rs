@@ -2,7 +2,7 @@
 //!
 //! | row | what | compared with, in the same run |
 //! | --- | --- | --- |
-//! | `gossip` | 100 nodes in one process, random 8-regular, 100 updates/s, and the highest sustained rate | libp2p gossipsub |
+//! | `gossip` | 100 nodes in one process, random 8-regular, 100 updates/s, and the highest sustained rate | libp2p gossipsub, iroh-gossip (its HyParView + Plumtree state machine) |
 //! | `tcp` | 100 nodes over real TCP on loopback, 100 updates/s | |
 //! | `fanout` | WebSocket fan-out from one node to 1,000 and 10,000 clients | a NATS server |
 //! | `memory` | a `mesh-node` process idle, and holding 10,000 assets with a full seen cache | |
@@ -15,6 +15,7 @@ mod fanout;
 mod freshness;
 mod gossipsub;
 mod in_process;
+mod iroh;
 mod memory;
 mod node;
 mod ours;

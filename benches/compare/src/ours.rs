@@ -24,5 +24,6 @@ pub async fn run(scenario: &Scenario) -> Result<Outcome, String> {
         bytes_sent: report.bytes,
         cpu_seconds: report.cpu.map_or(0.0, |cpu| cpu.as_secs_f64()),
         peak_rss: peak_rss(),
+        note: None,
     })
 }

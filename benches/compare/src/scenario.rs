@@ -1,5 +1,6 @@
-//! What both sides of a comparison share: the scenario, the signed payload, the open-loop
-//! schedule, the arrival tracker, and the process's CPU time and peak memory.
+//! What every side of a comparison shares: the scenario, the signed payload, the open-loop
+//! schedule, the work a node does per update, the arrival tracker, and the process's CPU time
+//! and peak memory.
 //!
 //! Each update carries its sequence number in its price (`seq + 1` hundredths), so any node
 //! can tell which scheduled update arrived without a side table.
@@ -7,9 +8,13 @@
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
+use pricemesh::price_cache::{MemoryPriceStore, PriceStore};
 use pricemesh::types::rust_decimal::Decimal;
 use pricemesh::types::rust_decimal::prelude::ToPrimitive;
-use pricemesh::types::{Asset, NetworkId, NodeIdentity, PriceData, PriceUpdate, chrono};
+use pricemesh::types::{
+    Asset, AuthorKey, Codec, MeshMessage, NetworkId, NodeIdentity, PriceData, PriceUpdate, ValidationPolicy,
+    chrono,
+};
 use tokio::time::Instant;
 
 /// The mesh and the load offered to it.
@@ -86,6 +91,9 @@ pub struct Outcome {
     pub cpu_seconds: f64,
     /// The process's peak resident memory during the run, in bytes.
     pub peak_rss: u64,
+    /// What the report should say about this run beside the figures (the overlay a system
+    /// built, frames a link dropped), if anything.
+    pub note: Option<String>,
 }
 
 /// The signed update for sequence number `seq` on `network`: one price, about 150 bytes on our
@@ -110,6 +118,46 @@ pub fn sequence_of(update: &PriceUpdate) -> Option<usize> {
 pub fn sequence_of_price(price: Decimal) -> Option<usize> {
     let hundredths = (price * Decimal::ONE_HUNDRED).to_u64()?;
     usize::try_from(hundredths.checked_sub(1)?).ok()
+}
+
+/// Signs update `i` and hands its encoded form to `publish` when it is due, whether or not the
+/// earlier ones arrived.
+pub async fn offer_open_loop(scenario: &Scenario, arrivals: &Arrivals, mut publish: impl FnMut(Vec<u8>)) {
+    let provider = NodeIdentity::generate();
+    let codec = Codec::default();
+    for seq in 0..scenario.updates() {
+        tokio::time::sleep_until(arrivals.start() + scenario.due(seq)).await;
+        let update = signed_update(&provider, &NetworkId::mainnet(), seq);
+        publish(codec.encode(&MeshMessage::from(update)).expect("a small update encodes"));
+    }
+}
+
+/// The work every competitor's node does with a payload before it counts as delivered, the
+/// work our engine does per node: decode, validate, verify the signature strictly with the
+/// provider's key decoded once, store the prices newest-wins.
+#[derive(Debug, Default)]
+pub struct Application {
+    prices: MemoryPriceStore,
+    author: Option<AuthorKey>,
+    codec: Codec,
+    policy: ValidationPolicy,
+}
+
+impl Application {
+    /// Decodes, validates, verifies and stores one payload; its sequence number if it is a
+    /// valid update.
+    pub async fn accept(&mut self, payload: &[u8]) -> Option<usize> {
+        let MeshMessage::PriceUpdate(update) = self.codec.decode(payload).ok()? else { return None };
+        update.validate(&self.policy, chrono::Utc::now()).ok()?;
+        if self.author.as_ref().is_none_or(|key| key.node_id() != update.source_node_id) {
+            self.author = Some(AuthorKey::new(update.source_node_id, &update.source_key).ok()?);
+        }
+        self.author.as_ref()?.verify(&*update, &NetworkId::mainnet()).ok()?;
+        for price in update.cached_prices() {
+            self.prices.store(price).await.ok()?;
+        }
+        sequence_of(&update)
+    }
 }
 
 /// Counts arrivals per update and keeps the latest one, lock-free, from every node's task.
@@ -219,6 +267,20 @@ mod tests {
         for seq in [0, 1, 99, 123_456] {
             assert_eq!(sequence_of(&signed_update(&provider, &NetworkId::mainnet(), seq)), Some(seq));
         }
+    }
+
+    #[tokio::test]
+    async fn the_application_accepts_a_signed_update_and_refuses_others() {
+        let provider = NodeIdentity::generate();
+        let codec = Codec::default();
+        let encode = |update| codec.encode(&MeshMessage::from(update)).unwrap();
+        let mut application = Application::default();
+        let valid = encode(signed_update(&provider, &NetworkId::mainnet(), 41));
+        assert_eq!(application.accept(&valid).await, Some(41));
+        // Signed for another network: the signature does not verify on mainnet.
+        let foreign = encode(signed_update(&provider, &NetworkId::testnet(), 42));
+        assert_eq!(application.accept(&foreign).await, None);
+        assert_eq!(application.accept(b"not an update").await, None);
     }
 
     #[test]
