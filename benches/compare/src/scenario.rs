@@ -58,6 +58,10 @@ impl Scenario {
             settle: self.settle,
             seed: self.seed,
             transport,
+            push: pricemesh::gossip::PushConfig {
+                mode: push_mode(),
+                ..pricemesh::gossip::PushConfig::default()
+            },
             ..pricemesh::sim::SimConfig::default()
         }
     }
@@ -294,5 +298,15 @@ mod tests {
         assert!(arrivals.complete());
         assert_eq!(arrivals.deliveries(), 4);
         assert!(arrivals.time_to_all(|_| Duration::ZERO).iter().all(Option::is_some));
+    }
+}
+
+/// How pricemesh relays in this run: lazy push, or flooding with `PRICEMESH_COMPARE_FLOOD=1`
+/// (to measure the two against each other in the same harness).
+fn push_mode() -> pricemesh::gossip::PushMode {
+    if std::env::var("PRICEMESH_COMPARE_FLOOD").is_ok_and(|value| value == "1") {
+        pricemesh::gossip::PushMode::Flood
+    } else {
+        pricemesh::gossip::PushMode::Lazy
     }
 }
