@@ -261,6 +261,16 @@ pub fn reset_peak_rss() {
     let _ = std::fs::write("/proc/self/clear_refs", "5");
 }
 
+/// How pricemesh relays in this run: lazy push, or flooding with `PRICEMESH_COMPARE_FLOOD=1`
+/// (to measure the two against each other in the same harness).
+fn push_mode() -> pricemesh::gossip::PushMode {
+    if std::env::var("PRICEMESH_COMPARE_FLOOD").is_ok_and(|value| value == "1") {
+        pricemesh::gossip::PushMode::Flood
+    } else {
+        pricemesh::gossip::PushMode::Lazy
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -298,15 +308,5 @@ mod tests {
         assert!(arrivals.complete());
         assert_eq!(arrivals.deliveries(), 4);
         assert!(arrivals.time_to_all(|_| Duration::ZERO).iter().all(Option::is_some));
-    }
-}
-
-/// How pricemesh relays in this run: lazy push, or flooding with `PRICEMESH_COMPARE_FLOOD=1`
-/// (to measure the two against each other in the same harness).
-fn push_mode() -> pricemesh::gossip::PushMode {
-    if std::env::var("PRICEMESH_COMPARE_FLOOD").is_ok_and(|value| value == "1") {
-        pricemesh::gossip::PushMode::Flood
-    } else {
-        pricemesh::gossip::PushMode::Lazy
     }
 }
