@@ -26,7 +26,8 @@ pub use engine::{
     Notice, Outcome, Received, RejectReason, Rejected,
 };
 pub use push::{
-    Due, MAX_MISSING, MAX_MISSING_PER_PEER, MAX_RECENT, PRUNE_AFTER_DUPLICATES, PushConfig, PushMode, PushTree,
+    Due, MAX_MISSING, MAX_MISSING_PER_PEER, MAX_RECENT, PRUNE_AFTER_DUPLICATES, PushConfig, PushMode,
+    PushTree,
 };
 pub use requests::{MAX_PENDING_PER_PEER, MAX_REQUEST_ASSETS};
 pub use scoring::ScoringConfig;
