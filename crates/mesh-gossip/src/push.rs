@@ -51,6 +51,12 @@ pub const MAX_RECENT: usize = 1024;
 /// Most ids gathered for announcing before they go out whatever the delay.
 const MAX_PENDING_NOTICES: usize = MAX_LAZY_IDS;
 
+/// `wait` after `at`; a wait beyond the clock's range counts as none, so a timeout
+/// configured too long asks at once instead of overflowing.
+fn after(at: Instant, wait: Duration) -> Instant {
+    at.checked_add(wait).unwrap_or(at)
+}
+
 /// How updates are pushed to peers.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum PushMode {
@@ -284,7 +290,7 @@ impl PushTree {
         if !self.links.contains_key(&from) {
             return 0;
         }
-        let mut new = 0;
+        let mut new: usize = 0;
         let mut waiting = self.missing.len();
         for id in ids.iter().take(MAX_LAZY_IDS) {
             if self.recent.contains_key(id) {
@@ -302,12 +308,12 @@ impl PushTree {
                     if *charged >= MAX_MISSING_PER_PEER || waiting >= MAX_MISSING {
                         continue;
                     }
-                    *charged += 1;
-                    waiting += 1;
-                    let deadline = now + self.config.graft_timeout;
+                    *charged = charged.saturating_add(1);
+                    waiting = waiting.saturating_add(1);
+                    let deadline = after(now, self.config.graft_timeout);
                     entry.insert(Missing { announcers: VecDeque::from([from]), charged: from, deadline });
                     self.deadlines.push(Reverse((deadline, *id)));
-                    new += 1;
+                    new = new.saturating_add(1);
                 }
             }
         }
@@ -319,7 +325,7 @@ impl PushTree {
         if let Some(missing) = self.missing.remove(&id)
             && let Entry::Occupied(mut charged) = self.missing_by_peer.entry(missing.charged)
         {
-            *charged.get_mut() -= 1;
+            *charged.get_mut() = charged.get().saturating_sub(1);
             if *charged.get() == 0 {
                 charged.remove();
             }
@@ -344,7 +350,7 @@ impl PushTree {
                 self.arrived(id);
                 continue;
             };
-            missing.deadline = now + self.config.retry_timeout;
+            missing.deadline = after(now, self.config.retry_timeout);
             self.deadlines.push(Reverse((missing.deadline, id)));
             asked.entry(announcer).or_default().push(id);
         }
@@ -361,14 +367,14 @@ impl PushTree {
 
     /// When [`PushTree::due`] next has something to do, if ever.
     pub fn next_due(&self) -> Option<Instant> {
-        let notices = self.notices_since.map(|since| since + self.config.notice_delay);
+        let notices = self.notices_since.map(|since| after(since, self.config.notice_delay));
         let graft = self.deadlines.peek().map(|Reverse((deadline, _))| *deadline);
         notices.into_iter().chain(graft).min()
     }
 
     fn due_notices(&mut self, now: Instant) -> Vec<(NodeId, LazyIds)> {
         let full = self.notices.len() >= MAX_PENDING_NOTICES;
-        let ready = self.notices_since.is_some_and(|since| now >= since + self.config.notice_delay);
+        let ready = self.notices_since.is_some_and(|since| now >= after(since, self.config.notice_delay));
         if !full && !ready {
             return Vec::new();
         }
